@@ -64,14 +64,16 @@ def placeable_combinations(model: GpuModel, media: bool = False) -> dict[tuple, 
             continue
         lay = _layout(model, key)
         combo = combination_of(lay)
-        if combo not in out or _rank(lay) < _rank(out[combo]):
+        if combo not in out or _rank(lay, media) < _rank(out[combo], media):
             out[combo] = lay
     return out
 
 
-def _rank(layout: Layout) -> tuple:
-    # Prefer canonical layouts that are themselves placement-maximal, then larger profiles first.
-    return (bool(_extension_keys(layout.model.name, layout.key, False)[1:]) , layout.key)
+def _rank(layout: Layout, media: bool) -> tuple:
+    # Prefer canonical layouts that are themselves placement-maximal (no single placement can be
+    # added), then the lexicographically smallest key.
+    can_grow = any(layout.fits(p, s) for p, s in _placements(layout.model, media))
+    return (can_grow, layout.key)
 
 
 def maximal_combinations(model: GpuModel, media: bool = False) -> dict[tuple, Layout]:
