@@ -122,7 +122,8 @@ class GpuModel:
             if p.name == text:
                 return p
         m = _PROFILE_RE.match(text)
-        if m:
+        # "+me.all" (all media engines) is a different NVML profile from "+me"; none is catalogued.
+        if m and (m["media"] or "+me") == "+me":
             g, gb, media = int(m["g"]), int(m["gb"]), bool(m["media"])
             candidates = [p for p in self.profiles if p.compute_slices == g and p.media == media]
             if candidates:
@@ -248,7 +249,8 @@ def resolve_nvml_name(nvml_name: str, memory_mib: int | None = None) -> GpuModel
 
     An exact (case-insensitive) match of a listed NVML name wins. Otherwise the name's family
     (A30, A100, H100, H200, GH200, B200) and the memory size — from `memory_mib` when given,
-    else from a "<N>GB" in the name — pick the entry with the nearest total memory.
+    else from a "<N>GB" in the name — pick the entry with the nearest total memory, provided it
+    is within 10% (otherwise None).
     """
     text = nvml_name.strip().lower()
     models = all_models()
@@ -270,4 +272,6 @@ def resolve_nvml_name(nvml_name: str, memory_mib: int | None = None) -> GpuModel
         memory_mib = int(gb.group(1)) * 1024 if gb else None
     if memory_mib is None:
         return cands[0] if len(cands) == 1 else None
-    return min(cands, key=lambda m: abs(m.memory_mib - memory_mib))
+    best = min(cands, key=lambda m: abs(m.memory_mib - memory_mib))
+    # Only a near match counts: "A100-160GB" is no A100-80GB.
+    return best if abs(best.memory_mib - memory_mib) <= 0.1 * best.memory_mib else None
