@@ -142,11 +142,12 @@ class Layout:
                 if common:
                     out.append(f"{a.profile.name}@{a.start} and {b.profile.name}@{b.start} overlap "
                                f"on memory slots {sorted(common)}")
-        counts = Counter(i.profile.name for i in self.instances)
-        for name, n in counts.items():
-            p = m.profile(name)
+        # Count by Profile, not by name: a foreign profile (already reported above) must not
+        # make the name lookup raise.
+        counts = Counter(i.profile for i in self.instances)
+        for p, n in counts.items():
             if n > p.max_count:
-                out.append(f"{n} x {name} exceeds the maximum of {p.max_count} on {m.name}")
+                out.append(f"{n} x {p.name} exceeds the maximum of {p.max_count} on {m.name}")
         if len(self.instances) > m.max_instances:
             out.append(f"{len(self.instances)} instances exceed the maximum of {m.max_instances}")
         media = [str(i) for i in self.instances if i.profile.media]
