@@ -1,0 +1,252 @@
+"""The discrete-event simulator: a virtual clock over a heap of (time, priority, seq, event).
+
+Events at the same time are returned together, in a fixed priority order with insertion order
+breaking ties, so a run is deterministic for a seed (the SimPy pattern, style.md §1.5).
+
+What is simulated (costs in `costs.py`, power in `energy.py`, documented in docs/simulator.md):
+  * GPU-instance creates and destroys take time and are serialised per GPU;
+  * a launched job waits for its instance, starts up (`startup_s`), then computes at the speed
+    of its instance; its memory follows its curve over the fraction of work done, and it fails
+    with out-of-memory at the moment the curve crosses the instance's memory;
+  * a kill ends the process after `kill_s`; work done is lost (restarts begin from scratch);
+  * memory samples every `sample_interval_s` for policies that ask for them, with the job's
+    progress when the job reports it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from migsched.backends.base import Backend
+from migsched.backends.sim.costs import SimCosts, speed_on
+from migsched.backends.sim.energy import GpuMeter, job_power_w
+from migsched.core.events import (
+    Action,
+    CreateInstance,
+    DestroyInstance,
+    Event,
+    ExitStatus,
+    InstanceCreated,
+    InstanceDestroyed,
+    JobArrived,
+    JobExited,
+    JobStarted,
+    Kill,
+    Launch,
+    MemorySample,
+    Reject,
+)
+from migsched.errors import MigschedError
+from migsched.hardware.catalog import GpuModel, Profile
+from migsched.jobs.model import Job
+
+# Priority of simultaneous internal events: state changes first, arrivals, then samples.
+_PRIO = {"destroyed": 0, "created": 1, "exit": 2, "started": 3, "compute": 4, "arrive": 5, "sample": 6}
+
+
+@dataclass(slots=True)
+class _Run:
+    job: Job
+    gpu: int
+    start: int
+    profile: Profile
+    token: int
+    launch_s: float
+    compute_s: float      # when startup ends and work begins
+    work_s: float         # duration of the work at this instance's speed
+    end_s: float          # exit time (finish or OOM)
+    oom: bool
+    power_w: float
+    computing: bool = False
+
+
+class Simulator(Backend):
+    """Simulated GPUs with MIG; see the module docstring."""
+
+    name = "sim"
+
+    def __init__(self, costs: SimCosts | None = None, seed: int = 0, record_power: bool = True) -> None:
+        self.costs = costs or SimCosts()
+        self.seed = seed
+        self.record_power = record_power
+        self.now_s = 0.0
+        self._heap: list[tuple[float, int, int, str, object]] = []
+        self._seq = 0
+        self._runs: dict[str, _Run] = {}
+        self._token = 0
+        self._arrivals_left = 0
+        self._jobs: dict[str, Job] = {}
+        self.events_processed = 0
+
+    # ---- Backend --------------------------------------------------------------------------
+    def start(self, gpus: Sequence[GpuModel], mig_enabled: bool, jobs: Sequence[Job], *,
+              memory_samples: bool) -> None:
+        self.gpus = list(gpus)
+        self.mig = mig_enabled
+        self.samples = memory_samples
+        self.meters = [GpuMeter(m, record=self.record_power) for m in self.gpus]
+        if self.record_power:
+            for meter in self.meters:
+                meter.series.append((0.0, meter.power_w()))
+        self._gpu_ready_s = [0.0] * len(self.gpus)
+        self._inst_ready_s: dict[tuple[int, int], float] = {}
+        self._profiles: dict[tuple[int, int], Profile] = {}
+        rng = random.Random(self.seed)
+        self._jitter: dict[str, float] = {}
+        for job in jobs:
+            if job.truth is None:
+                raise MigschedError(f"job {job.job_id!r} has no model: the simulator needs runtime_s, speedup, peak_gib")
+            j = self.costs.runtime_jitter
+            self._jitter[job.job_id] = max(0.05, rng.gauss(1.0, j)) if j > 0 else 1.0
+            self._push(job.spec.arrival_s, "arrive", job)
+        self._arrivals_left = len(jobs)
+
+    @property
+    def arrivals_pending(self) -> bool:
+        return self._arrivals_left > 0
+
+    def execute(self, actions: Sequence[Action]) -> None:
+        for a in actions:
+            if isinstance(a, CreateInstance):
+                t1 = max(self.now_s, self._gpu_ready_s[a.gpu]) + self.costs.gi_create_s
+                self._gpu_ready_s[a.gpu] = t1
+                self._inst_ready_s[(a.gpu, a.start)] = t1
+                self._profiles[(a.gpu, a.start)] = self.gpus[a.gpu].profile(a.profile)
+                self._push(t1, "created", (a.gpu, a.profile, a.start))
+            elif isinstance(a, DestroyInstance):
+                t1 = max(self.now_s, self._gpu_ready_s[a.gpu]) + self.costs.gi_destroy_s
+                self._gpu_ready_s[a.gpu] = t1
+                self._profiles.pop((a.gpu, a.start), None)
+                self._push(t1, "destroyed", (a.gpu, a.start))
+            elif isinstance(a, Launch):
+                self._launch(a)
+            elif isinstance(a, Kill):
+                self._kill(a.job_id)
+            elif isinstance(a, Reject):
+                pass  # nothing to undo: the job never ran
+
+    def next_events(self) -> list[Event] | None:
+        while self._heap:
+            t = self._heap[0][0]
+            out: list[Event] = []
+            while self._heap and self._heap[0][0] == t:
+                _, _, _, kind, payload = heapq.heappop(self._heap)
+                self.now_s = t
+                self.events_processed += 1
+                ev = self._fire(kind, payload)
+                if ev is not None:
+                    out.append(ev)
+            if out:
+                return out
+        return None
+
+    def energy_j(self, until_s: float) -> list[float]:
+        return [m.energy_until(until_s) for m in self.meters]
+
+    def power_series(self) -> list[list[tuple[float, float]]]:
+        return [m.series for m in self.meters]
+
+    # ---- internals ------------------------------------------------------------------------
+    def _push(self, t_s: float, kind: str, payload: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t_s, _PRIO[kind], self._seq, kind, payload))
+
+    def _profile_at(self, gpu: int, start: int) -> Profile:
+        if not self.mig:
+            return self.gpus[gpu].whole_gpu
+        try:
+            return self._profiles[(gpu, start)]
+        except KeyError:
+            raise MigschedError(f"launch on GPU {gpu} slot {start}: no such instance in the simulator") from None
+
+    def _launch(self, a: Launch) -> None:
+        job = self._jobs[a.job_id]
+        truth = job.truth
+        assert truth is not None
+        model = self.gpus[a.gpu]
+        profile = self._profile_at(a.gpu, a.start)
+        t_launch = max(self.now_s, self._inst_ready_s.get((a.gpu, a.start), 0.0))
+        speed = speed_on(truth, model, profile)
+        work_s = truth.runtime_s * self._jitter[job.job_id] / speed
+        compute_s = t_launch + truth.startup_s
+        oom_at = truth.oom_fraction(profile.memory_mib / 1024.0)
+        end_s = compute_s + (work_s if oom_at is None else oom_at * work_s)
+        p = job_power_w(truth.power_w, speed, speed_on(truth, model, model.whole_gpu), model, profile)
+        self._token += 1
+        run = _Run(job, a.gpu, a.start, profile, self._token, t_launch, compute_s, work_s, end_s, oom_at is not None, p)
+        self._runs[job.job_id] = run
+        self._push(t_launch, "started", run)
+        self._push(compute_s, "compute", run)
+        status = ExitStatus.OOM if run.oom else ExitStatus.OK
+        peak_mib = profile.memory_mib if run.oom else truth.peak_gib * 1024.0
+        self._push(end_s, "exit", (run, run.token, status, float(peak_mib)))
+        if self.samples:
+            self._schedule_sample(run, compute_s)
+
+    def _schedule_sample(self, run: _Run, after_s: float) -> None:
+        t = after_s + self.costs.sample_interval_s
+        if t < run.end_s:
+            self._push(t, "sample", (run, run.token))
+
+    def _kill(self, job_id: str) -> None:
+        run = self._runs.get(job_id)
+        if run is None:
+            raise MigschedError(f"kill {job_id!r}: not running in the simulator")
+        if run.computing:
+            self.meters[run.gpu].change(self.now_s, -run.power_w)
+            run.computing = False
+        peak_mib = run.job.truth.memory_gib(self._progress(run, self.now_s)) * 1024.0
+        run.token = -1  # cancels its pending compute/exit/sample events
+        self._push(self.now_s + self.costs.kill_s, "exit", (run, -1, ExitStatus.KILLED, peak_mib))
+
+    def _progress(self, run: _Run, t_s: float) -> float:
+        if t_s <= run.compute_s:
+            return 0.0
+        return min(1.0, (t_s - run.compute_s) / run.work_s)
+
+    def _fire(self, kind: str, payload: object) -> Event | None:
+        t = self.now_s
+        if kind == "arrive":
+            job = payload  # type: ignore[assignment]
+            self._arrivals_left -= 1
+            self._jobs[job.job_id] = job
+            return JobArrived(t, job)
+        if kind == "created":
+            gpu, profile, start = payload  # type: ignore[misc]
+            return InstanceCreated(t, gpu, profile, start)
+        if kind == "destroyed":
+            gpu, start = payload  # type: ignore[misc]
+            return InstanceDestroyed(t, gpu, start)
+        if kind == "started":
+            run: _Run = payload  # type: ignore[assignment]
+            if run.token < 0 or self._runs.get(run.job.job_id) is not run:
+                return None  # killed before it started
+            return JobStarted(t, run.job.job_id, run.gpu, run.start)
+        if kind == "compute":
+            run = payload  # type: ignore[assignment]
+            if run.token >= 0 and self._runs.get(run.job.job_id) is run:
+                run.computing = True
+                self.meters[run.gpu].change(t, run.power_w)
+            return None
+        if kind == "sample":
+            run, token = payload  # type: ignore[misc]
+            if token != run.token or self._runs.get(run.job.job_id) is not run:
+                return None
+            f = self._progress(run, t)
+            used = run.job.truth.memory_gib(f) * 1024.0
+            self._schedule_sample(run, t)
+            progress = f if run.job.spec.reports_progress else None
+            return MemorySample(t, run.job.job_id, used, t - run.launch_s, progress)
+        if kind == "exit":
+            run, token, status, peak_mib = payload  # type: ignore[misc]
+            if token != run.token or self._runs.get(run.job.job_id) is not run:
+                return None
+            del self._runs[run.job.job_id]
+            if run.computing:
+                self.meters[run.gpu].change(t, -run.power_w)
+                run.computing = False
+            return JobExited(t, run.job.job_id, status, peak_mib)
+        raise AssertionError(kind)

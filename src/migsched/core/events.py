@@ -1,0 +1,137 @@
+"""Events a backend reports to the scheduler core, and actions the core asks a backend to do.
+
+The same types flow for the simulator, local processes, NVML and Ray: the core never knows
+which backend produced an event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from migsched.jobs.model import Job
+
+
+# ---- events (backend -> core) ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class JobArrived:
+    """A job was submitted."""
+
+    time_s: float
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceCreated:
+    """A GPU instance (and its default compute instance) now exists."""
+
+    time_s: float
+    gpu: int
+    profile: str
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceDestroyed:
+    """A GPU instance is gone."""
+
+    time_s: float
+    gpu: int
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobStarted:
+    """The job's process runs on its instance (startup may still be in progress)."""
+
+    time_s: float
+    job_id: str
+    gpu: int
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySample:
+    """Memory the job uses now; `progress` is its own report of the fraction done, if any."""
+
+    time_s: float
+    job_id: str
+    used_mib: float
+    elapsed_s: float
+    progress: float | None = None
+
+
+class ExitStatus(StrEnum):
+    """How a job's process ended."""
+
+    OK = "ok"
+    OOM = "oom"
+    KILLED = "killed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class JobExited:
+    """The job's process ended; `peak_mib` is the most memory it was seen to use."""
+
+    time_s: float
+    job_id: str
+    status: ExitStatus
+    peak_mib: float = 0.0
+    detail: str = ""
+
+
+Event = JobArrived | InstanceCreated | InstanceDestroyed | JobStarted | MemorySample | JobExited
+
+
+# ---- actions (core -> backend) ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CreateInstance:
+    """Create a GPU instance of `profile` at memory slot `start` (plus its full-size CI)."""
+
+    gpu: int
+    profile: str
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class DestroyInstance:
+    """Destroy the idle GPU instance at `start` (its CIs first)."""
+
+    gpu: int
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Start `job_id` on the instance at (`gpu`, `start`)."""
+
+    job_id: str
+    gpu: int
+    start: int
+
+
+class KillReason(StrEnum):
+    """Why a policy kills a running job."""
+
+    EARLY_RESTART = "early-restart"
+    PREEMPT = "preempt"
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """Stop a running job; the backend answers with `JobExited(status=KILLED)`."""
+
+    job_id: str
+    reason: KillReason = KillReason.EARLY_RESTART
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Give up on a queued job (it can fit nowhere); it ends as failed with `reason`."""
+
+    job_id: str
+    reason: str
+
+
+Action = CreateInstance | DestroyInstance | Launch | Kill | Reject

@@ -1,0 +1,85 @@
+"""Helpers every policy shares: memory needs from what is observable, profile choice, placement.
+
+Nothing here reads ground truth: needs come from hints and from out-of-memory history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from migsched.core.events import Action, CreateInstance, Launch
+from migsched.core.state import ClusterView, JobView
+from migsched.hardware.catalog import GpuModel, Profile
+from migsched.partition.search import best_start
+
+
+def hint_mib(job: JobView) -> float | None:
+    """The job's declared peak memory in MiB, or None."""
+    return None if job.spec.hint_gib is None else job.spec.hint_gib * 1024.0
+
+
+def profiles_by_size(model: GpuModel) -> tuple[Profile, ...]:
+    """Profiles a scheduler uses (no `+me`), smallest memory first, then fewest compute slices."""
+    return tuple(sorted(model.usable_profiles(), key=lambda p: (p.memory_mib, p.compute_slices)))
+
+
+def smallest_fitting(model: GpuModel, need_mib: float, above_mib: float = 0.0) -> Profile | None:
+    """The smallest profile with at least `need_mib` and strictly more than `above_mib`, or None."""
+    for p in profiles_by_size(model):
+        if p.memory_mib >= need_mib and p.memory_mib > above_mib:
+            return p
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Spot:
+    """Where a profile can run: reuse the idle instance at `start`, or create one there."""
+
+    gpu: int
+    start: int
+    create: bool
+
+
+def find_spot(view: ClusterView, profile: Profile, reuse: bool = True, create: bool = True) -> Spot | None:
+    """The lowest-numbered GPU with an idle `profile` instance, else with room to create one.
+
+    Reusing an idle instance of exactly that profile beats creating one (no reconfiguration);
+    a new instance goes to the start `best_start` picks. GPUs are examined one per group of
+    identical layouts, so the cost does not grow with the number of GPUs (first fit).
+    """
+    reuse_best: Spot | None = None
+    create_best: Spot | None = None
+    for members in view.groups.values():
+        gpu = min(members)
+        g = view.gpus[gpu]
+        if not g.mig or profile not in g.model.profiles:
+            continue
+        if reuse and (reuse_best is None or gpu < reuse_best.gpu):
+            for inst in g.layout.instances:
+                if not inst.busy and inst.profile == profile:
+                    reuse_best = Spot(gpu, inst.start, False)
+                    break
+        if create and (create_best is None or gpu < create_best.gpu):
+            s = best_start(g.layout, profile)
+            if s is not None:
+                create_best = Spot(gpu, s, True)
+    return reuse_best or create_best
+
+
+def start_on(job: JobView, profile: Profile, spot: Spot) -> list[Action]:
+    """Actions to run `job` at `spot`: create the instance if needed, then launch."""
+    acts: list[Action] = []
+    if spot.create:
+        acts.append(CreateInstance(spot.gpu, profile.name, spot.start))
+    acts.append(Launch(job.job_id, spot.gpu, spot.start))
+    return acts
+
+
+def largest_memory_mib(view: ClusterView) -> int:
+    """The most memory any one instance (or MIG-off GPU) of the cluster offers."""
+    return max((g.model.whole_gpu.memory_mib if not g.mig else g.model.largest.memory_mib) for g in view.gpus)
+
+
+def gib(mib: float) -> str:
+    """Human form of a memory amount given in MiB."""
+    return f"{mib / 1024:.1f} GiB"

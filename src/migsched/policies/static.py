@@ -1,0 +1,104 @@
+"""`static`: one fixed layout per GPU for the whole batch, FIFO.
+
+The layout comes from `layout=` ("3g.40gb@4,2g.20gb@0,...") or, by default, is chosen among all
+maximal layouts. A policy cannot know run times, so its own choice (`choose_layout`) uses hints
+only: it picks the maximal layout whose instances can hold the most queued jobs at once, each job
+counted against the smallest instance its hint allows. `migsched simulate` goes further for the
+comparison and simulates every maximal layout, keeping the best (the strongest static baseline an
+operator could tune offline); see `best_static_layout` in `migsched.compare`.
+
+Each job goes to the smallest free instance its hint allows (without a hint, the largest instance
+of the layout); after an out-of-memory it needs an instance larger than the one it failed on.
+A job no instance of the layout can hold is rejected with that reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from migsched.core.events import Action, CreateInstance, Launch, Reject
+from migsched.core.state import ClusterView, JobView
+from migsched.hardware.catalog import GpuModel
+from migsched.partition.layout import Layout
+from migsched.partition.parse import parse_layout_items
+from migsched.partition.search import maximal_layouts
+from migsched.policies.base import Policy
+from migsched.policies.common import gib, hint_mib
+from migsched.policies.registry import register
+
+
+def choose_layout(model: GpuModel, jobs: list[JobView]) -> Layout:
+    """The maximal layout that serves the most of `jobs` at once, judged by hints alone.
+
+    Each job needs the smallest instance whose memory holds its hint (the largest without one);
+    a layout scores the number of jobs that can run concurrently when each instance takes one job
+    that fits, matched smallest-first; ties go to more compute used, then more instances.
+    """
+    needs = sorted((hint_mib(j) if hint_mib(j) is not None else float(model.largest.memory_mib)) for j in jobs)
+    best, best_score = None, None
+    for lay in maximal_layouts(model):
+        free = sorted(i.profile.memory_mib for i in lay.instances)
+        served = 0
+        pool = Counter(free)
+        for need in needs:
+            fit = next((m for m in sorted(pool) if m >= need and pool[m] > 0), None)
+            if fit is not None:
+                pool[fit] -= 1
+                served += 1
+        score = (served, lay.used_compute, len(lay))
+        if best_score is None or score > best_score:
+            best, best_score = lay, score
+    assert best is not None
+    return best
+
+
+@register
+class StaticPolicy(Policy):
+    """A fixed MIG layout on every GPU.
+
+    Args:
+        layout: "PROFILE@START,..." for every GPU; None to choose from the jobs' hints.
+    """
+
+    name = "static"
+    description = "one fixed layout per GPU (given, or the best maximal one); smallest fitting free instance"
+
+    def __init__(self, layout: str | None = None) -> None:
+        self.layout_text = layout
+        self.layout: Layout | None = None
+
+    def setup(self, view: ClusterView) -> list[Action]:
+        """Create the layout on every GPU, chosen from the first arrivals' hints if not given."""
+        model = view.gpus[0].model
+        if self.layout_text:
+            self.layout = Layout.of(model, parse_layout_items(model, self.layout_text))
+        else:
+            self.layout = choose_layout(model, list(view.queue))
+        return [CreateInstance(g.index, i.profile.name, i.start) for g in view.gpus for i in self.layout.instances]
+
+    def schedule(self, view: ClusterView) -> list[Action]:
+        if not view.queue or self.layout is None:
+            return []
+        job = view.queue[0]
+        need = max(hint_mib(job) or 0.0, 0.0)
+        sizes = sorted({i.profile.memory_mib for i in self.layout.instances})
+        if hint_mib(job) is None:
+            need = float(sizes[-1])
+        usable = [m for m in sizes if m >= need and m > job.needs_more_than_mib]
+        if not usable:
+            want = max(need, job.needs_more_than_mib)
+            return [Reject(job.job_id, f"needs {'more than ' if job.needs_more_than_mib else ''}{gib(want)}; "
+                                       f"the largest instance of layout {self.layout} has {gib(sizes[-1])}")]
+        best = None
+        for key, members in view.groups.items():
+            for name, start, busy in key:
+                if busy:
+                    continue
+                mem = view.gpus[min(members)].model.profile(name).memory_mib
+                if mem in usable:
+                    cand = (mem, min(members), start)
+                    if best is None or cand < best:
+                        best = cand
+        if best is None:
+            return []
+        return [Launch(job.job_id, best[1], best[2])]
