@@ -128,7 +128,8 @@ def _model_table(m: GpuModel) -> Table:
 @app.command("gpus")
 def gpus(
     model: Annotated[
-        str | None, typer.Argument(metavar="[MODEL]", help="Show only this GPU model (case-insensitive).")
+        str | None,
+        typer.Argument(metavar="MODEL", help="Show only this GPU model (case-insensitive)."),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list of models with their profiles.")
@@ -194,7 +195,9 @@ def _layout_json(layout: Layout) -> list[dict[str, Any]]:
 
 @app.command("layouts")
 def layouts(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="GPU model, e.g. A100-80GB (case-insensitive).")],
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="GPU model, e.g. A100-80GB (case-insensitive).")
+    ],
     as_json: Annotated[
         bool,
         typer.Option("--json", help='Print one JSON array of layouts of {"profile", "start"}.'),
@@ -242,7 +245,9 @@ def layouts(
 # ---- check-layout ---------------------------------------------------------------------------
 @app.command("check-layout")
 def check_layout(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="GPU model, e.g. A100-80GB (case-insensitive).")],
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="GPU model, e.g. A100-80GB (case-insensitive).")
+    ],
     layout_text: Annotated[
         str,
         typer.Argument(
