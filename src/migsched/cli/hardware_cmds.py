@@ -269,7 +269,9 @@ def check_layout(
     items = parse_layout_items(m, layout_text)
     lay = Layout(m, tuple(sorted((Instance(p, s) for p, s in items), key=lambda i: i.start)))
     problems = lay.violations()
-    frag = fragmentation(lay, media=media or any(i.profile.media for i in lay)) if not problems else None
+    frag = None
+    if not problems:
+        frag = fragmentation(lay, media=media or any(i.profile.media for i in lay))
     if as_json:
         out: dict[str, Any] = {
             "model": m.name,
