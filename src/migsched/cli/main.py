@@ -1,0 +1,50 @@
+"""Entry point of the `migsched` console script."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from migsched.cli.app import app
+from migsched.errors import MigschedError
+
+# Command modules register their verbs on `app` when imported.
+from migsched.cli import hardware_cmds, workload_cmds  # noqa: E402,F401
+
+try:  # TODO(integration): import unconditionally once simulate_cmds lands
+    from migsched.cli import simulate_cmds  # noqa: F401
+except ImportError as _exc:  # pragma: no cover
+    if "simulate_cmds" not in str(_exc):
+        raise
+
+try:  # Typer >= 0.25 vendors click; older versions use the click package
+    from typer._click import ClickException as _ClickException  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click import ClickException as _ClickException  # type: ignore[no-redef]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status.
+
+    A user's mistake (unknown name, bad file, bad option) prints one line and returns 2; it
+    never shows a traceback.
+    """
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except MigschedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except _ClickException as exc:
+        exc.show()
+        return 2
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
