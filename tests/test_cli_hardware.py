@@ -156,11 +156,7 @@ def test_unknown_profile_exits_2_listing_profiles(capsys):
     assert "5g.40gb" in err and "3g.40gb" in err and "7g.80gb" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/main.py catches click.ClickException, but typer 0.29 raises its vendored "
-    "typer._click exceptions, so a usage error escapes main() as a traceback",
-)
 def test_missing_argument_is_a_usage_error(capsys):
-    code, _, _ = run(capsys, "layouts")
+    code, _, err = run(capsys, "layouts")
     assert code == 2
+    assert "MODEL" in err and "Traceback" not in err
