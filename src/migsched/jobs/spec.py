@@ -8,6 +8,7 @@ The format is documented in docs/job-file.md.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +31,9 @@ MemoryShape = Literal["constant", "ramp", "linear"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: an infinite run time or a NaN memory point would hang or silently
+    # disable the simulation instead of failing here with the job's name.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelEntry(_Strict):
@@ -52,10 +55,14 @@ class ModelEntry(_Strict):
             raise ValueError(f"must be a mapping of compute slices to speed, got {v!r}")
         out = {}
         for k, s in v.items():
-            try:
+            # int keys (YAML) or their decimal strings (JSON); int(1.5) or int(True) would
+            # silently turn a wrong key into a legal one.
+            if isinstance(k, int) and not isinstance(k, bool):
+                key = k
+            elif isinstance(k, str) and k.strip().isdigit():
                 key = int(k)
-            except (TypeError, ValueError):
-                raise ValueError(f"key {k!r} is not an integer; keys must be among 1, 2, 3, 4, 7") from None
+            else:
+                raise ValueError(f"key {k!r} is not an integer; keys must be among 1, 2, 3, 4, 7")
             if key not in SPEEDUP_KEYS:
                 raise ValueError(f"key {key} is not allowed; keys must be among 1, 2, 3, 4, 7")
             if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 < float(s) <= 2:
@@ -77,12 +84,17 @@ class ModelEntry(_Strict):
             for pt in v:
                 if not (isinstance(pt, (list, tuple)) and len(pt) == 2):
                     raise ValueError(f"point {pt!r} is not [fraction_of_run, gib]")
-                f, g = pt
-                if not 0 <= float(f) <= 1 or float(f) < last:
+                try:
+                    f, g = float(pt[0]), float(pt[1])
+                except (TypeError, ValueError):
+                    raise ValueError(f"point {pt!r} is not [fraction_of_run, gib] numbers") from None
+                if not (math.isfinite(f) and math.isfinite(g)):
+                    raise ValueError(f"point {pt!r}: fraction and memory must be finite numbers")
+                if not 0 <= f <= 1 or f < last:
                     raise ValueError(f"point {pt!r}: fractions must rise from 0 to 1")
-                if float(g) < 0:
+                if g < 0:
                     raise ValueError(f"point {pt!r}: memory must be >= 0 GiB")
-                last = float(f)
+                last = f
         return v
 
     @model_validator(mode="after")
@@ -146,15 +158,8 @@ class JobFile(_Strict):
 
     version: Literal[1]
     jobs: list[JobEntry] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique(self) -> JobFile:
-        seen: set[str] = set()
-        for e in self.jobs:
-            if e.name in seen:
-                raise ValueError(f"job name {e.name!r} appears twice; names must be unique")
-            seen.add(e.name)
-        return self
+    # Unique names are checked in `load_jobs_dict`, which can name the entry (a model validator's
+    # error has no location).
 
 
 def _format_errors(exc: ValidationError, data: Any) -> str:
@@ -198,6 +203,12 @@ def load_jobs_dict(data: Any, *, require_model: bool = False) -> list[Job]:
         doc = JobFile.model_validate(data)
     except ValidationError as exc:
         raise JobFileError(_format_errors(exc, data)) from None
+    first: dict[str, int] = {}
+    for idx, e in enumerate(doc.jobs):
+        if e.name in first:
+            raise JobFileError(f"invalid job file: job {e.name!r} (jobs[{idx}]) field name: {e.name!r} is already "
+                               f"the name of jobs[{first[e.name]}]; names must be unique")
+        first[e.name] = idx
     jobs: list[Job] = []
     for idx, e in enumerate(doc.jobs):
         if require_model and e.model is None:
