@@ -179,6 +179,7 @@ def _build(raw: Mapping[str, Any]) -> Template:
         model["runtime_s"] = round(float(timing["step_s"]) * float(timing["steps"]), 1)
     if not float(model.get("runtime_s", 0)) > 0:
         raise _fail(name, "model.runtime_s (or timing) must be > 0")
+    model = {"runtime_s": float(model.pop("runtime_s")), **model}  # runtime first, as in the job-file docs
     model["speedup"] = _check_speedup(name, model.get("speedup"))
     if not float(model.get("peak_gib", 0)) > 0:
         raise _fail(name, "model.peak_gib must be > 0")

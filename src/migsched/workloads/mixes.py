@@ -223,7 +223,7 @@ def make_mix(name: str, jobs: int, seed: int, **params: Any) -> dict[str, Any]:
         raise MixParameterError(f"jobs must be a whole number >= 1, got {jobs!r}")
     for key in params:
         if key not in mix.params:
-            raise UnknownNameError(f"parameter of mix {name!r}", key, list(mix.params) or ["(none)"])
+            raise UnknownNameError(f"{name} mix parameter", key, list(mix.params) or ["(none)"])
     args = {k: (params[k] if params.get(k) is not None else default) for k, default in mix.params.items()}
     if "arrival_mean_s" in args:
         try:
