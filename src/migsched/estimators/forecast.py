@@ -1,0 +1,234 @@
+"""Early peak-memory forecast from the first part of a run (paper.md §3.3, §10 item 3).
+
+MIGM profiles a dynamic-memory job during its first part and projects its peak, so a job headed
+for an OOM can be restarted early on a larger instance. The paper does not give the model; this
+one fits three forms to the samples so far and keeps the one with the lowest AICc (fit quality
+with a penalty per parameter, so a straight line is not mistaken for a curve):
+
+* constant:   y = a
+* linear:     y = a + b·x
+* saturating: y = a + b·(1 − exp(−x/τ)), τ from a coarse-then-fine grid, a and b by least squares
+
+x is the reported progress when the samples carry it (peak = fit at progress 1.0), elapsed time
+otherwise (peak = fit at the expected duration when a `horizon_s` is supplied, else the
+saturating asymptote; a linear trend with no horizon has no peak to project, so it is reported
+with `confident=False`). The peak is never below the most memory already seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from migsched.core.events import MemorySample
+from migsched.core.state import JobView
+from migsched.estimators.base import Forecast
+
+# Expected total elapsed seconds of a job (e.g. from history), by callable or by name/job-id map.
+HorizonSource = Callable[[JobView], float | None] | Mapping[str, float]
+
+# Variance floor (MiB²) so a perfect fit does not send log(RSS) to -inf and every form ties there.
+_NOISE_FLOOR_MIB2 = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    form: str
+    k: int
+    rss: float
+    predict: Callable[[float], float]
+    tau: float = math.inf
+    asymptote: float = math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastConfig:
+    """When a forecast may be acted on.
+
+    Attributes:
+        min_samples: fewest samples for any forecast (below: None).
+        confident_samples: fewest samples for `confident=True`.
+        min_fraction: least covered fraction of the run (progress, or elapsed / horizon) for
+            `confident=True`.
+        max_rel_rmse: fit residual above this fraction of mean memory is too noisy to act on.
+        saturation_spans: without a horizon, a saturating fit is trusted when the samples span at
+            least this many time constants (2: ~86% of the rise already seen).
+        tau_grid: number of τ values per grid stage.
+    """
+
+    min_samples: int = 3
+    confident_samples: int = 5
+    min_fraction: float = 0.15
+    max_rel_rmse: float = 0.10
+    saturation_spans: float = 2.0
+    tau_grid: int = 40
+
+
+class MemoryForecaster:
+    """Implements `Forecaster`: predicts a running job's peak from its samples so far."""
+
+    def __init__(
+        self, config: ForecastConfig | None = None, horizon_s: HorizonSource | None = None
+    ) -> None:
+        """`horizon_s`: expected total elapsed seconds per job, used for time-based forecasts."""
+        self.config = config or ForecastConfig()
+        self.horizon_s = horizon_s
+
+    def forecast(self, job: JobView, samples: Sequence[MemorySample]) -> Forecast | None:
+        """A forecast of `job`'s peak, or None with fewer than `min_samples` samples."""
+        cfg = self.config
+        with_progress = [s for s in samples if s.progress is not None]
+        if len(with_progress) >= cfg.min_samples:
+            basis, horizon = "progress", 1.0
+            xs = np.array([s.progress for s in with_progress], float)
+            ys = np.array([s.used_mib for s in with_progress], float)
+        elif len(samples) >= cfg.min_samples:
+            basis, horizon = "time", self._horizon(job)
+            xs = np.array([s.elapsed_s for s in samples], float)
+            ys = np.array([s.used_mib for s in samples], float)
+        else:
+            return None
+        seen = float(ys.max())
+        fit = self._best_fit(xs, ys)
+        rmse = math.sqrt(fit.rss / len(ys))
+        enough = len(ys) >= cfg.confident_samples and rmse <= cfg.max_rel_rmse * max(ys.mean(), 1.0)
+        x_max = float(xs.max())
+        if horizon is not None and horizon > 0:
+            peak = fit.predict(max(horizon, x_max))
+            confident = enough and x_max / horizon >= cfg.min_fraction
+        elif fit.form == "constant":
+            peak, confident = fit.predict(x_max), enough
+        elif fit.form == "saturating":
+            peak = fit.asymptote if fit.asymptote > seen else fit.predict(x_max)
+            confident = enough and (x_max - float(xs.min())) >= cfg.saturation_spans * fit.tau
+        else:  # linear growth with no known end: report the trend so far, but do not act on it
+            peak, confident = fit.predict(x_max), False
+        return Forecast(
+            peak_mib=max(float(peak), seen), form=fit.form, fit_rmse_mib=rmse, basis=basis,
+            confident=bool(confident),
+        )
+
+    def _horizon(self, job: JobView) -> float | None:
+        src = self.horizon_s
+        if src is None:
+            return None
+        if isinstance(src, Mapping):
+            return src.get(job.spec.name, src.get(job.job_id))
+        return src(job)
+
+    def _best_fit(self, xs: np.ndarray, ys: np.ndarray) -> _Fit:
+        fits = [_constant(ys)]
+        span = float(xs.max() - xs.min())
+        if span > 0 and len(np.unique(xs)) >= 2:
+            fits.append(_linear(xs, ys))
+            if len(np.unique(xs)) >= 3:
+                fits.append(_saturating(xs, ys, span, self.config.tau_grid))
+        return min(fits, key=lambda f: _aicc(f, len(ys)))
+
+
+def _aicc(fit: _Fit, n: int) -> float:
+    var = max(fit.rss / n, _NOISE_FLOOR_MIB2)
+    aic = n * math.log(var) + 2 * fit.k
+    if n - fit.k - 1 > 0:
+        return aic + 2 * fit.k * (fit.k + 1) / (n - fit.k - 1)
+    return math.inf if fit.k > 1 else aic
+
+
+def _constant(ys: np.ndarray) -> _Fit:
+    a = float(ys.mean())
+    return _Fit("constant", 1, float(((ys - a) ** 2).sum()), lambda x: a)
+
+
+def _linear(xs: np.ndarray, ys: np.ndarray) -> _Fit:
+    A = np.column_stack([np.ones_like(xs), xs])
+    (a, b), *_ = np.linalg.lstsq(A, ys, rcond=None)
+    rss = float(((A @ np.array([a, b]) - ys) ** 2).sum())
+    a, b = float(a), float(b)
+    return _Fit("linear", 2, rss, lambda x: a + b * x)
+
+
+def _saturating(xs: np.ndarray, ys: np.ndarray, span: float, grid: int) -> _Fit:
+    x0 = float(xs.min())
+
+    def solve(tau: float) -> tuple[float, float, float]:
+        A = np.column_stack([np.ones_like(xs), 1.0 - np.exp(-(xs - x0) / tau)])
+        coef, *_ = np.linalg.lstsq(A, ys, rcond=None)
+        return float(((A @ coef - ys) ** 2).sum()), float(coef[0]), float(coef[1])
+
+    taus = span * np.geomspace(0.02, 20.0, grid)
+    results = [solve(t) for t in taus]
+    i = int(np.argmin([r[0] for r in results]))
+    lo, hi = taus[max(i - 1, 0)], taus[min(i + 1, grid - 1)]
+    for t in np.geomspace(lo, hi, grid):  # refine between the best point's neighbours
+        r = solve(float(t))
+        if r[0] < results[i][0]:
+            results[i], taus[i] = r, t
+    rss, a, b = results[i]
+    tau = float(taus[i])
+    return _Fit(
+        "saturating", 3, rss, lambda x: a + b * (1.0 - math.exp(-(x - x0) / tau)),
+        tau=tau, asymptote=a + b,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastErrorSummary:
+    """How good past forecasts were.
+
+    Attributes:
+        count: forecasts paired with an actual peak.
+        mape_pct: mean absolute percentage error, 100·|forecast − actual| / actual.
+        bias_pct: mean signed percentage error (positive: forecasts ran high).
+        max_abs_pct: the worst absolute percentage error.
+    """
+
+    count: int
+    mape_pct: float
+    bias_pct: float
+    max_abs_pct: float
+
+
+@dataclass(slots=True)
+class ForecastLog:
+    """Records (job, forecast peak, actual peak) to report forecast error.
+
+    Either `record(job_id, forecast, actual)` at once, or `note(job_id, forecast)` while the job
+    runs (the first confident forecast is kept: it is the one an early restart acts on) and
+    `close(job_id, actual_peak_mib)` when it ends.
+    """
+
+    entries: list[tuple[str, float, float]] = field(default_factory=list)
+    _pending: dict[str, float] = field(default_factory=dict)
+
+    def note(self, job_id: str, forecast: Forecast) -> None:
+        """Remember the first confident forecast of a running job."""
+        if forecast.confident and job_id not in self._pending:
+            self._pending[job_id] = forecast.peak_mib
+
+    def close(self, job_id: str, actual_peak_mib: float) -> None:
+        """Pair a noted forecast with the run's actual peak (no-op when none was noted)."""
+        predicted = self._pending.pop(job_id, None)
+        if predicted is not None:
+            self.record(job_id, predicted, actual_peak_mib)
+
+    def discard(self, job_id: str) -> None:
+        """Drop a noted forecast (e.g. the run was killed before its true peak was seen)."""
+        self._pending.pop(job_id, None)
+
+    def record(self, job_id: str, forecast_peak_mib: float, actual_peak_mib: float) -> None:
+        """Add one (forecast, actual) pair; ignored when the actual peak is not positive."""
+        if actual_peak_mib > 0:
+            self.entries.append((job_id, forecast_peak_mib, actual_peak_mib))
+
+    def summary(self) -> ForecastErrorSummary:
+        """Error statistics over every recorded pair (zeros when there are none)."""
+        if not self.entries:
+            return ForecastErrorSummary(0, 0.0, 0.0, 0.0)
+        err = np.array([100.0 * (f - a) / a for _, f, a in self.entries])
+        return ForecastErrorSummary(
+            count=len(err), mape_pct=float(np.abs(err).mean()), bias_pct=float(err.mean()),
+            max_abs_pct=float(np.abs(err).max()),
+        )
