@@ -284,3 +284,16 @@ def test_observe_feeds_hint_learner():
         est.observe(view(JobClass.SCIENTIFIC, name=f"s{i}", hint_gib=2.0), 2 * GIB * 1.5, ok=True)
     e = est.estimate(view(JobClass.SCIENTIFIC, name="new", hint_gib=2.0))
     assert e.source == "hint" and e.mib >= 3 * GIB
+
+
+def test_startup_samples_at_progress_zero_do_not_bend_the_fit():
+    ramp = lambda f: 14.0 + 16.0 * f  # noqa: E731  weights loaded, then KV grows to 30 GiB
+    loading = [MemorySample(t, "j", m * GIB, t, 0.0) for t, m in ((1, 0.5), (2, 6.0), (3, 14.0))]
+    f = MemoryForecaster().forecast(view(JobClass.LLM), loading + samples(ramp, 0.25, n=6))
+    assert f is not None and f.confident and f.form == "linear"
+    assert f.peak_mib == pytest.approx(30 * GIB, rel=0.05)
+
+
+def test_falling_memory_never_forecasts_below_what_was_seen():
+    f = MemoryForecaster().forecast(view(), samples(lambda f: 10.0 - 20.0 * f, 0.3))
+    assert f is not None and f.peak_mib >= (10.0 - 20.0 * 0.3 / 12) * GIB - 1

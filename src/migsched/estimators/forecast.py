@@ -81,10 +81,11 @@ class MemoryForecaster:
         """A forecast of `job`'s peak, or None with fewer than `min_samples` samples."""
         cfg = self.config
         with_progress = [s for s in samples if s.progress is not None]
-        if len(with_progress) >= cfg.min_samples:
+        if len({s.progress for s in with_progress}) >= cfg.min_samples:
             basis, horizon = "progress", 1.0
-            xs = np.array([s.progress for s in with_progress], float)
-            ys = np.array([s.used_mib for s in with_progress], float)
+            latest = {s.progress: s.used_mib for s in with_progress}  # last sample per progress
+            xs = np.array(list(latest), float)
+            ys = np.array(list(latest.values()), float)
         elif len(samples) >= cfg.min_samples:
             basis, horizon = "time", self._horizon(job)
             xs = np.array([s.elapsed_s for s in samples], float)
@@ -151,25 +152,34 @@ def _linear(xs: np.ndarray, ys: np.ndarray) -> _Fit:
 
 
 def _saturating(xs: np.ndarray, ys: np.ndarray, span: float, grid: int) -> _Fit:
-    x0 = float(xs.min())
+    """Best y = a + b·(1 − exp(−(x − x0)/τ)) over a τ grid, refined once around the best τ.
 
-    def solve(tau: float) -> tuple[float, float, float]:
-        A = np.column_stack([np.ones_like(xs), 1.0 - np.exp(-(xs - x0) / tau)])
-        coef, *_ = np.linalg.lstsq(A, ys, rcond=None)
-        return float(((A @ coef - ys) ** 2).sum()), float(coef[0]), float(coef[1])
+    For a fixed τ the model is linear in (a, b), so every τ of a grid is solved at once in closed
+    form (simple regression of y on z = 1 − exp(−(x − x0)/τ)): cheap enough to run on every sample.
+    """
+    x0 = float(xs.min())
+    dx = xs - x0
+    yc = ys - ys.mean()
+    syy = float(yc @ yc)
+
+    def solve(taus: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        z = 1.0 - np.exp(-dx[None, :] / taus[:, None])
+        zc = z - z.mean(axis=1, keepdims=True)
+        szz = np.maximum((zc * zc).sum(axis=1), 1e-300)
+        szy = zc @ yc
+        b = szy / szz
+        a = ys.mean() - b * z.mean(axis=1)
+        return np.maximum(syy - szy * szy / szz, 0.0), a, b
 
     taus = span * np.geomspace(0.02, 20.0, grid)
-    results = [solve(t) for t in taus]
-    i = int(np.argmin([r[0] for r in results]))
-    lo, hi = taus[max(i - 1, 0)], taus[min(i + 1, grid - 1)]
-    for t in np.geomspace(lo, hi, grid):  # refine between the best point's neighbours
-        r = solve(float(t))
-        if r[0] < results[i][0]:
-            results[i], taus[i] = r, t
-    rss, a, b = results[i]
-    tau = float(taus[i])
+    rss, _, _ = solve(taus)
+    i = int(np.argmin(rss))
+    fine = np.geomspace(taus[max(i - 1, 0)], taus[min(i + 1, grid - 1)], grid)
+    rss, a_all, b_all = solve(fine)
+    j = int(np.argmin(rss))
+    a, b, tau = float(a_all[j]), float(b_all[j]), float(fine[j])
     return _Fit(
-        "saturating", 3, rss, lambda x: a + b * (1.0 - math.exp(-(x - x0) / tau)),
+        "saturating", 3, float(rss[j]), lambda x: a + b * (1.0 - math.exp(-(x - x0) / tau)),
         tau=tau, asymptote=a + b,
     )
 
