@@ -1,0 +1,76 @@
+"""The comparison as a JSON document (`migsched simulate --json FILE`).
+
+    {"gpu": "A100-80GB", "gpus": 2, "jobs": 32, "lower_bound_s": 1234.5,
+     "notes": [...],
+     "results": [{"policy": "serial", "makespan_s": ..., "energy_j": ..., "throughput_gain": ...,
+                  "energy_gain": ..., "mean_jct_s": ..., "jobs_completed": ..., "jobs_failed": ...,
+                  "oom_restarts": ..., "early_restarts": ..., "reconfigurations": ...,
+                  "wasted_gpu_s": ..., "throughput_jobs_per_h": ..., "slice_utilisation": ...,
+                  "lower_bound_ratio": ..., "layout": ..., "layouts_tried": ...,
+                  "policy_summary": {...}, "failures": [{"job_id": ..., "state": ..., "reason": ...}]}]}
+
+Gains and the ratio are null when not comparable (see `migsched.compare`). Units are in the key
+names (_s seconds, _j joules); fractions are in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from migsched.compare import Comparison, PolicyFigures
+
+
+def _num(x: float | None) -> float | None:
+    # JSON has no NaN or infinity; a figure that is not finite is reported as null.
+    return None if x is None or not math.isfinite(x) else x
+
+
+def result_dict(row: PolicyFigures) -> dict[str, Any]:
+    """One entry of `results`."""
+    r = row.result
+    return {
+        "policy": r.policy,
+        "makespan_s": _num(r.makespan_s),
+        "energy_j": _num(r.energy_j),
+        "throughput_gain": _num(row.throughput_gain),
+        "energy_gain": _num(row.energy_gain),
+        "mean_jct_s": _num(r.mean_jct_s),
+        "jobs_completed": r.jobs_completed,
+        "jobs_failed": r.jobs_failed,
+        "oom_restarts": r.oom_restarts,
+        "early_restarts": r.early_restarts,
+        "reconfigurations": r.reconfigurations,
+        "wasted_gpu_s": _num(r.wasted_gpu_s),
+        "throughput_jobs_per_h": _num(r.throughput_jobs_per_h),
+        "slice_utilisation": _num(r.slice_utilisation),
+        "lower_bound_ratio": _num(row.lower_bound_ratio),
+        "energy_per_gpu_j": [_num(e) for e in r.energy_per_gpu_j],
+        "layout": row.layout,
+        "layouts_tried": row.layouts_tried,
+        "policy_summary": {k: _num(float(v)) for k, v in r.policy_summary.items()},
+        "failures": [{"job_id": j.job_id, "state": j.state, "reason": j.failure}
+                     for j in r.jobs if j.state != "done"],
+    }
+
+
+def comparison_dict(cmp: Comparison) -> dict[str, Any]:
+    """The whole document (see the module docstring)."""
+    return {
+        "gpu": cmp.gpu,
+        "gpus": cmp.gpus,
+        "jobs": cmp.jobs,
+        "lower_bound_s": _num(cmp.lower_bound_s),
+        "notes": list(cmp.notes),
+        "results": [result_dict(row) for row in cmp.rows],
+    }
+
+
+def write_json(cmp: Comparison, path: str | Path) -> Path:
+    """Write the document to `path` (parent folders created); OSError if it cannot be written."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(comparison_dict(cmp), indent=2) + "\n", encoding="utf-8")
+    return p
