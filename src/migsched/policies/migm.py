@@ -1,0 +1,303 @@
+"""`migm`: tightest-fit MIG scheduling with fusion/fission, OOM restart and early restart.
+
+Re-implementation of MIGM (paper.md §3; arXiv 2508.18556), documented in docs/migm.md.
+
+* **Tightest fit.** Each job's tier is the smallest profile whose memory holds its estimated
+  peak (the `MemoryEstimator`, raised by what restarts and jobs of the same name taught) and is
+  larger than any instance it ran out of memory on or was early-restarted from.
+* **Where.** Scheme "head" (paper.md §3.5 scheme 2): reuse an idle instance of the tier (or of a
+  same-memory variant with more compute) > create one in free room > fusion/fission of idle
+  instances (`reclaim_options`, cheapest first) > wait. Scheme "repartition-min" (scheme 1):
+  reuse any idle instance that holds the job > create in free room > reshape one GPU's idle part
+  into the maximal layout whose instances hold the most queued jobs.
+* **Which job.** `backfill=False`: strict FIFO head. `backfill=True`: bucket heads in `order`
+  ("largest": largest tier first, FIFO within a tier; "fifo"), with the first blocked job holding
+  a reservation of the slots it waits for so that it cannot starve.
+* **Compute upgrades.** Same-memory variant with more compute (2g.20gb for a 1g.20gb job, 4g for
+  a 3g) when the GPU keeps at least one compute slice per free memory slot but one; and, once no
+  more jobs arrive and the queued jobs' tiers need less than the idle capacity (the batch's tail),
+  a larger profile using the surplus.
+* **Restarts.** The core requeues an OOM'd job; its tier then lies above the failed instance.
+  `on_memory_sample` kills a job whose confident forecast exceeds `safety` x its memory and
+  remembers the forecast, so the restart lands on a profile that holds it (early restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from migsched.core.events import Action, Kill, KillReason, MemorySample, Reject
+from migsched.core.state import ClusterView, JobView
+from migsched.estimators.base import Forecaster, MemoryEstimator
+from migsched.hardware.catalog import GpuModel, Profile
+from migsched.policies.base import Policy
+from migsched.policies.common import gib, profiles_by_size, smallest_fitting
+from migsched.policies.migm_memory import ForecastScore, default_estimator, default_forecaster
+from migsched.policies.migm_place import (
+    Placement,
+    Reservation,
+    best_target,
+    choose_reservation,
+    find_create,
+    find_reclaim,
+    find_reuse,
+    mig_groups,
+    repartition,
+)
+from migsched.policies.migm_queue import QueueIndex
+from migsched.policies.registry import register
+
+SCHEMES = ("head", "repartition-min")
+ORDERS = ("largest", "fifo")
+
+
+@register
+class MigmPolicy(Policy):
+    """MIGM: tightest MIG instance per job, reshaped on demand, restarted before it runs out.
+
+    Args:
+        scheme: "head" (reconfigure for the job being placed) or "repartition-min" (reuse idle
+            instances, reshape a GPU only when no queued job fits an idle instance).
+        backfill: let jobs start past a blocked one (default True).
+        order: with backfill, which bucket goes first: "largest" tier or "fifo".
+        early_restart: kill a job as soon as its forecast peak will not fit (default True).
+        safety: fraction of an instance's memory a forecast peak may use (paper.md §10.3).
+        compute_upgrade: allow same-memory variants with more compute and tail upgrades.
+        estimator, forecaster: override the memory estimator / forecaster.
+    """
+
+    name = "migm"
+    wants_memory_samples = True
+    description = "MIGM: tightest fit, fusion/fission, OOM and early restart, two schemes"
+
+    def __init__(self, scheme: str = "head", backfill: bool = True, order: str = "largest",
+                 early_restart: bool = True, safety: float = 0.95, compute_upgrade: bool = True,
+                 estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        if not 0 < safety <= 1:
+            raise ValueError(f"safety must be in (0, 1], got {safety}")
+        self.scheme, self.backfill, self.order = scheme, backfill, order
+        self.early_restart, self.safety, self.compute_upgrade = early_restart, safety, compute_upgrade
+        self.estimator, self.forecaster = estimator, forecaster
+        self.model: GpuModel | None = None
+        self.index = QueueIndex(self._tier_of, self._left)
+        self._job_need: dict[str, float] = {}     # forecast-based need after an early restart
+        self._above: dict[str, float] = {}        # memory of the instance a job was early-restarted from
+        self._name_floor: dict[str, float] = {}   # jobs of this name need at least this (restarts)
+        self._name_peak: dict[str, float] = {}    # peak of a successful run of this name
+        self._version = 0
+        self._cache: dict[str, tuple[int, int, str | None]] = {}
+        self._resv: dict[str, Reservation] = {}
+        self.score = ForecastScore()
+        self.counts: dict[str, int] = {}
+
+    # ---- memory -----------------------------------------------------------------------------
+    def _init(self, view: ClusterView) -> GpuModel:
+        model = view.gpus[0].model
+        self.model = model
+        self._profiles = profiles_by_size(model)
+        self._largest = max(p.memory_mib for p in self._profiles)
+        if self.estimator is None:
+            self.estimator = default_estimator(self._largest)
+        if self.forecaster is None:
+            self.forecaster = default_forecaster()
+        return model
+
+    def need_mib(self, job: JobView) -> float:
+        """The peak memory the job is planned for: estimate, or what its name or forecast taught."""
+        assert self.estimator is not None
+        base = self._name_peak.get(job.spec.name) or self.estimator.estimate(job).mib
+        return max(base, self._name_floor.get(job.spec.name, 0.0), self._job_need.get(job.job_id, 0.0))
+
+    def _tier_of(self, job: JobView) -> str | None:
+        key = (len(job.attempts), self._version)
+        hit = self._cache.get(job.job_id)
+        if hit is not None and hit[:2] == key:
+            return hit[2]
+        assert self.model is not None
+        above = max(job.needs_more_than_mib, self._above.get(job.job_id, 0.0))
+        prof = smallest_fitting(self.model, min(self.need_mib(job), self._largest), above_mib=above)
+        tier = prof.name if prof is not None else None
+        self._cache[job.job_id] = (*key, tier)
+        return tier
+
+    def _left(self, job: JobView) -> None:
+        """A launched job left the running set: learn from how its attempt ended."""
+        self._cache.pop(job.job_id, None)
+        if not job.attempts:
+            return
+        a = job.attempts[-1]
+        name = job.spec.name
+        assert self.estimator is not None
+        if a.outcome == "ok":
+            self.estimator.observe(job, a.peak_mib, True)
+            self.score.finished(job.job_id, a.peak_mib)
+            if a.peak_mib > self._name_peak.get(name, 0.0):
+                self._name_peak[name] = a.peak_mib
+                self._version += 1
+            self._job_need.pop(job.job_id, None)
+            self._above.pop(job.job_id, None)
+        elif a.outcome == "oom":
+            self.estimator.observe(job, a.peak_mib, False)
+            self._bump("oom_restarts_seen")
+            if a.memory_mib + 1.0 > self._name_floor.get(name, 0.0):
+                self._name_floor[name] = a.memory_mib + 1.0
+                self._version += 1
+
+    # ---- early restart ------------------------------------------------------------------------
+    def on_memory_sample(self, view: ClusterView, job: JobView, sample: MemorySample) -> list[Action]:
+        """Kill a job whose confident forecast peak exceeds `safety` x its instance's memory."""
+        if self.model is None:
+            self._init(view)
+        assert self.forecaster is not None
+        prof = job.profile
+        if prof is None:
+            return []
+        fc = self.forecaster.forecast(job, job.samples)
+        if fc is None or not fc.confident:
+            return []
+        self.score.forecast(job.job_id, fc.peak_mib)
+        if not self.early_restart or fc.peak_mib <= self.safety * prof.memory_mib:
+            return []
+        if prof.memory_mib >= self._largest:
+            return []  # nothing larger to restart on
+        need = min(fc.peak_mib / self.safety, float(self._largest))
+        self._job_need[job.job_id] = max(self._job_need.get(job.job_id, 0.0), need)
+        self._above[job.job_id] = max(self._above.get(job.job_id, 0.0), float(prof.memory_mib))
+        name = job.spec.name
+        self._name_floor[name] = max(self._name_floor.get(name, 0.0), need)
+        self._version += 1
+        self._bump("early_restarts_decided")
+        return [Kill(job.job_id, KillReason.EARLY_RESTART)]
+
+    # ---- scheduling ---------------------------------------------------------------------------
+    def schedule(self, view: ClusterView) -> list[Action]:
+        model = self.model or self._init(view)
+        self.index.sync(view)
+        dead = self.index.head("")
+        if dead is not None:
+            need = max(self.need_mib(dead), dead.needs_more_than_mib)
+            self.index.launched(dead, view, delta=(-1, 0))
+            return [Reject(dead.job_id, f"needs more than {gib(need)}; the largest instance has "
+                                        f"{gib(self._largest)}")]
+        heads = [(t, j) for t, j in self.index.heads() if t]
+        if not heads:
+            return []
+        if not self.backfill:
+            heads = [min(heads, key=lambda tj: tj[1].seq)]
+        elif self.order == "largest":
+            heads.sort(key=lambda tj: (-model.profile(tj[0]).memory_mib, tj[1].seq))
+        else:
+            heads.sort(key=lambda tj: tj[1].seq)
+        for jid in [j for j, _ in self._resv.items() if self.index.member.get(j, "<absent>") == "<absent>"]:
+            del self._resv[jid]
+        for tier, job in heads:
+            reserved = [r for j, r in self._resv.items() if j != job.job_id]
+            pl = self._place(view, job, model.profile(tier), reserved)
+            if pl is not None:
+                self._resv.pop(job.job_id, None)
+                self._bump(pl.kind)
+                if pl.profile.name != tier:
+                    self._bump("compute_upgrades")
+                self.index.launched(job, view, delta=(-1, 1))
+                return pl.actions(job.job_id)
+            if self.backfill and not self._resv:
+                r = choose_reservation(view, model.profile(tier), ())
+                if r is not None:
+                    self._resv[job.job_id] = r
+                    self._bump("reservations")
+        return []
+
+    def _place(self, view: ClusterView, job: JobView, tight: Profile, reserved: Sequence[Reservation]
+               ) -> Placement | None:
+        """Where to run `job`, in this scheme's order of preference, or None to wait."""
+        up = self._tail_upgrade(view, tight, reserved)
+        if up is not None:
+            return up
+        variants = self._variants(tight)
+        if self.scheme == "head":
+            pl = find_reuse(view, variants, reserved)
+        else:
+            holds = [p for p in self._profiles if p.memory_mib >= tight.memory_mib]
+            pl = find_reuse(view, sorted(holds, key=lambda p: (p.memory_slices, p.compute_slices)), reserved)
+        if pl is None:
+            pl = self._create(view, variants, reserved)
+        if pl is None and self.scheme == "head":
+            pl = find_reclaim(view, tight, reserved)
+        if pl is None and self.scheme == "repartition-min":
+            needs: dict[float, int] = {}
+            for t, n in self.index.counts.items():
+                m = float(self.model.profile(t).memory_mib)  # type: ignore[union-attr]
+                needs[m] = needs.get(m, 0) + n
+            tgt = best_target(view, needs, reserved, tight.memory_mib)
+            if tgt is not None:
+                pl = repartition(view, tgt[0], tgt[1], tight.memory_mib)
+        return pl
+
+    def _variants(self, tight: Profile) -> list[Profile]:
+        """The tight profile, then same-memory profiles with more compute (if upgrades are on)."""
+        if not self.compute_upgrade:
+            return [tight]
+        same = [p for p in self._profiles
+                if p.memory_slices == tight.memory_slices and p.memory_mib >= tight.memory_mib and p != tight]
+        return [tight, *sorted(same, key=lambda p: p.compute_slices)]
+
+    def _create(self, view: ClusterView, variants: list[Profile], reserved: Sequence[Reservation]
+                ) -> Placement | None:
+        """Create the richest variant that leaves the GPU a compute slice per free slot but one."""
+        tight = variants[0]
+        for p in reversed(variants):
+            pl = find_create(view, p, reserved)
+            if pl is None:
+                continue
+            if p == tight:
+                return pl
+            after = view.gpus[pl.gpu].layout.with_instance(p, pl.start)
+            if after.free_compute >= len(after.free_slots) - 1:
+                return pl
+        return None
+
+    def _tail_upgrade(self, view: ClusterView, tight: Profile, reserved: Sequence[Reservation]
+                      ) -> Placement | None:
+        """In the batch's tail, a larger profile from the compute the queue cannot use."""
+        if not self.compute_upgrade or view.more_arrivals or self.model is None:
+            return None
+        cap_c = cap_m = 0
+        for g, members in mig_groups(view):
+            idle = g.layout.idle()
+            cap_c += len(members) * (g.layout.free_compute + sum(i.profile.compute_slices for i in idle))
+            cap_m += len(members) * (len(g.layout.free_slots) + sum(i.profile.memory_slices for i in idle))
+        dem_c = dem_m = 0
+        for t, n in self.index.counts.items():
+            p = self.model.profile(t)
+            dem_c += n * p.compute_slices
+            dem_m += n * p.memory_slices
+        spare_c, spare_m = cap_c - dem_c, cap_m - dem_m
+        if spare_c <= 0:
+            return None
+        bigger = [p for p in self._profiles if p.memory_mib >= tight.memory_mib
+                  and p.compute_slices > tight.compute_slices
+                  and p.compute_slices - tight.compute_slices <= spare_c
+                  and p.memory_slices - tight.memory_slices <= max(spare_m, 0)]
+        for p in sorted(bigger, key=lambda p: (-p.compute_slices, p.memory_slices)):
+            pl = find_reuse(view, [p], reserved) or find_create(view, p, reserved) or find_reclaim(view, p, reserved)
+            if pl is not None:
+                return pl
+        return None
+
+    # ---- report -------------------------------------------------------------------------------
+    def _bump(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def summary(self) -> dict[str, float]:
+        """Placements by kind (reuse, create, fusion, fission, repartition), restarts, forecast error."""
+        out = {k: float(v) for k, v in sorted(self.counts.items())}
+        out.setdefault("fusion", 0.0)
+        out.setdefault("fission", 0.0)
+        out.setdefault("early_restarts_decided", 0.0)
+        out["forecasts_scored"] = float(self.score.count)
+        out["forecast_mape_pct"] = self.score.mape
+        return out

@@ -1,0 +1,237 @@
+"""Where `migm` puts an instance: reuse, create, reclaim (fusion/fission) and whole-layout targets.
+
+Every search looks at one GPU per group of identical layouts (`ClusterView.groups`), so its cost
+grows with the number of distinct layouts, not with the number of GPUs. Busy instances are never
+touched: reclaiming goes through `partition.reshape.reclaim_options`, which only destroys idle
+instances, and layout targets through `plan`, which refuses to destroy a busy one.
+
+A *reservation* (gpu, memory slots) keeps backfilled jobs off the slots a blocked larger job is
+waiting for, so that those slots drain and the large job does not starve.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from migsched.core.events import Action, CreateInstance, DestroyInstance, Launch
+from migsched.core.state import ClusterView, GpuView
+from migsched.hardware.catalog import GpuModel, Profile
+from migsched.partition.layout import Layout
+from migsched.partition.reshape import Reclaim, plan, reclaim_options
+from migsched.partition.search import best_start, enumerate_layouts
+
+Reservation = tuple[int, frozenset[int]]  # (gpu, memory slots kept free for a blocked job)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """How to get an idle `profile` instance at (`gpu`, `start`): `kind` says what it costs."""
+
+    gpu: int
+    start: int
+    profile: Profile
+    kind: str  # "reuse" | "create" | "fusion" | "fission" | "replace" | "repartition"
+    destroy: tuple[int, ...] = ()
+    create: tuple[tuple[Profile, int], ...] = ()
+
+    def actions(self, job_id: str) -> list[Action]:
+        """Destroys, creates, then the launch of `job_id` on the instance."""
+        acts: list[Action] = [DestroyInstance(self.gpu, s) for s in self.destroy]
+        acts += [CreateInstance(self.gpu, p.name, s) for p, s in self.create]
+        acts.append(Launch(job_id, self.gpu, self.start))
+        return acts
+
+
+def _pick(members: set[int], reserved: Sequence[Reservation]) -> tuple[int, frozenset[int]]:
+    """A GPU of the group, avoiding reserved GPUs; with the slots still blocked on it."""
+    blocked = {g: s for g, s in reserved}
+    free = [g for g in members if g not in blocked]
+    if free:
+        return min(free), frozenset()
+    g = min(members)
+    return g, blocked[g]
+
+
+def _clear(profile: Profile, start: int, blocked: frozenset[int]) -> bool:
+    return not blocked or not (set(profile.slots(start)) & blocked)
+
+
+def mig_groups(view: ClusterView) -> Iterable[tuple[GpuView, set[int]]]:
+    """(representative GPU, members) for every group of MIG-enabled GPUs."""
+    for members in view.groups.values():
+        g = view.gpus[min(members)]
+        if g.mig:
+            yield g, members
+
+
+def find_reuse(view: ClusterView, profiles: Sequence[Profile], reserved: Sequence[Reservation]) -> Placement | None:
+    """An idle instance of one of `profiles` (earlier in the list preferred), lowest GPU first."""
+    rank = {p.name: i for i, p in enumerate(profiles)}
+    best: tuple | None = None
+    for g, members in mig_groups(view):
+        for inst in g.layout.instances:
+            r = rank.get(inst.profile.name)
+            if inst.busy or r is None:
+                continue
+            gpu, blocked = _pick(members, reserved)
+            if not _clear(inst.profile, inst.start, blocked):
+                continue
+            cand = (r, gpu, inst.start, inst.profile)
+            if best is None or cand[:3] < best[:3]:
+                best = cand
+    if best is None:
+        return None
+    return Placement(best[1], best[2], best[3], "reuse")
+
+
+def find_create(view: ClusterView, profile: Profile, reserved: Sequence[Reservation]) -> Placement | None:
+    """Create `profile` in free room without destroying anything; best fit (fullest GPU) first."""
+    best: tuple | None = None
+    for g, members in mig_groups(view):
+        lay = g.layout
+        gpu, blocked = _pick(members, reserved)
+        if blocked:
+            starts = [s for s in lay.legal_starts(profile) if _clear(profile, s, blocked)]
+            start = starts[0] if starts else None
+        else:
+            start = best_start(lay, profile)
+        if start is None:
+            continue
+        cand = (lay.free_compute, gpu, start)
+        if best is None or cand < best:
+            best = cand
+    if best is None:
+        return None
+    return Placement(best[1], best[2], profile, "create", create=((profile, best[2]),))
+
+
+def find_reclaim(view: ClusterView, profile: Profile, reserved: Sequence[Reservation]) -> Placement | None:
+    """Make room for `profile` by destroying idle instances only (fusion/fission), cheapest first."""
+    best: tuple | None = None
+    for g, members in mig_groups(view):
+        if not g.layout.idle():
+            continue
+        gpu, blocked = _pick(members, reserved)
+        for r in _reclaims(g.layout, profile):
+            if not r.destroy or not _clear(profile, r.start, blocked):
+                continue
+            cand = (r.cost, g.layout.free_compute, gpu, r)
+            if best is None or cand[:3] < best[:3]:
+                best = cand
+            break  # options come cheapest first
+    if best is None:
+        return None
+    r: Reclaim = best[3]
+    return Placement(best[2], r.start, profile, r.kind, destroy=tuple(i.start for i in r.destroy),
+                     create=((profile, r.start),))
+
+
+@functools.lru_cache(maxsize=4096)
+def _reclaims_cached(layout: Layout, profile: Profile) -> tuple[Reclaim, ...]:
+    return tuple(reclaim_options(layout, profile))
+
+
+def _reclaims(layout: Layout, profile: Profile) -> tuple[Reclaim, ...]:
+    try:
+        return _reclaims_cached(layout, profile)
+    except TypeError:  # unhashable layout: compute directly
+        return tuple(reclaim_options(layout, profile))
+
+
+def choose_reservation(view: ClusterView, profile: Profile, taken: Iterable[int]) -> Reservation | None:
+    """The GPU and start where `profile` is blocked by the least busy compute: keep it draining."""
+    skip = set(taken)
+    best: tuple | None = None
+    for g, members in mig_groups(view):
+        free = [m for m in members if m not in skip]
+        if not free:
+            continue
+        for s in profile.starts:
+            slots = set(profile.slots(s))
+            in_way = sum(i.profile.compute_slices for i in g.layout.instances if i.busy and set(i.slots) & slots)
+            cand = (in_way, min(free), s)
+            if best is None or cand < best:
+                best = cand
+    if best is None:
+        return None
+    return best[1], frozenset(profile.slots(best[2]))
+
+
+# ---- whole-layout targets (scheme "repartition-min") ---------------------------------------
+@functools.lru_cache(maxsize=1024)
+def _targets(model: GpuModel, busy_key: tuple[tuple[str, int], ...]) -> tuple[Layout, ...]:
+    """Legal layouts that keep every busy instance and to which no instance can be added."""
+    busy = set(busy_key)
+    sup = [lay for lay in enumerate_layouts(model) if busy <= set(lay.key)]
+    keys = [set(lay.key) for lay in sup]
+    return tuple(lay for lay, k in zip(sup, keys) if not any(k < o for o in keys))
+
+
+def cover(mems: Sequence[int], needs: dict[float, int]) -> tuple[int, int]:
+    """How many queued jobs instances of memory `mems` could hold at once, and their total memory.
+
+    Optimal count for "job fits instance iff need <= memory": match the smallest jobs first to the
+    smallest instance that holds each.
+    """
+    pool = sorted(mems)
+    n = used = 0
+    i = 0
+    for need in sorted(needs):
+        k = needs[need]
+        while k > 0 and i < len(pool):
+            if pool[i] >= need:
+                n += 1
+                used += pool[i]
+                k -= 1
+            i += 1
+    return n, used
+
+
+def best_target(view: ClusterView, needs: dict[float, int], reserved: Sequence[Reservation],
+                need_mib: float) -> tuple[int, Layout, int] | None:
+    """The GPU and target layout whose idle instances would hold the most queued jobs.
+
+    Considers one GPU per group with idle instances or free room; ties go to fewer destroyed
+    instances, then to less memory handed out. Only targets with a new idle instance of at least
+    `need_mib` (the job being placed) count. Returns (gpu, target, jobs covered) or None.
+    """
+    best: tuple | None = None
+    for g, members in mig_groups(view):
+        gpu, blocked = _pick(members, reserved)
+        if blocked:
+            continue
+        busy_key = tuple(i.key for i in g.layout.instances if i.busy)
+        current = {i.key for i in g.layout.instances}
+        for tgt in _targets(g.model, busy_key):
+            free = [i.profile.memory_mib for i in tgt.instances if i.key not in set(busy_key)]
+            if not free or max(free) < need_mib:
+                continue
+            n, used = cover(free, needs)
+            if n == 0:
+                continue
+            destroys = len(current - set(tgt.key))
+            cand = (-n, destroys, used, gpu)
+            if best is None or cand < best[0]:
+                best = (cand, gpu, tgt, n)
+    if best is None:
+        return None
+    return best[1], best[2], best[3]
+
+
+def repartition(view: ClusterView, gpu: int, target: Layout, need_mib: float) -> Placement | None:
+    """Reshape `gpu` into `target` and pick, for a job needing `need_mib`, the tightest new instance."""
+    cur = view.gpus[gpu].layout
+    ops = plan(cur, target)
+    if not ops:
+        return None
+    idle = [i for i in target.instances if not any(b.key == i.key and b.busy for b in cur.instances)]
+    fit = sorted((i for i in idle if i.profile.memory_mib >= need_mib),
+                 key=lambda i: (i.profile.memory_mib, i.profile.compute_slices))
+    if not fit:
+        return None
+    inst = fit[0]
+    return Placement(gpu, inst.start, inst.profile, "repartition",
+                     destroy=tuple(o.start for o in ops if o.op == "destroy"),
+                     create=tuple((o.profile, o.start) for o in ops if o.op == "create"))

@@ -1,0 +1,96 @@
+"""migm: OOM restart, early restart, fusion, fission, and a win over serial (small, fast cases)."""
+
+from __future__ import annotations
+
+import pytest
+
+from migsched.hardware import get_model
+from migsched.jobs import load_jobs_dict
+from migsched.policies import create_policy
+from migsched.run import simulate
+
+A100 = get_model("A100-80GB")
+
+
+def job(name: str, count: int = 1, hint: float | None = 4.0, peak: float = 4.0, runtime: float = 100.0,
+        cls: str = "scientific", arrival: float = 0.0, **model) -> dict:
+    entry = {"name": name, "class": cls, "count": count, "arrival_s": arrival,
+             "model": {"runtime_s": runtime, "peak_gib": peak, "speedup": {1: 0.5}, "startup_s": 1.0, **model}}
+    if hint is not None:
+        entry["hint_gib"] = hint
+    return entry
+
+
+def batch(*entries: dict):
+    return load_jobs_dict({"version": 1, "jobs": list(entries)}, require_model=True)
+
+
+def test_registered_with_samples():
+    pol = create_policy("migm")
+    assert pol.name == "migm" and pol.wants_memory_samples
+
+
+def test_rejects_unknown_options():
+    with pytest.raises(ValueError):
+        create_policy("migm", scheme="nope")
+
+
+def test_oom_job_is_restarted_and_completes():
+    jobs = batch(job("liar", hint=8.0, peak=15.0))
+    # compute_upgrade=False: on an otherwise empty GPU the tail upgrade would give it 7g at once.
+    r = simulate(jobs, A100, policy="migm", compute_upgrade=False)
+    assert r.jobs_completed == 1
+    assert r.oom_restarts == 1
+    assert r.jobs[0].outcomes == ("oom", "ok")
+
+
+def test_growing_job_restarted_early_wastes_less():
+    llm = job("gen", cls="llm", hint=8.0, peak=30.0, runtime=300.0, memory="linear", start_gib=8.0)
+    llm["reports_progress"] = True
+    jobs = batch(llm)
+    early = simulate(jobs, A100, policy="migm", compute_upgrade=False)
+    late = simulate(jobs, A100, policy="migm", compute_upgrade=False, early_restart=False)
+    assert early.jobs_completed == late.jobs_completed == 1
+    assert early.early_restarts >= 1 and late.early_restarts == 0
+    assert early.policy_summary["early_restarts_decided"] >= 1
+    assert early.wasted_gpu_s < late.wasted_gpu_s
+
+
+def test_fusion_of_idle_small_instances_for_a_big_job():
+    # Seven 1g jobs fill the GPU; the 7g job arriving later needs the seven idle 1g instances fused.
+    jobs = batch(job("small", count=7, hint=4.0, peak=4.0), job("big", hint=60.0, peak=60.0, arrival=1.0))
+    r = simulate(jobs, A100, policy="migm", backfill=False)
+    assert r.jobs_completed == 8
+    assert r.policy_summary["fusion"] >= 1
+    assert r.reconfigurations >= 8  # seven destroys and one create at least
+
+
+def test_fission_of_an_idle_large_instance_for_small_jobs():
+    jobs = batch(job("big", hint=60.0, peak=60.0), job("small", count=3, hint=4.0, peak=4.0, arrival=500.0))
+    r = simulate(jobs, A100, policy="migm")
+    assert r.jobs_completed == 4
+    assert r.policy_summary["fission"] >= 1
+
+
+def test_beats_serial_on_small_jobs():
+    jobs = batch(job("small", count=14, hint=4.0, peak=4.0))
+    serial = simulate(jobs, A100, policy="serial")
+    migm = simulate(jobs, A100, policy="migm")
+    assert migm.jobs_completed == serial.jobs_completed == 14
+    assert migm.makespan_s < serial.makespan_s / 2
+    assert migm.energy_j < serial.energy_j
+
+
+@pytest.mark.parametrize("scheme", ["head", "repartition-min"])
+@pytest.mark.parametrize("backfill", [True, False])
+def test_every_variant_completes_a_mixed_batch(scheme, backfill):
+    jobs = batch(job("small", count=6), job("mid", count=2, hint=15.0, peak=15.0),
+                 job("big", hint=35.0, peak=35.0), job("liar", hint=8.0, peak=15.0))
+    r = simulate(jobs, A100, policy="migm", scheme=scheme, backfill=backfill)
+    assert r.jobs_completed == len(jobs)
+
+
+def test_job_larger_than_the_gpu_is_rejected():
+    jobs = batch(job("huge", hint=200.0, peak=200.0), job("ok"))
+    r = simulate(jobs, A100, policy="migm")
+    assert r.jobs_completed == 1 and r.jobs_failed == 1
