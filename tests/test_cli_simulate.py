@@ -171,3 +171,23 @@ def test_bundled_demo_file_loads():
 
     jobs = load_jobs_dict(yaml.safe_load(demo_jobs_text()), require_model=True)
     assert len(jobs) >= 20
+
+
+def test_narrow_terminals_get_the_transposed_table(job_file):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from migsched.compare import compare
+    from migsched.hardware import get_model
+    from migsched.jobs import load_jobs
+    from migsched.report import markdown_table, rich_table
+
+    cmp = compare(load_jobs(job_file, require_model=True), get_model("A100-40GB"), policies=["serial", "greedy"])
+    buf = StringIO()
+    Console(file=buf, width=80).print(rich_table(cmp, transposed=True))
+    text = buf.getvalue()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "thr gain" in text and "serial" in text and "greedy" in text
+    md = markdown_table(cmp).splitlines()
+    assert md[0].startswith("| policy | makespan |") and len(md) == 2 + 2

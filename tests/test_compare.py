@@ -50,8 +50,12 @@ def test_invalid_layout_raises():
 
 def test_gains_are_against_serial_and_static_sweeps_maximal_layouts():
     jobs = small_jobs()
-    steps: list[str] = []
-    cmp = compare(jobs, MODEL, gpus=1, policies=["serial", "static", "greedy"], progress=steps.append)
+    calls: list[tuple[str, bool]] = []
+    cmp = compare(jobs, MODEL, gpus=1, policies=["serial", "static", "greedy"],
+                  progress=lambda label, finished: calls.append((label, finished)))
+    steps = [label for label, finished in calls if finished]
+    assert [label for label, finished in calls if not finished] == steps  # each start has its end
+    assert calls[0] == ("serial", False) and calls[1] == ("serial", True)
     assert len(steps) == planned_runs(MODEL, ["serial", "static", "greedy"], None) == 2 + len(maximal_layouts(MODEL))
     assert (cmp.gpu, cmp.gpus, cmp.jobs) == ("A100-40GB", 1, len(jobs))
     assert cmp.lower_bound_s == pytest.approx(lower_bound_s(jobs, [MODEL]))

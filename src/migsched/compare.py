@@ -36,8 +36,9 @@ from migsched.partition.search import maximal_layouts
 from migsched.policies.registry import create_policy, get_policy_class, policy_names
 from migsched.run import RunResult, simulate
 
-#: Called once after every simulation with a short label ("greedy", "static 3g.40gb@0,...").
-ProgressFn = Callable[[str], None]
+#: Called twice per simulation with a short label ("greedy", "static 3g.40gb@0,..."): with
+#: finished=False when it starts and finished=True when it has ended.
+ProgressFn = Callable[[str, bool], None]
 
 OPTIMAL = "optimal"
 BASELINE = "serial"
@@ -151,9 +152,11 @@ def best_static_layout(jobs: Sequence[Job], model: GpuModel, gpus: int, seed: in
     layouts = maximal_layouts(model)
     for lay in layouts:
         text = str(lay)
+        if progress is not None:
+            progress(f"static {text}", False)
         res = simulate(jobs, model, gpus, policy=create_policy("static", layout=text), seed=seed)
         if progress is not None:
-            progress(f"static {text}")
+            progress(f"static {text}", True)
         if best is None or (-res.jobs_completed, res.makespan_s) < (-best[0].jobs_completed, best[0].makespan_s):
             best = (res, text)
     assert best is not None, "every GPU model has at least one maximal layout"
@@ -185,7 +188,7 @@ def compare(jobs: Sequence[Job], model: GpuModel, gpus: int = 1, policies: Seque
             (skipped with a note if it is unavailable). Naming `optimal` in `policies` without
             it uses 30 s.
         layout: a fixed layout for `static` instead of the sweep over maximal layouts.
-        progress: called after every simulation (see `ProgressFn`).
+        progress: called as every simulation starts and ends (see `ProgressFn`).
 
     Raises:
         UnknownNameError: an unknown policy name.
@@ -198,9 +201,11 @@ def compare(jobs: Sequence[Job], model: GpuModel, gpus: int = 1, policies: Seque
     runs: list[tuple[RunResult, str | None, int]] = []
     for name in names:
         if name == OPTIMAL:
+            if progress is not None:
+                progress(OPTIMAL, False)
             res, note = _run_optimal(jobs, model, gpus, seed, optimal_s if optimal_s is not None else 30.0)
             if progress is not None:
-                progress(OPTIMAL)
+                progress(OPTIMAL, True)
             if res is None:
                 notes.append(note or "optimal skipped")
             else:
@@ -211,9 +216,11 @@ def compare(jobs: Sequence[Job], model: GpuModel, gpus: int = 1, policies: Seque
             notes.append(f"static: best of {tried} maximal layouts is {text}")
         else:
             options = {"layout": layout} if name == "static" else {}
+            if progress is not None:
+                progress(name, False)
             res = simulate(jobs, model, gpus, policy=create_policy(name, **options), seed=seed)
             if progress is not None:
-                progress(name)
+                progress(name, True)
             runs.append((res, layout if name == "static" else None, 1 if name == "static" else 0))
     bound = lower_bound_s(jobs, [model] * gpus)
     base = next((r for r, _, _ in runs if r.policy == BASELINE), None)

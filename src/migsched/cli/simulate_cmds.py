@@ -11,7 +11,7 @@
 clairvoyant `optimal` reference with a 30 s solver limit; `--optimal-s SECONDS` sets another limit
 and implies `--optimal`.
 
-Progress goes to stderr, so `--json -` style pipes of stdout stay clean. User mistakes (unknown
+The progress bar goes to stderr and disappears when done. User mistakes (unknown
 model or policy, bad job file or layout, unwritable output) raise `MigschedError`, which
 `migsched.cli.main` prints as one line with exit status 2.
 """
@@ -34,6 +34,7 @@ from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel, get_model
 from migsched.jobs import Job, load_jobs, load_jobs_dict
 from migsched.policies.registry import get_policy_class, policy_names
+from migsched.report.table import WIDE_TABLE_MIN_WIDTH
 from migsched.report import (
     demo_jobs_text,
     failure_lines,
@@ -69,8 +70,11 @@ def _run_with_progress(jobs: Sequence[Job], model: GpuModel, gpus: int, policies
                   console=_console(stderr=True), transient=True) as bar:
         task = bar.add_task("simulating", total=total)
 
-        def step(label: str) -> None:
-            bar.update(task, advance=1, description=f"simulated {label[:60]}")
+        def step(label: str, finished: bool) -> None:
+            if finished:
+                bar.update(task, advance=1)
+            else:
+                bar.update(task, description=f"simulating {label[:60]}")
 
         return compare(jobs, model, gpus, names, seed=seed, optimal_s=optimal_s, layout=layout, progress=step)
 
@@ -78,7 +82,7 @@ def _run_with_progress(jobs: Sequence[Job], model: GpuModel, gpus: int, policies
 def _show(cmp: Comparison) -> None:
     """Print the table, the lower bound, the static layouts, notes and the first failures."""
     con = _console()
-    con.print(rich_table(cmp))
+    con.print(rich_table(cmp, transposed=con.width < WIDE_TABLE_MIN_WIDTH))
     for line in [lower_bound_line(cmp), *layout_lines(cmp)]:
         con.print(line, markup=False)
     for note in cmp.notes:

@@ -128,7 +128,7 @@ def timeline_png(row: PolicyFigures, path: str | Path, n_jobs: int | None = None
     handles += [Line2D([], [], marker="X", linestyle="none", color="#d62728", markeredgecolor="black",
                        label="OOM / kill end"),
                 Line2D([], [], marker="|", linestyle="none", color="#1f77b4", markersize=9,
-                       label="reconfiguration")]
+                       label="instance created / destroyed")]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     return _save(fig, Path(path))
 

@@ -112,14 +112,27 @@ def failure_lines(cmp: Comparison, first: int = 3) -> list[str]:
     return lines
 
 
-def rich_table(cmp: Comparison) -> Table:
-    """The comparison as a rich table (caption: the cluster)."""
+def rich_table(cmp: Comparison, transposed: bool = False) -> Table:
+    """The comparison as a rich table; `transposed` puts policies in columns (for narrow terminals)."""
+    rows = table_rows(cmp)
+    if transposed:
+        table = Table(title=f"Policy comparison: {heading(cmp)}")
+        table.add_column("")
+        for cells in rows:
+            table.add_column(cells[0], justify="right", no_wrap=True)
+        for k, (name, _) in enumerate(COLUMNS[1:], start=1):
+            table.add_row(name, *(cells[k] for cells in rows))
+        return table
     table = Table(title=f"Policy comparison: {heading(cmp)}")
     for name, justify in COLUMNS:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for cells in table_rows(cmp):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for cells in rows:
         table.add_row(*cells)
     return table
+
+
+#: Terminal width below which `migsched simulate` prints the transposed table.
+WIDE_TABLE_MIN_WIDTH = 180
 
 
 def _md_escape(text: str) -> str:
