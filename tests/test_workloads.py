@@ -364,3 +364,12 @@ def test_cli_lists_templates_and_mixes(capsys):
 def test_cli_mistakes_exit_2(argv, capsys):
     assert _main(argv) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_every_template_is_documented():
+    doc = Path(__file__).resolve().parents[1] / "docs" / "workloads.md"
+    if not doc.exists():
+        pytest.skip("docs/workloads.md not present")
+    text = doc.read_text(encoding="utf-8")
+    missing = [n for n in template_names() if f"`{n}`" not in text]
+    assert not missing, f"templates missing from docs/workloads.md: {missing}"
