@@ -36,7 +36,7 @@ from migsched.core.events import (
     MemorySample,
     Reject,
 )
-from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView, state_key
+from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView
 from migsched.core.timeline import Timeline
 from migsched.errors import MigschedError, SchedulingError
 from migsched.hardware.catalog import GpuModel
@@ -68,9 +68,7 @@ class SchedulerCore:
             else:  # MIG off: one permanent pseudo-instance covering the whole GPU
                 layout = Layout(model, (Instance(model.whole_gpu, 0),))
             views.append(GpuView(idx, model, policy.mig_enabled, layout))
-        self.view = ClusterView(now_s=0.0, gpus=views, queue=[], running={}, jobs={})
-        for g in views:
-            self.view.groups.setdefault(state_key(g.layout), set()).add(g.index)
+        self.view = ClusterView(now_s=0.0, gpus=views, queue=[], running={}, jobs={})  # builds groups
         self.counters = Counters()
         self.timeline = Timeline()
         self._seq = 0
@@ -269,15 +267,7 @@ class SchedulerCore:
             self.counters.reconfigurations += 1
 
     def _set_layout(self, gpu: GpuView, layout: Layout) -> None:
-        groups = self.view.groups
-        old = state_key(gpu.layout)
-        members = groups.get(old)
-        if members is not None:
-            members.discard(gpu.index)
-            if not members:
-                del groups[old]
-        gpu.layout = layout
-        groups.setdefault(state_key(layout), set()).add(gpu.index)
+        self.view.set_layout(gpu.index, layout)
 
     def _enqueue(self, job: JobView) -> None:
         job.state = JobState.QUEUED

@@ -10,13 +10,15 @@ Job states: `queued -> running -> (done | queued again after oom/kill | failed)`
 
 from __future__ import annotations
 
+import functools
+import heapq
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from migsched.core.events import MemorySample
-from migsched.hardware.catalog import GpuModel, Profile
+from migsched.hardware.catalog import GpuModel, Profile, get_model
 from migsched.jobs.model import JobSpec
-from migsched.partition.layout import Layout
+from migsched.partition.layout import Instance, Layout
 
 
 class JobState(StrEnum):
@@ -95,6 +97,41 @@ class GpuView:
         return not any(i.busy for i in self.layout.instances)
 
 
+class GpuGroup(set):
+    """The indices of the GPUs that share one layout; `lowest` is `min(self)` without the scan.
+
+    Only the core changes a group (through `ClusterView.set_layout`); policies read it.
+    """
+
+    __slots__ = ("_lowest",)
+
+    def __init__(self, indices=()) -> None:
+        super().__init__(indices)
+        self._lowest: int | None = None
+
+    @property
+    def lowest(self) -> int:
+        """The lowest GPU index of the group (computed again only after it left)."""
+        if self._lowest is None:
+            self._lowest = min(self)
+        return self._lowest
+
+    def add(self, index: int) -> None:
+        super().add(index)
+        if self._lowest is not None and index < self._lowest:
+            self._lowest = index
+
+    def discard(self, index: int) -> None:
+        super().discard(index)
+        if index == self._lowest:
+            self._lowest = None
+
+    def remove(self, index: int) -> None:
+        super().remove(index)
+        if index == self._lowest:
+            self._lowest = None
+
+
 @dataclass(slots=True, eq=False)
 class ClusterView:
     """Everything a policy may look at when it decides.
@@ -106,9 +143,11 @@ class ClusterView:
         running: running jobs by id.
         jobs: every job seen so far, by id.
         more_arrivals: whether the backend may still submit jobs.
-        groups: GPU indices grouped by identical layout (busy flags included), kept up to date by
-            the core. A policy that checks one GPU per group instead of every GPU stays fast on
-            1,000 GPUs; `min(indices)` picks the lowest-numbered GPU of a group.
+        groups: GPU indices grouped by identical layout (busy flags included), built from `gpus`
+            when not given and kept up to date by `set_layout`. A policy that checks one GPU per
+            group instead of every GPU stays fast on 1,000 GPUs; `members.lowest` (or
+            `min(members)`) is the lowest-numbered GPU of a group.
+        idle_groups: the groups whose layout has an idle instance, in the order of `groups`.
     """
 
     now_s: float
@@ -118,8 +157,76 @@ class ClusterView:
     jobs: dict[str, JobView]
     more_arrivals: bool = True
     groups: dict[tuple, set[int]] = field(default_factory=dict)
+    idle_groups: dict[tuple, set[int]] = field(default_factory=dict)
+    # Per GPU: its layout's key and the names of the profiles that can be created on it now;
+    # per profile asked about: a min-heap of GPU indices where it may fit (checked when popped).
+    _keys: list[tuple] = field(default_factory=list, init=False, repr=False)
+    _fits: list[frozenset[str]] = field(default_factory=list, init=False, repr=False)
+    _fit_heaps: dict[Profile, tuple[list[int], set[int]]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            for g in self.gpus:
+                self.groups.setdefault(state_key(g.layout), GpuGroup()).add(g.index)
+        else:
+            self.groups = {k: m if isinstance(m, GpuGroup) else GpuGroup(m) for k, m in self.groups.items()}
+        self.idle_groups = {k: m for k, m in self.groups.items() if _has_idle(k)}
+        self._keys = [g.layout.key for g in self.gpus]
+        self._fits = [_fitting(g.model.name, k) if g.mig else frozenset() for g, k in zip(self.gpus, self._keys)]
+
+    def set_layout(self, index: int, layout: Layout) -> None:
+        """Give GPU `index` a new layout, keeping `groups`, `idle_groups` and the fit index."""
+        gpu = self.gpus[index]
+        old = state_key(gpu.layout)
+        members = self.groups.get(old)
+        if members is not None:
+            members.discard(index)
+            if not members:
+                del self.groups[old]
+                self.idle_groups.pop(old, None)
+        gpu.layout = layout
+        new = state_key(layout)
+        members = self.groups.get(new)
+        if members is None:
+            members = self.groups[new] = GpuGroup()
+            if _has_idle(new):
+                self.idle_groups[new] = members
+        members.add(index)
+        key = layout.key
+        if gpu.mig and key != self._keys[index]:
+            self._keys[index] = key
+            fits = self._fits[index] = _fitting(gpu.model.name, key)
+            for profile, (heap, queued) in self._fit_heaps.items():
+                if profile.name in fits and index not in queued and profile in gpu.model.profiles:
+                    heapq.heappush(heap, index)
+                    queued.add(index)
+
+    def lowest_fit(self, profile: Profile) -> int | None:
+        """The lowest-numbered MIG GPU on which `profile` can be created now, or None."""
+        entry = self._fit_heaps.get(profile)
+        if entry is None:
+            heap = [g.index for g in self.gpus if g.mig and profile.name in self._fits[g.index]
+                    and profile in g.model.profiles]
+            heapq.heapify(heap)
+            entry = self._fit_heaps[profile] = (heap, set(heap))
+        heap, queued = entry
+        while heap and profile.name not in self._fits[heap[0]]:
+            queued.discard(heapq.heappop(heap))
+        return heap[0] if heap else None
 
 
 def state_key(layout: Layout) -> tuple:
     """A layout's identity including busy flags (the key of `ClusterView.groups`)."""
     return tuple((i.profile.name, i.start, i.busy) for i in layout.instances)
+
+
+def _has_idle(key: tuple) -> bool:
+    return any(not busy for _name, _start, busy in key)
+
+
+@functools.cache
+def _fitting(model_name: str, key: tuple[tuple[str, int], ...]) -> frozenset[str]:
+    """Names of the profiles of `model_name` that can be added to the layout `key`."""
+    model = get_model(model_name)
+    layout = Layout(model, tuple(Instance(model.profile(n), s) for n, s in key))
+    return frozenset(p.name for p in model.profiles if layout.can_place(p))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from migsched.core.events import Action, CreateInstance, Launch
-from migsched.core.state import ClusterView, JobView
+from migsched.core.state import ClusterView, GpuGroup, JobView
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.search import best_start
 
@@ -44,26 +44,37 @@ def find_spot(view: ClusterView, profile: Profile, reuse: bool = True, create: b
     """The lowest-numbered GPU with an idle `profile` instance, else with room to create one.
 
     Reusing an idle instance of exactly that profile beats creating one (no reconfiguration);
-    a new instance goes to the start `best_start` picks. GPUs are examined one per group of
-    identical layouts, so the cost does not grow with the number of GPUs (first fit).
+    a new instance goes to the start `best_start` picks. Idle instances are looked for one GPU
+    per group of identical layouts, and room through `ClusterView.lowest_fit`, so the cost does
+    not grow with the number of GPUs (first fit).
     """
-    reuse_best: Spot | None = None
-    create_best: Spot | None = None
-    for members in view.groups.values():
-        gpu = min(members)
-        g = view.gpus[gpu]
-        if not g.mig or profile not in g.model.profiles:
-            continue
-        if reuse and (reuse_best is None or gpu < reuse_best.gpu):
+    if reuse:
+        best: Spot | None = None
+        for members in view.idle_groups.values():
+            gpu = lowest_gpu(members)
+            if best is not None and gpu > best.gpu:
+                continue
+            g = view.gpus[gpu]
+            if not g.mig or profile not in g.model.profiles:
+                continue
             for inst in g.layout.instances:
                 if not inst.busy and inst.profile == profile:
-                    reuse_best = Spot(gpu, inst.start, False)
+                    best = Spot(gpu, inst.start, False)
                     break
-        if create and (create_best is None or gpu < create_best.gpu):
-            s = best_start(g.layout, profile)
-            if s is not None:
-                create_best = Spot(gpu, s, True)
-    return reuse_best or create_best
+        if best is not None:
+            return best
+    if create:
+        gpu = view.lowest_fit(profile)
+        if gpu is not None:
+            start = best_start(view.gpus[gpu].layout, profile)
+            assert start is not None
+            return Spot(gpu, start, True)
+    return None
+
+
+def lowest_gpu(members: set[int]) -> int:
+    """The lowest GPU index of a group (cached for the core's `GpuGroup`s)."""
+    return members.lowest if isinstance(members, GpuGroup) else min(members)
 
 
 def start_on(job: JobView, profile: Profile, spot: Spot) -> list[Action]:

@@ -12,7 +12,15 @@ from migsched.core.events import Action, DestroyInstance, Reject
 from migsched.core.state import ClusterView, JobView
 from migsched.hardware.catalog import Profile
 from migsched.policies.base import Policy
-from migsched.policies.common import find_spot, gib, hint_mib, largest_memory_mib, smallest_fitting, start_on
+from migsched.policies.common import (
+    find_spot,
+    gib,
+    hint_mib,
+    largest_memory_mib,
+    lowest_gpu,
+    smallest_fitting,
+    start_on,
+)
 from migsched.policies.registry import register
 
 
@@ -40,10 +48,10 @@ class GreedyPolicy(Policy):
 
     def schedule(self, view: ClusterView) -> list[Action]:
         # Instances are freed when their job ends (the manager deletes unused MIG devices).
-        for key, members in view.groups.items():
+        for key, members in view.idle_groups.items():
             for _name, start, busy in key:
                 if not busy:
-                    return [DestroyInstance(min(members), start)]
+                    return [DestroyInstance(lowest_gpu(members), start)]
         for job in view.queue:
             prof = self.wanted_profile(view, job)
             if prof is None:

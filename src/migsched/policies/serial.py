@@ -10,7 +10,7 @@ from __future__ import annotations
 from migsched.core.events import Action, Launch, Reject
 from migsched.core.state import ClusterView
 from migsched.policies.base import Policy
-from migsched.policies.common import gib, hint_mib
+from migsched.policies.common import gib, hint_mib, lowest_gpu
 from migsched.policies.registry import register
 
 
@@ -30,8 +30,8 @@ class SerialPolicy(Policy):
         biggest = max(g.model.memory_mib for g in view.gpus)
         if need is not None and need > biggest:
             return [Reject(job.job_id, f"hint {gib(need)} exceeds the largest GPU ({gib(biggest)})")]
-        for members in view.groups.values():
-            gpu = min(members)
+        for members in view.idle_groups.values():  # a busy GPU is not free_whole()
+            gpu = lowest_gpu(members)
             g = view.gpus[gpu]
             if g.free_whole() and (need is None or need <= g.model.memory_mib):
                 return [Launch(job.job_id, gpu, 0)]

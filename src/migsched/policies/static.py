@@ -23,7 +23,7 @@ from migsched.partition.layout import Layout
 from migsched.partition.parse import parse_layout_items
 from migsched.partition.search import maximal_layouts
 from migsched.policies.base import Policy
-from migsched.policies.common import gib, hint_mib
+from migsched.policies.common import gib, hint_mib, lowest_gpu
 from migsched.policies.registry import register
 
 
@@ -90,13 +90,14 @@ class StaticPolicy(Policy):
             return [Reject(job.job_id, f"needs {'more than ' if job.needs_more_than_mib else ''}{gib(want)}; "
                                        f"the largest instance of layout {self.layout} has {gib(sizes[-1])}")]
         best = None
-        for key, members in view.groups.items():
+        for key, members in view.idle_groups.items():
+            gpu = lowest_gpu(members)
             for name, start, busy in key:
                 if busy:
                     continue
-                mem = view.gpus[min(members)].model.profile(name).memory_mib
+                mem = view.gpus[gpu].model.profile(name).memory_mib
                 if mem in usable:
-                    cand = (mem, min(members), start)
+                    cand = (mem, gpu, start)
                     if best is None or cand < best:
                         best = cand
         if best is None:
