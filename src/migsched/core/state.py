@@ -158,16 +158,21 @@ class ClusterView:
     more_arrivals: bool = True
     groups: dict[tuple, set[int]] = field(default_factory=dict)
     idle_groups: dict[tuple, set[int]] = field(default_factory=dict)
-    # Per GPU: its layout's key and the names of the profiles that can be created on it now;
-    # per profile asked about: a min-heap of GPU indices where it may fit (checked when popped).
+    # Per GPU: its state key (in `groups`), its layout's key and the names of the profiles that
+    # can be created on it now; per profile asked about: a min-heap of the GPUs where it may fit
+    # (checked when they come to the top), the set of GPUs in the heap, and per model name
+    # whether the model has that profile.
+    _state_keys: list[tuple] = field(default_factory=list, init=False, repr=False)
     _keys: list[tuple] = field(default_factory=list, init=False, repr=False)
     _fits: list[frozenset[str]] = field(default_factory=list, init=False, repr=False)
-    _fit_heaps: dict[Profile, tuple[list[int], set[int]]] = field(default_factory=dict, init=False, repr=False)
+    _fit_heaps: dict[Profile, tuple[list[int], set[int], dict[str, bool]]] = field(
+        default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._state_keys = [state_key(g.layout) for g in self.gpus]
         if not self.groups:
             for g in self.gpus:
-                self.groups.setdefault(state_key(g.layout), GpuGroup()).add(g.index)
+                self.groups.setdefault(self._state_keys[g.index], GpuGroup()).add(g.index)
         else:
             self.groups = {k: m if isinstance(m, GpuGroup) else GpuGroup(m) for k, m in self.groups.items()}
         self.idle_groups = {k: m for k, m in self.groups.items() if _has_idle(k)}
@@ -177,7 +182,7 @@ class ClusterView:
     def set_layout(self, index: int, layout: Layout) -> None:
         """Give GPU `index` a new layout, keeping `groups`, `idle_groups` and the fit index."""
         gpu = self.gpus[index]
-        old = state_key(gpu.layout)
+        old = self._state_keys[index]
         members = self.groups.get(old)
         if members is not None:
             members.discard(index)
@@ -185,21 +190,30 @@ class ClusterView:
                 del self.groups[old]
                 self.idle_groups.pop(old, None)
         gpu.layout = layout
-        new = state_key(layout)
+        new = self._state_keys[index] = state_key(layout)
         members = self.groups.get(new)
         if members is None:
             members = self.groups[new] = GpuGroup()
             if _has_idle(new):
                 self.idle_groups[new] = members
         members.add(index)
+        if not gpu.mig:
+            return
         key = layout.key
-        if gpu.mig and key != self._keys[index]:
-            self._keys[index] = key
-            fits = self._fits[index] = _fitting(gpu.model.name, key)
-            for profile, (heap, queued) in self._fit_heaps.items():
-                if profile.name in fits and index not in queued and profile in gpu.model.profiles:
-                    heapq.heappush(heap, index)
-                    queued.add(index)
+        if key == self._keys[index]:
+            return  # only busy flags changed: the room is the same
+        self._keys[index] = key
+        old_fits = self._fits[index]
+        fits = self._fits[index] = _fitting(gpu.model.name, key)
+        if fits - old_fits:  # more room: the GPU may now be the lowest fit of more profiles
+            model = gpu.model
+            for profile, (heap, queued, holds) in self._fit_heaps.items():
+                if profile.name in fits and index not in queued:
+                    if model.name not in holds:
+                        holds[model.name] = profile in model.profiles
+                    if holds[model.name]:
+                        heapq.heappush(heap, index)
+                        queued.add(index)
 
     def lowest_fit(self, profile: Profile) -> int | None:
         """The lowest-numbered MIG GPU on which `profile` can be created now, or None."""
@@ -208,8 +222,8 @@ class ClusterView:
             heap = [g.index for g in self.gpus if g.mig and profile.name in self._fits[g.index]
                     and profile in g.model.profiles]
             heapq.heapify(heap)
-            entry = self._fit_heaps[profile] = (heap, set(heap))
-        heap, queued = entry
+            entry = self._fit_heaps[profile] = (heap, set(heap), {})
+        heap, queued, _holds = entry
         while heap and profile.name not in self._fits[heap[0]]:
             queued.discard(heapq.heappop(heap))
         return heap[0] if heap else None
