@@ -24,6 +24,7 @@ Re-implementation of MIGM (paper.md §3; arXiv 2508.18556), documented in docs/m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from migsched.core.events import Action, Kill, KillReason, MemorySample, Reject
@@ -48,6 +49,15 @@ from migsched.policies.migm_queue import QueueIndex
 from migsched.policies.registry import register
 
 SCHEMES = ("head", "repartition-min")
+_NUMBERED = re.compile(r"[-_]\d+$")
+
+
+def family(name: str) -> str:
+    """The name jobs share what they teach under: "bert-base-bs8-002" -> "bert-base-bs8".
+
+    Generated batches number their jobs; a restart of one teaches the others of its family.
+    """
+    return _NUMBERED.sub("", name)
 ORDERS = ("largest", "fifo")
 
 
@@ -90,7 +100,8 @@ class MigmPolicy(Policy):
         self._name_peak: dict[str, float] = {}    # peak of a successful run of this name
         self._version = 0
         self._cache: dict[str, tuple[int, int, str | None]] = {}
-        self._resv: dict[str, Reservation] = {}
+        self._resv: dict[str, tuple[str, Reservation]] = {}  # job -> (its tier, reservation)
+        self._checked: dict[str, tuple[int, float]] = {}  # job -> (attempt, memory) at last forecast
         self.score = ForecastScore()
         self.counts: dict[str, int] = {}
 
@@ -109,8 +120,11 @@ class MigmPolicy(Policy):
     def need_mib(self, job: JobView) -> float:
         """The peak memory the job is planned for: estimate, or what its name or forecast taught."""
         assert self.estimator is not None
-        base = self._name_peak.get(job.spec.name) or self.estimator.estimate(job).mib
-        return max(base, self._name_floor.get(job.spec.name, 0.0), self._job_need.get(job.job_id, 0.0))
+        name = family(job.spec.name)
+        base = self._name_peak.get(name)
+        if base is None:  # the declared hint is a floor: an analytic estimate below it caused OOMs
+            base = max(self.estimator.estimate(job).mib, (job.spec.hint_gib or 0.0) * 1024.0)
+        return max(base, self._name_floor.get(name, 0.0), self._job_need.get(job.job_id, 0.0))
 
     def _tier_of(self, job: JobView) -> str | None:
         key = (len(job.attempts), self._version)
@@ -130,7 +144,7 @@ class MigmPolicy(Policy):
         if not job.attempts:
             return
         a = job.attempts[-1]
-        name = job.spec.name
+        name = family(job.spec.name)
         assert self.estimator is not None
         if a.outcome == "ok":
             self.estimator.observe(job, a.peak_mib, True)
@@ -154,24 +168,36 @@ class MigmPolicy(Policy):
             self._init(view)
         assert self.forecaster is not None
         prof = job.profile
-        if prof is None:
+        if prof is None or not self._due(job, sample):
             return []
         fc = self.forecaster.forecast(job, job.samples)
         if fc is None or not fc.confident:
             return []
+        self._checked[job.job_id] = (len(job.attempts), sample.used_mib)
         self.score.forecast(job.job_id, fc.peak_mib)
         if not self.early_restart or fc.peak_mib <= self.safety * prof.memory_mib:
             return []
+        if fc.form == "constant" and fc.peak_mib <= prof.memory_mib:
+            return []  # flat memory that fits now will fit to the end: the margin is for growth
         if prof.memory_mib >= self._largest:
             return []  # nothing larger to restart on
         need = min(fc.peak_mib / self.safety, float(self._largest))
         self._job_need[job.job_id] = max(self._job_need.get(job.job_id, 0.0), need)
         self._above[job.job_id] = max(self._above.get(job.job_id, 0.0), float(prof.memory_mib))
-        name = job.spec.name
+        name = family(job.spec.name)
         self._name_floor[name] = max(self._name_floor.get(name, 0.0), need)
         self._version += 1
         self._bump("early_restarts_decided")
         return [Kill(job.job_id, KillReason.EARLY_RESTART)]
+
+    def _due(self, job: JobView, sample: MemorySample) -> bool:
+        """Whether to forecast now: on sample counts 3..8, then every n/8-th (about 8 fits per
+        doubling), and only when memory grew since the last confident forecast of this attempt."""
+        n = len(job.samples)
+        if n < 3 or (n > 8 and n % (n // 8)):
+            return False
+        last = self._checked.get(job.job_id)
+        return last is None or last[0] != len(job.attempts) or sample.used_mib > last[1] * 1.001
 
     # ---- scheduling ---------------------------------------------------------------------------
     def schedule(self, view: ClusterView) -> list[Action]:
@@ -192,10 +218,12 @@ class MigmPolicy(Policy):
             heads.sort(key=lambda tj: (-model.profile(tj[0]).memory_mib, tj[1].seq))
         else:
             heads.sort(key=lambda tj: tj[1].seq)
-        for jid in [j for j, _ in self._resv.items() if self.index.member.get(j, "<absent>") == "<absent>"]:
-            del self._resv[jid]
+        # A reservation lasts while its job heads its bucket in the same tier; with nothing
+        # running, nothing can drain for it, so none applies.
+        current = {j.job_id: t for t, j in heads}
+        self._resv = {j: r for j, r in self._resv.items() if current.get(j) == r[0]}
         for tier, job in heads:
-            reserved = [r for j, r in self._resv.items() if j != job.job_id]
+            reserved = [r[1] for j, r in self._resv.items() if j != job.job_id] if view.running else []
             pl = self._place(view, job, model.profile(tier), reserved)
             if pl is not None:
                 self._resv.pop(job.job_id, None)
@@ -207,7 +235,7 @@ class MigmPolicy(Policy):
             if self.backfill and not self._resv:
                 r = choose_reservation(view, model.profile(tier), ())
                 if r is not None:
-                    self._resv[job.job_id] = r
+                    self._resv[job.job_id] = (tier, r)
                     self._bump("reservations")
         return []
 
