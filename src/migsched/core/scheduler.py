@@ -16,6 +16,7 @@ Mechanism that is the same for every policy lives here, not in policies:
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -68,7 +69,7 @@ class SchedulerCore:
             else:  # MIG off: one permanent pseudo-instance covering the whole GPU
                 layout = Layout(model, (Instance(model.whole_gpu, 0),))
             views.append(GpuView(idx, model, policy.mig_enabled, layout))
-        self.view = ClusterView(now_s=0.0, gpus=views, queue=[], running={}, jobs={})  # builds groups
+        self.view = ClusterView(now_s=0.0, gpus=views, queue=deque(), running={}, jobs={})  # builds groups
         self.counters = Counters()
         self.timeline = Timeline()
         self._seq = 0
@@ -271,10 +272,17 @@ class SchedulerCore:
 
     def _enqueue(self, job: JobView) -> None:
         job.state = JobState.QUEUED
-        bisect.insort(self.view.queue, job, key=lambda j: j.seq)
+        q = self.view.queue
+        if not q or q[-1].seq < job.seq:
+            q.append(job)  # an arrival: the latest seq so far
+        else:
+            bisect.insort(q, job, key=lambda j: j.seq)  # a restart keeps its FIFO place
 
     def _dequeue(self, job: JobView) -> None:
         q = self.view.queue
+        if q and q[0] is job:
+            q.popleft()  # the usual case: FIFO policies start the head job
+            return
         i = bisect.bisect_left(q, job.seq, key=lambda j: j.seq)
         if i < len(q) and q[i] is job:
             del q[i]
