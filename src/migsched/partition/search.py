@@ -32,19 +32,8 @@ def enumerate_layouts(model: GpuModel, media: bool = False) -> list[Layout]:
 
 @functools.cache
 def _all_keys(model_name: str, media: bool) -> tuple[Placed, ...]:
-    model = get_model(model_name)
-    cands = _placements(model, media)
-    out: list[Placed] = []
-
-    def dfs(idx: int, layout: Layout) -> None:
-        out.append(layout.key)
-        for j in range(idx, len(cands)):
-            p, s = cands[j]
-            if layout.fits(p, s):
-                dfs(j + 1, layout.with_instance(p, s))
-
-    dfs(0, Layout.empty(model))
-    return tuple(sorted(set(out)))
+    """Every valid layout's key, sorted: the extensions of the empty layout."""
+    return tuple(sorted(set(_extension_keys(model_name, (), media))))
 
 
 def combination_of(layout: Layout) -> tuple[tuple[str, int], ...]:
