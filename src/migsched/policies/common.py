@@ -18,9 +18,17 @@ def hint_mib(job: JobView) -> float | None:
     return None if job.spec.hint_gib is None else job.spec.hint_gib * 1024.0
 
 
+# id(model) -> (model, its profiles_by_size): greedy asks on every schedule() call.
+_BY_SIZE: dict[int, tuple[GpuModel, tuple[Profile, ...]]] = {}
+
+
 def profiles_by_size(model: GpuModel) -> tuple[Profile, ...]:
     """Profiles a scheduler uses (no `+me`), smallest memory first, then fewest compute slices."""
-    return tuple(sorted(model.usable_profiles(), key=lambda p: (p.memory_mib, p.compute_slices)))
+    cached = _BY_SIZE.get(id(model))
+    if cached is None or cached[0] is not model:  # computed once per model object
+        cached = _BY_SIZE[id(model)] = (
+            model, tuple(sorted(model.usable_profiles(), key=lambda p: (p.memory_mib, p.compute_slices))))
+    return cached[1]
 
 
 def smallest_fitting(model: GpuModel, need_mib: float, above_mib: float = 0.0) -> Profile | None:
