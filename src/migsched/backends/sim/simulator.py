@@ -88,6 +88,7 @@ class Simulator(Backend):
         self.mig = mig_enabled
         self.samples = memory_samples
         self.meters = [GpuMeter(m, record=self.record_power) for m in self.gpus]
+        self._whole = [m.whole_gpu for m in self.gpus]  # built once: whole_gpu makes a new Profile
         if self.record_power:
             for meter in self.meters:
                 meter.series.append((0.0, meter.power_w()))
@@ -156,7 +157,7 @@ class Simulator(Backend):
 
     def _profile_at(self, gpu: int, start: int) -> Profile:
         if not self.mig:
-            return self.gpus[gpu].whole_gpu
+            return self._whole[gpu]
         try:
             return self._profiles[(gpu, start)]
         except KeyError:
@@ -174,7 +175,7 @@ class Simulator(Backend):
         compute_s = t_launch + truth.startup_s
         oom_at = truth.oom_fraction(profile.memory_mib / 1024.0)
         end_s = compute_s + (work_s if oom_at is None else oom_at * work_s)
-        p = job_power_w(truth.power_w, speed, speed_on(truth, model, model.whole_gpu), model, profile)
+        p = job_power_w(truth.power_w, speed, speed_on(truth, model, self._whole[a.gpu]), model, profile)
         self._token += 1
         run = _Run(job, a.gpu, a.start, profile, self._token, t_launch, compute_s, work_s, end_s, oom_at is not None, p)
         self._runs[job.job_id] = run
