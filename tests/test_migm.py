@@ -94,3 +94,35 @@ def test_job_larger_than_the_gpu_is_rejected():
     jobs = batch(job("huge", hint=200.0, peak=200.0), job("ok"))
     r = simulate(jobs, A100, policy="migm")
     assert r.jobs_completed == 1 and r.jobs_failed == 1
+
+
+# ---- tail restart -----------------------------------------------------------------------------
+def _tail_batch(short_runtime: float):
+    """Six 1-slice jobs and a long progress-reporting one fill the seven 1g slices of an A100."""
+    long = job("long-train", cls="ml-train", runtime=1000.0, speedup={1: 0.2, 2: 0.4, 3: 0.6, 4: 0.7, 7: 1.0})
+    long["reports_progress"] = True
+    short = job("short", count=6, runtime=short_runtime, speedup={1: 1.0})
+    return batch(long, short)
+
+
+def test_tail_restart_moves_a_long_job_off_its_1g_slice():
+    jobs = _tail_batch(50.0)
+    on = simulate(jobs, A100, policy="migm")
+    off = simulate(jobs, A100, policy="migm", tail_restart=False)
+    assert on.jobs_completed == off.jobs_completed == 7
+    long_on = next(j for j in on.jobs if j.name == "long-train")
+    assert long_on.outcomes == ("killed:preempt", "ok")
+    assert on.policy_summary["tail_upgrades"] == 1
+    assert off.policy_summary.get("tail_upgrades", 0) == 0
+    # 5,000 s on the 1g slice without the restart; about 1,000 s on the 7g after it.
+    assert on.makespan_s < 0.5 * off.makespan_s
+    assert on.energy_j < off.energy_j
+
+
+def test_tail_restart_leaves_a_nearly_done_job_alone():
+    jobs = _tail_batch(4500.0)  # the slices free up when the long job is 90% done
+    r = simulate(jobs, A100, policy="migm")
+    long_r = next(j for j in r.jobs if j.name == "long-train")
+    assert long_r.outcomes == ("ok",)
+    assert r.policy_summary.get("tail_upgrades", 0) == 0
+    assert r.jobs_completed == 7

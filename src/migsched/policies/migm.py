@@ -46,6 +46,7 @@ from migsched.policies.migm_place import (
     repartition,
 )
 from migsched.policies.migm_queue import QueueIndex
+from migsched.policies.migm_tail import RunTimes, pick_upgrade
 from migsched.policies.registry import register
 
 SCHEMES = ("head", "repartition-min")
@@ -82,6 +83,7 @@ class MigmPolicy(Policy):
 
     def __init__(self, scheme: str = "head", backfill: bool = True, order: str = "largest",
                  early_restart: bool = True, safety: float = 0.95, compute_upgrade: bool = True,
+                 tail_restart: bool = True, tail_margin: float = 0.25, tail_min_gain_s: float = 30.0,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -91,7 +93,13 @@ class MigmPolicy(Policy):
             raise ValueError(f"safety must be in (0, 1], got {safety}")
         self.scheme, self.backfill, self.order = scheme, backfill, order
         self.early_restart, self.safety, self.compute_upgrade = early_restart, safety, compute_upgrade
+        if not 0 <= tail_margin < 1:
+            raise ValueError(f"tail_margin must be in [0, 1), got {tail_margin}")
+        self.tail_restart, self.tail_margin, self.tail_min_gain_s = tail_restart, tail_margin, tail_min_gain_s
         self.estimator, self.forecaster = estimator, forecaster
+        self.times = RunTimes()
+        self._target: dict[str, Profile] = {}     # job -> profile its tail restart is for
+        self._tail_key: tuple | None = None       # state at the last tail-restart search
         self.model: GpuModel | None = None
         self.index = QueueIndex(self._tier_of, self._left)
         self._job_need: dict[str, float] = {}     # forecast-based need after an early restart
@@ -147,6 +155,8 @@ class MigmPolicy(Policy):
         name = family(job.spec.name)
         assert self.estimator is not None
         if a.outcome == "ok":
+            assert self.model is not None
+            self.times.finished(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s)
             self.estimator.observe(job, a.peak_mib, True)
             self.score.finished(job.job_id, a.peak_mib)
             if a.peak_mib > self._name_peak.get(name, 0.0):
@@ -154,7 +164,9 @@ class MigmPolicy(Policy):
                 self._version += 1
             self._job_need.pop(job.job_id, None)
             self._above.pop(job.job_id, None)
-        elif a.outcome == "oom":
+        else:
+            self.times.forget(job)
+        if a.outcome == "oom":
             self.estimator.observe(job, a.peak_mib, False)
             self._bump("oom_restarts_seen")
             if a.memory_mib + 1.0 > self._name_floor.get(name, 0.0):
@@ -167,6 +179,7 @@ class MigmPolicy(Policy):
         if self.model is None:
             self._init(view)
         assert self.forecaster is not None
+        self.times.on_sample(job)
         prof = job.profile
         if prof is None or not self._due(job, sample):
             return []
@@ -211,7 +224,7 @@ class MigmPolicy(Policy):
                                         f"{gib(self._largest)}")]
         heads = [(t, j) for t, j in self.index.heads() if t]
         if not heads:
-            return []
+            return self._tail_restart(view)
         if not self.backfill:
             heads = [min(heads, key=lambda tj: tj[1].seq)]
         elif self.order == "largest":
@@ -230,6 +243,7 @@ class MigmPolicy(Policy):
                 self._bump(pl.kind)
                 if pl.profile.name != tier:
                     self._bump("compute_upgrades")
+                self._target.pop(job.job_id, None)
                 self.index.launched(job, view, delta=(-1, 1))
                 return pl.actions(job.job_id)
             if self.backfill and not self._resv:
@@ -239,9 +253,35 @@ class MigmPolicy(Policy):
                     self._bump("reservations")
         return []
 
+    def _tail_restart(self, view: ClusterView) -> list[Action]:
+        """Nothing queued, nothing more to come: restart the job whose tail a larger instance
+        shortens most by at least `tail_margin` (migm_tail.pick_upgrade), one at a time."""
+        if not (self.tail_restart and self.compute_upgrade) or view.more_arrivals or view.queue or self._target \
+                or not view.running:
+            return []
+        key = (len(view.running), int(view.now_s // 30.0))
+        if key == self._tail_key:
+            return []
+        self._tail_key = key
+        assert self.model is not None
+        up = pick_upgrade(view, self.model, view.running.values(), family,
+                          lambda j: self.model.profile(self._tier_of(j) or j.profile.name).memory_mib,  # type: ignore[union-attr]
+                          self.times, self.tail_margin, self.tail_min_gain_s)
+        if up is None:
+            return []
+        self._target[up.job_id] = up.profile
+        self._bump("tail_upgrades")
+        return [Kill(up.job_id, KillReason.PREEMPT)]
+
     def _place(self, view: ClusterView, job: JobView, tight: Profile, reserved: Sequence[Reservation]
                ) -> Placement | None:
         """Where to run `job`, in this scheme's order of preference, or None to wait."""
+        target = self._target.get(job.job_id)
+        if target is not None:
+            pl = find_reuse(view, [target], reserved) or find_create(view, target, reserved) \
+                or find_reclaim(view, target, reserved)
+            if pl is not None:
+                return pl
         up = self._tail_upgrade(view, tight, reserved)
         if up is not None:
             return up

@@ -1,0 +1,178 @@
+"""`migm`'s tail upgrade: restart a long job that holds a small instance on a larger one.
+
+At the end of a batch (no more arrivals, nothing queued) the last long jobs often sit on 1g
+slices while the rest of the GPU idles. `pick_upgrade` projects, for each running job, its
+remaining time where it is and its finish after a restart on the best larger instance that the
+idle room (free slots, idle instances and the job's own instance) can hold, and proposes the
+restart whose projected remaining time shrinks the most, only when it shrinks by at least
+`margin` (and `min_gain_s`). Killed work is lost, so the projection charges the whole run again.
+
+Durations (no ground truth is read):
+
+* **Compute time on the current instance** T: from the job's own progress reports
+  (T = compute elapsed / progress) or, without them, from completed runs of its family on any
+  profile, scaled to this one.
+* **Speed scaling** between profiles: compute time ~ compute_slices^-alpha. alpha is fitted from
+  a family's completed runs on two profiles with different compute; otherwise a conservative
+  prior per job class (`PRIOR_ALPHA`: the bundled templates' exponents range 0.01-0.98 for
+  scientific kernels, 0.18-1.09 for ML training, 0.41-0.94 for LLM generation; a low prior only
+  forgoes gains, a high one kills jobs that do not speed up).
+* **Startup**: the time from launch to the first memory sample minus one sampling interval
+  (samples start when startup ends), else the family's, else 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from migsched.core.events import MemorySample
+from migsched.core.state import ClusterView, JobView
+from migsched.hardware.catalog import GpuModel, Profile
+from migsched.partition.layout import Layout
+
+#: Speed-scaling exponent assumed when a family has not run on two compute sizes.
+PRIOR_ALPHA = {"scientific": 0.1, "ml-train": 0.4, "ml-infer": 0.4, "llm": 0.5}
+DEFAULT_ALPHA = 0.3
+MIN_PROGRESS = 0.02  # progress below this says too little about the rate
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """Restart `job_id` on `profile`: remaining `old_s` where it is, `new_s` after the restart."""
+
+    job_id: str
+    profile: Profile
+    old_s: float
+    new_s: float
+
+
+class RunTimes:
+    """What runs taught about durations: startups and compute time per family and profile size."""
+
+    def __init__(self) -> None:
+        self.startup: dict[str, float] = {}        # job id -> startup of its current attempt
+        self.fam_startup: dict[str, float] = {}    # family -> startup of a run
+        self.compute: dict[str, dict[int, float]] = {}  # family -> compute slices -> compute s (last)
+
+    def on_sample(self, job: JobView) -> None:
+        """Estimate the startup of the job's attempt from its first two samples."""
+        s = job.samples
+        if len(s) == 2:
+            interval = s[1].elapsed_s - s[0].elapsed_s
+            self.startup[job.job_id] = max(0.0, s[0].elapsed_s - interval)
+
+    def startup_of(self, job: JobView, fam: str) -> float:
+        return self.startup.get(job.job_id, self.fam_startup.get(fam, 0.0))
+
+    def finished(self, job: JobView, fam: str, compute_slices: int, run_s: float) -> None:
+        """A run of `job` on a profile with `compute_slices` took `run_s` from launch to exit."""
+        st = self.startup.pop(job.job_id, None)
+        if st is not None:
+            self.fam_startup[fam] = st
+        else:
+            st = self.fam_startup.get(fam, 0.0)
+        self.compute.setdefault(fam, {})[compute_slices] = max(run_s - st, 1e-3)
+
+    def forget(self, job: JobView) -> None:
+        self.startup.pop(job.job_id, None)
+
+    def alpha(self, fam: str, job_class: str) -> float:
+        """Compute time ~ slices^-alpha: fitted from the family's two most different sizes, else prior."""
+        runs = self.compute.get(fam)
+        if runs and len(runs) >= 2:
+            lo, hi = min(runs), max(runs)
+            a = math.log(runs[lo] / runs[hi]) / math.log(hi / lo)
+            return min(max(a, 0.0), 1.0)
+        return PRIOR_ALPHA.get(job_class, DEFAULT_ALPHA)
+
+    def compute_s(self, fam: str, job_class: str, compute_slices: int) -> float | None:
+        """The family's compute time on `compute_slices`, scaled from its nearest known size."""
+        runs = self.compute.get(fam)
+        if not runs:
+            return None
+        c = min(runs, key=lambda k: (abs(math.log(k / compute_slices)), k))
+        return runs[c] * (c / compute_slices) ** self.alpha(fam, job_class)
+
+
+def last_progress(job: JobView) -> MemorySample | None:
+    """The job's latest sample that carries a progress report, if any."""
+    for s in reversed(job.samples[-4:]):
+        if s.progress is not None:
+            return s
+    return None
+
+
+def remaining(job: JobView, now_s: float, fam: str, times: RunTimes) -> tuple[float, float] | None:
+    """(remaining seconds on the current instance, full compute seconds there), or None if unknown."""
+    prof = job.profile
+    if prof is None or job.launched_s is None:
+        return None
+    st = times.startup_of(job, fam)
+    s = last_progress(job)
+    if s is not None and s.progress is not None and s.progress >= MIN_PROGRESS:
+        done_s = max(s.elapsed_s - st, 1e-3)
+        total = done_s / min(s.progress, 1.0)
+        elapsed = max(now_s - job.launched_s - st, 0.0)
+        return max(total - elapsed, 0.0), total
+    total = times.compute_s(fam, job.spec.job_class.value, prof.compute_slices)
+    if total is None:
+        return None
+    elapsed = max(now_s - job.launched_s - st, 0.0)
+    return max(total - elapsed, 0.0), total
+
+
+def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile]) -> list[Profile]:
+    """Those of `profiles` that fit somewhere once idle instances and `job`'s own are destroyed."""
+    fits: set[Profile] = set()
+    cands = list(profiles)
+    gpus = [view.gpus[job.gpu]] if job.gpu is not None else []
+    gpus += [view.gpus[m.lowest if hasattr(m, "lowest") else min(m)] for m in view.groups.values()]
+    for g in gpus:
+        if not g.mig:
+            continue
+        lay = g.layout
+        keep = tuple(i for i in lay.instances if i.busy and not (g.index == job.gpu and i.start == job.start))
+        if len(keep) != len(lay.instances):
+            lay = Layout(lay.model, keep)
+        for p in cands:
+            if p not in fits and lay.can_place(p):
+                fits.add(p)
+        if len(fits) == len(cands):
+            break
+    return [p for p in cands if p in fits]
+
+
+def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], family: Callable[[str], str],
+                 min_memory: Callable[[JobView], float], times: RunTimes, margin: float,
+                 min_gain_s: float, reconf_s: float = 0.5) -> Upgrade | None:
+    """The restart that shortens the longest projected remaining time, or None (module doc)."""
+    best: Upgrade | None = None
+    for job in jobs:
+        cur = job.profile
+        if cur is None or job.killing:
+            continue
+        fam = family(job.spec.name)
+        rem = remaining(job, view.now_s, fam, times)
+        if rem is None:
+            continue
+        old_s, total = rem
+        if best is not None and old_s <= best.old_s:
+            continue  # the longest remaining job decides the tail
+        need = min_memory(job)
+        bigger = [p for p in model.profiles if p.compute_slices > cur.compute_slices and p.memory_mib >= need]
+        if not bigger:
+            continue
+        alpha = times.alpha(fam, job.spec.job_class.value)
+        st = times.startup_of(job, fam)
+        cand: Upgrade | None = None
+        for p in room_for(view, job, bigger):
+            new_s = reconf_s + st + total * (cur.compute_slices / p.compute_slices) ** alpha
+            key = (new_s, p.compute_slices, p.memory_slices)
+            if cand is None or key < (cand.new_s, cand.profile.compute_slices, cand.profile.memory_slices):
+                cand = Upgrade(job.job_id, p, old_s, new_s)
+        if cand is None or cand.new_s > (1.0 - margin) * old_s or old_s - cand.new_s < min_gain_s:
+            continue
+        best = cand
+    return best
