@@ -33,7 +33,7 @@ from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
 
 #: Speed-scaling exponent assumed when a family has not run on two compute sizes.
-PRIOR_ALPHA = {"scientific": 0.1, "ml-train": 0.4, "ml-infer": 0.4, "llm": 0.5}
+PRIOR_ALPHA = {"scientific": 0.1, "ml-train": 0.5, "ml-infer": 0.5, "llm": 0.5}
 DEFAULT_ALPHA = 0.3
 MIN_PROGRESS = 0.02  # progress below this says too little about the rate
 
