@@ -126,3 +126,10 @@ def test_tail_restart_leaves_a_nearly_done_job_alone():
     assert long_r.outcomes == ("ok",)
     assert r.policy_summary.get("tail_upgrades", 0) == 0
     assert r.jobs_completed == 7
+
+
+def test_rank_option_validated_and_runs():
+    with pytest.raises(ValueError):
+        create_policy("migm", rank="nope")
+    r = simulate(_tail_batch(50.0), A100, policy="migm", rank="class")
+    assert r.jobs_completed == 7

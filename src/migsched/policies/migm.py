@@ -60,6 +60,9 @@ def family(name: str) -> str:
     """
     return _NUMBERED.sub("", name)
 ORDERS = ("largest", "fifo")
+RANKS = ("fifo", "class")
+#: With rank="class", longer-running classes start first within a tier (LPT by class).
+CLASS_RANK = {"ml-train": 0, "ml-infer": 1, "llm": 2, "scientific": 3}
 
 
 @register
@@ -83,7 +86,7 @@ class MigmPolicy(Policy):
 
     def __init__(self, scheme: str = "head", backfill: bool = True, order: str = "largest",
                  early_restart: bool = True, safety: float = 0.95, compute_upgrade: bool = True,
-                 tail_restart: bool = True, tail_margin: float = 0.25, tail_min_gain_s: float = 30.0,
+                 rank: str = "fifo", tail_restart: bool = True, tail_margin: float = 0.25, tail_min_gain_s: float = 30.0,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -93,6 +96,8 @@ class MigmPolicy(Policy):
             raise ValueError(f"safety must be in (0, 1], got {safety}")
         self.scheme, self.backfill, self.order = scheme, backfill, order
         self.early_restart, self.safety, self.compute_upgrade = early_restart, safety, compute_upgrade
+        if rank not in RANKS:
+            raise ValueError(f"rank must be one of {RANKS}, got {rank!r}")
         if not 0 <= tail_margin < 1:
             raise ValueError(f"tail_margin must be in [0, 1), got {tail_margin}")
         self.tail_restart, self.tail_margin, self.tail_min_gain_s = tail_restart, tail_margin, tail_min_gain_s
@@ -101,7 +106,8 @@ class MigmPolicy(Policy):
         self._target: dict[str, Profile] = {}     # job -> profile its tail restart is for
         self._tail_key: tuple | None = None       # state at the last tail-restart search
         self.model: GpuModel | None = None
-        self.index = QueueIndex(self._tier_of, self._left)
+        self.index = QueueIndex(self._tier_of, self._left,
+                                (lambda j: CLASS_RANK.get(j.spec.job_class.value, 9)) if rank == "class" else None)
         self._job_need: dict[str, float] = {}     # forecast-based need after an early restart
         self._above: dict[str, float] = {}        # memory of the instance a job was early-restarted from
         self._name_floor: dict[str, float] = {}   # jobs of this name need at least this (restarts)

@@ -29,10 +29,13 @@ class QueueIndex:
     Args:
         tier_of: the tier a job needs now (a profile name), or None when nothing can hold it.
         on_left: called with each launched job once it has left the running set (ended or requeued).
+        rank: orders a bucket before FIFO (lower first; fixed when the job is added), or None.
     """
 
-    def __init__(self, tier_of: TierOf, on_left: Callable[[JobView], None]) -> None:
+    def __init__(self, tier_of: TierOf, on_left: Callable[[JobView], None],
+                 rank: Callable[[JobView], float] | None = None) -> None:
         self.tier_of = tier_of
+        self.rank = rank
         self.on_left = on_left
         self.buckets: dict[str, list[tuple[int, JobView]]] = {}
         self.member: dict[str, str | None] = {}  # queued job id -> its tier
@@ -75,7 +78,8 @@ class QueueIndex:
         self.member[job.job_id] = tier
         if tier is not None:
             self.counts[tier] = self.counts.get(tier, 0) + 1
-        heapq.heappush(self.buckets.setdefault(tier or "", []), (job.seq, job))
+        r = self.rank(job) if self.rank is not None else 0.0
+        heapq.heappush(self.buckets.setdefault(tier or "", []), (r, job.seq, job))
 
     def launched(self, job: JobView, view: ClusterView, delta: tuple[int, int]) -> None:
         """The policy is returning a launch (`delta` (-1, 1)) or a reject ((-1, 0)) of `job`.
@@ -101,7 +105,7 @@ class QueueIndex:
         """The FIFO-first queued job of `tier` ("" holds jobs nothing can hold), or None."""
         heap = self.buckets.get(tier)
         while heap:
-            _seq, job = heap[0]
+            _r, _seq, job = heap[0]
             cur = self.member.get(job.job_id, "<absent>")
             if job.state is not JobState.QUEUED or cur != (tier or None):
                 heapq.heappop(heap)
