@@ -157,6 +157,12 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _write_json(path: Path, doc: dict) -> None:
+    """Write the results so far (after every run, so an interrupted sweep keeps what it measured)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
 def _available_policies(wanted: list[str] | None) -> list[str]:
     from migsched.policies import policy_names
 
@@ -219,15 +225,14 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     r = json.loads(p.stdout.strip().splitlines()[-1])
                     rows.append(r)
+                    _write_json(a.json, {"command": command, "date": date, "machine": mach, "results": rows})
                     print(f"{policy} {arrivals} {n} jobs {g} GPUs: {r['wall_s']:.2f} s ({r['cpu_s']:.2f} s CPU), "
                           f"{r['jobs_per_s']:,.0f} jobs/s, {r['events_per_s']:,.0f} events/s, "
                           f"{r['peak_rss_mib']:.0f} MiB", flush=True)
     table = markdown(rows)
     print()
     print(table)
-    doc = {"command": command, "date": date, "machine": mach, "results": rows}
-    a.json.parent.mkdir(parents=True, exist_ok=True)
-    a.json.write_text(json.dumps(doc, indent=2) + "\n")
+    _write_json(a.json, {"command": command, "date": date, "machine": mach, "results": rows})
     if a.md:
         a.md.write_text(f"command: `{command}`  \ndate: {date}  \nmachine: {mach['platform']}; {mach['cpu']}; "
                         f"{mach['cores']} cores; Python {mach['python']}\n\n{table}\n")
