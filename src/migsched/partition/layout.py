@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from migsched.errors import InvalidLayoutError, PlacementError
 from migsched.hardware.catalog import GpuModel, Profile
@@ -52,6 +52,21 @@ class Layout:
 
     model: GpuModel
     instances: tuple[Instance, ...] = ()
+    # Derived once per layout: the bitmask of used memory slots and the compute slices in use.
+    # `fits` runs on every placement decision, so it must not rebuild sets each call.
+    _used_mask: int = field(default=0, init=False, repr=False, compare=False, hash=False)
+    _used_compute: int = field(default=0, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        mask = compute = 0
+        for i in self.instances:
+            if i.start >= 0:
+                mask |= ((1 << i.profile.memory_slices) - 1) << i.start
+            else:  # an illegal start, kept so that `violations` can name it
+                mask |= ((1 << max(0, i.profile.memory_slices + i.start)) - 1)
+            compute += i.profile.compute_slices
+        object.__setattr__(self, "_used_mask", mask)
+        object.__setattr__(self, "_used_compute", compute)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -92,7 +107,7 @@ class Layout:
     @property
     def used_slots(self) -> frozenset[int]:
         """Memory slots taken by some instance."""
-        return frozenset(s for i in self.instances for s in i.slots)
+        return frozenset(s for s in range(self.model.memory_slices) if self._used_mask >> s & 1)
 
     @property
     def free_slots(self) -> frozenset[int]:
@@ -102,7 +117,7 @@ class Layout:
     @property
     def used_compute(self) -> int:
         """Compute slices taken by the instances."""
-        return sum(i.profile.compute_slices for i in self.instances)
+        return self._used_compute
 
     @property
     def free_compute(self) -> int:
@@ -171,9 +186,9 @@ class Layout:
     def fits(self, profile: Profile, start: int) -> bool:
         """True when `profile` can be added at `start` without breaking a rule."""
         m = self.model
-        if start not in profile.starts:
+        if start not in profile.starts or start < 0:
             return False
-        if self.used_slots & set(profile.slots(start)):
+        if self._used_mask & (((1 << profile.memory_slices) - 1) << start):
             return False
         if len(self.instances) >= m.max_instances or self.free_compute < profile.compute_slices:
             return False
