@@ -133,3 +133,21 @@ def test_rank_option_validated_and_runs():
         create_policy("migm", rank="nope")
     r = simulate(_tail_batch(50.0), A100, policy="migm", rank="class")
     assert r.jobs_completed == 7
+
+
+def test_lpt_rank_starts_a_family_learned_long_before_short_ones():
+    """rank="lpt" (default): once train-000 finished, the other train-* jobs jump the short ones."""
+    entries = [job("train-000", runtime=60.0, speedup={1: 1.0}), job("cut", count=60, runtime=10.0, speedup={1: 1.0})]
+    entries += [job(f"train-{i:03d}", runtime=60.0, speedup={1: 1.0}) for i in range(1, 5)]
+    jobs = batch(*entries)
+    lpt = simulate(jobs, A100, policy="migm", rank="lpt", tail_restart=False)
+    fifo = simulate(jobs, A100, policy="migm", rank="fifo", tail_restart=False)
+    assert lpt.jobs_completed == fifo.jobs_completed == 65
+    assert lpt.makespan_s < fifo.makespan_s
+
+
+def test_new_options_validated_and_run():
+    assert create_policy("migm").rank == "lpt"
+    for opts in ({"mid_upgrade": False}, {"reserve_after_s": 600.0}, {"alpha_prior": {"scientific": 0.3}}):
+        r = simulate(_tail_batch(50.0), A100, policy="migm", **opts)
+        assert r.jobs_completed == 7

@@ -60,7 +60,7 @@ def family(name: str) -> str:
     """
     return _NUMBERED.sub("", name)
 ORDERS = ("largest", "fifo")
-RANKS = ("fifo", "class")
+RANKS = ("fifo", "class", "lpt")
 #: With rank="class", longer-running classes start first within a tier (LPT by class).
 CLASS_RANK = {"ml-train": 0, "ml-infer": 1, "llm": 2, "scientific": 3}
 
@@ -86,7 +86,9 @@ class MigmPolicy(Policy):
 
     def __init__(self, scheme: str = "head", backfill: bool = True, order: str = "largest",
                  early_restart: bool = True, safety: float = 0.95, compute_upgrade: bool = True,
-                 rank: str = "fifo", tail_restart: bool = True, tail_margin: float = 0.25, tail_min_gain_s: float = 30.0,
+                 rank: str = "lpt", tail_restart: bool = True, tail_margin: float = 0.25, tail_min_gain_s: float = 30.0,
+                 mid_upgrade: bool = True, reserve_after_s: float = 0.0,
+                 alpha_prior: dict[str, float] | None = None,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -101,13 +103,19 @@ class MigmPolicy(Policy):
         if not 0 <= tail_margin < 1:
             raise ValueError(f"tail_margin must be in [0, 1), got {tail_margin}")
         self.tail_restart, self.tail_margin, self.tail_min_gain_s = tail_restart, tail_margin, tail_min_gain_s
+        self.mid_upgrade, self.reserve_after_s = mid_upgrade, reserve_after_s
         self.estimator, self.forecaster = estimator, forecaster
-        self.times = RunTimes()
+        self.times = RunTimes(alpha_prior)
         self._target: dict[str, Profile] = {}     # job -> profile its tail restart is for
         self._tail_key: tuple | None = None       # state at the last tail-restart search
         self.model: GpuModel | None = None
+        self.rank = rank
+        self._rerank = False
+        self._ok_runs = 0
+        self._lpt_mean: tuple[int, float] = (-1, 0.0)
         self.index = QueueIndex(self._tier_of, self._left,
-                                (lambda j: CLASS_RANK.get(j.spec.job_class.value, 9)) if rank == "class" else None)
+                                (lambda j: CLASS_RANK.get(j.spec.job_class.value, 9)) if rank == "class"
+                                else self._lpt_rank if rank == "lpt" else None)
         self._job_need: dict[str, float] = {}     # forecast-based need after an early restart
         self._above: dict[str, float] = {}        # memory of the instance a job was early-restarted from
         self._name_floor: dict[str, float] = {}   # jobs of this name need at least this (restarts)
@@ -152,6 +160,20 @@ class MigmPolicy(Policy):
         self._cache[job.job_id] = (*key, tier)
         return tier
 
+    def _lpt_rank(self, job: JobView) -> float:
+        """rank="lpt": longest expected first; a family's learned 1-slice compute time, else the
+        mean of the families learned so far (unknown jobs sit among them, FIFO otherwise)."""
+        known = self.times.compute
+        t = self.times.compute_s(family(job.spec.name), job.spec.job_class.value, 1)
+        if t is None:
+            if not known:
+                return 0.0
+            if self._lpt_mean[0] != self._ok_runs:
+                vals = [self.times.compute_s(f, "", 1) or 0.0 for f in known]
+                self._lpt_mean = (self._ok_runs, sum(vals) / len(vals))
+            t = self._lpt_mean[1]
+        return -t
+
     def _left(self, job: JobView) -> None:
         """A launched job left the running set: learn from how its attempt ended."""
         self._cache.pop(job.job_id, None)
@@ -162,6 +184,9 @@ class MigmPolicy(Policy):
         assert self.estimator is not None
         if a.outcome == "ok":
             assert self.model is not None
+            self._ok_runs += 1
+            if self.rank == "lpt" and name not in self.times.compute:
+                self._rerank = True
             self.times.finished(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s)
             self.estimator.observe(job, a.peak_mib, True)
             self.score.finished(job.job_id, a.peak_mib)
@@ -222,6 +247,9 @@ class MigmPolicy(Policy):
     def schedule(self, view: ClusterView) -> list[Action]:
         model = self.model or self._init(view)
         self.index.sync(view)
+        if self._rerank:
+            self._rerank = False
+            self.index.rerank()
         dead = self.index.head("")
         if dead is not None:
             need = max(self.need_mib(dead), dead.needs_more_than_mib)
@@ -252,7 +280,7 @@ class MigmPolicy(Policy):
                 self._target.pop(job.job_id, None)
                 self.index.launched(job, view, delta=(-1, 1))
                 return pl.actions(job.job_id)
-            if self.backfill and not self._resv:
+            if self.backfill and not self._resv and view.now_s - job.spec.arrival_s >= self.reserve_after_s:
                 r = choose_reservation(view, model.profile(tier), ())
                 if r is not None:
                     self._resv[job.job_id] = (tier, r)
@@ -292,6 +320,8 @@ class MigmPolicy(Policy):
         if up is not None:
             return up
         variants = self._variants(tight)
+        if not self.mid_upgrade and (view.more_arrivals or len(view.queue) > 1):
+            variants = variants[:1]
         if self.scheme == "head":
             pl = find_reuse(view, variants, reserved)
         else:

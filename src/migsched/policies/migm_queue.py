@@ -81,6 +81,15 @@ class QueueIndex:
         r = self.rank(job) if self.rank is not None else 0.0
         heapq.heappush(self.buckets.setdefault(tier or "", []), (r, job.seq, job))
 
+    def rerank(self) -> None:
+        """Recompute every queued job's rank (the rank function learned something)."""
+        if self.rank is None:
+            return
+        for tier, heap in self.buckets.items():
+            fresh = [(self.rank(j), seq, j) for _r, seq, j in heap]
+            heapq.heapify(fresh)
+            self.buckets[tier] = fresh
+
     def launched(self, job: JobView, view: ClusterView, delta: tuple[int, int]) -> None:
         """The policy is returning a launch (`delta` (-1, 1)) or a reject ((-1, 0)) of `job`.
 

@@ -33,7 +33,7 @@ from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
 
 #: Speed-scaling exponent assumed when a family has not run on two compute sizes.
-PRIOR_ALPHA = {"scientific": 0.1, "ml-train": 0.5, "ml-infer": 0.5, "llm": 0.5}
+PRIOR_ALPHA = {"scientific": 0.1, "ml-train": 0.7, "ml-infer": 0.7, "llm": 0.6}
 DEFAULT_ALPHA = 0.3
 MIN_PROGRESS = 0.02  # progress below this says too little about the rate
 
@@ -51,7 +51,8 @@ class Upgrade:
 class RunTimes:
     """What runs taught about durations: startups and compute time per family and profile size."""
 
-    def __init__(self) -> None:
+    def __init__(self, prior: dict[str, float] | None = None) -> None:
+        self.prior = {**PRIOR_ALPHA, **(prior or {})}  # job class -> alpha before any fit
         self.startup: dict[str, float] = {}        # job id -> startup of its current attempt
         self.fam_startup: dict[str, float] = {}    # family -> startup of a run
         self.compute: dict[str, dict[int, float]] = {}  # family -> compute slices -> compute s (last)
@@ -85,7 +86,7 @@ class RunTimes:
             lo, hi = min(runs), max(runs)
             a = math.log(runs[lo] / runs[hi]) / math.log(hi / lo)
             return min(max(a, 0.0), 1.0)
-        return PRIOR_ALPHA.get(job_class, DEFAULT_ALPHA)
+        return self.prior.get(job_class, DEFAULT_ALPHA)
 
     def compute_s(self, fam: str, job_class: str, compute_slices: int) -> float | None:
         """The family's compute time on `compute_slices`, scaled from its nearest known size."""
