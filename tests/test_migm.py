@@ -151,3 +151,17 @@ def test_new_options_validated_and_run():
     for opts in ({"mid_upgrade": False}, {"reserve_after_s": 600.0}, {"alpha_prior": {"scientific": 0.3}}):
         r = simulate(_tail_batch(50.0), A100, policy="migm", **opts)
         assert r.jobs_completed == 7
+
+
+def test_blocked_restart_frees_a_gpu_a_long_small_job_holds():
+    """A whole-GPU job waits behind a long job on a 1g slice: restart the long job (bigger, later)."""
+    long = job("long-train", cls="ml-train", runtime=1000.0, speedup={1: 0.2, 2: 0.4, 3: 0.6, 4: 0.7, 7: 1.0})
+    long["reports_progress"] = True
+    big = job("big", hint=70.0, peak=70.0, runtime=100.0, speedup={1: 1.0}, arrival=1.0)
+    jobs = batch(long, big)
+    on = simulate(jobs, A100, policy="migm", blocked_wait_s=0.0)
+    off = simulate(jobs, A100, policy="migm", blocked_restart=False)
+    assert on.jobs_completed == off.jobs_completed == 2
+    assert on.policy_summary.get("blocked_restarts", 0) == 1
+    assert off.policy_summary.get("blocked_restarts", 0) == 0
+    assert on.makespan_s < off.makespan_s

@@ -88,7 +88,8 @@ class MigmPolicy(Policy):
                  early_restart: bool = True, safety: float = 0.95, compute_upgrade: bool = True,
                  rank: str = "lpt", tail_restart: bool = True, tail_margin: float = 0.25, tail_min_gain_s: float = 30.0,
                  mid_upgrade: bool = True, reserve_after_s: float = 0.0,
-                 alpha_prior: dict[str, float] | None = None,
+                 alpha_prior: dict[str, float] | None = None, blocked_restart: bool = True,
+                 blocked_wait_s: float = 300.0,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -104,10 +105,12 @@ class MigmPolicy(Policy):
             raise ValueError(f"tail_margin must be in [0, 1), got {tail_margin}")
         self.tail_restart, self.tail_margin, self.tail_min_gain_s = tail_restart, tail_margin, tail_min_gain_s
         self.mid_upgrade, self.reserve_after_s = mid_upgrade, reserve_after_s
+        self.blocked_restart, self.blocked_wait_s = blocked_restart, blocked_wait_s
         self.estimator, self.forecaster = estimator, forecaster
         self.times = RunTimes(alpha_prior)
         self._target: dict[str, Profile] = {}     # job -> profile its tail restart is for
-        self._tail_key: tuple | None = None       # state at the last tail-restart search
+        self._tail_key: tuple | None = None
+        self._sticky: set[str] = set()            # blocked-restarted jobs: only their target will do       # state at the last tail-restart search
         self.model: GpuModel | None = None
         self.rank = rank
         self._rerank = False
@@ -278,6 +281,7 @@ class MigmPolicy(Policy):
                 if pl.profile.name != tier:
                     self._bump("compute_upgrades")
                 self._target.pop(job.job_id, None)
+                self._sticky.discard(job.job_id)
                 self.index.launched(job, view, delta=(-1, 1))
                 return pl.actions(job.job_id)
             if self.backfill and not self._resv and view.now_s - job.spec.arrival_s >= self.reserve_after_s:
@@ -285,12 +289,18 @@ class MigmPolicy(Policy):
                 if r is not None:
                     self._resv[job.job_id] = (tier, r)
                     self._bump("reservations")
+        if self.blocked_restart and self._resv and not view.more_arrivals:
+            jid = next(iter(self._resv))
+            blocked = view.jobs.get(jid) if hasattr(view.jobs, "get") else None
+            if blocked is not None and view.now_s - blocked.spec.arrival_s >= self.blocked_wait_s:
+                return self._tail_restart(view, blocked=True)
         return []
 
-    def _tail_restart(self, view: ClusterView) -> list[Action]:
+    def _tail_restart(self, view: ClusterView, blocked: bool = False) -> list[Action]:
         """Nothing queued, nothing more to come: restart the job whose tail a larger instance
         shortens most by at least `tail_margin` (migm_tail.pick_upgrade), one at a time."""
-        if not (self.tail_restart and self.compute_upgrade) or view.more_arrivals or view.queue or self._target \
+        if not (self.tail_restart and self.compute_upgrade) or view.more_arrivals or (view.queue and not blocked) \
+                or self._target \
                 or not view.running:
             return []
         key = (len(view.running), int(view.now_s // 30.0))
@@ -304,7 +314,9 @@ class MigmPolicy(Policy):
         if up is None:
             return []
         self._target[up.job_id] = up.profile
-        self._bump("tail_upgrades")
+        if blocked:
+            self._sticky.add(up.job_id)
+        self._bump("blocked_restarts" if blocked else "tail_upgrades")
         return [Kill(up.job_id, KillReason.PREEMPT)]
 
     def _place(self, view: ClusterView, job: JobView, tight: Profile, reserved: Sequence[Reservation]
@@ -316,6 +328,8 @@ class MigmPolicy(Policy):
                 or find_reclaim(view, target, reserved)
             if pl is not None:
                 return pl
+            if job.job_id in self._sticky:
+                return None  # restarted for a bigger instance: wait for it, not the old slot
         up = self._tail_upgrade(view, tight, reserved)
         if up is not None:
             return up

@@ -33,7 +33,7 @@ from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
 
 #: Speed-scaling exponent assumed when a family has not run on two compute sizes.
-PRIOR_ALPHA = {"scientific": 0.1, "ml-train": 0.7, "ml-infer": 0.7, "llm": 0.6}
+PRIOR_ALPHA = {"scientific": 0.1, "ml-train": 0.9, "ml-infer": 0.9, "llm": 0.8}
 DEFAULT_ALPHA = 0.3
 MIN_PROGRESS = 0.02  # progress below this says too little about the rate
 
