@@ -148,7 +148,8 @@ def test_lpt_rank_starts_a_family_learned_long_before_short_ones():
 
 def test_new_options_validated_and_run():
     assert create_policy("migm").rank == "lpt"
-    for opts in ({"mid_upgrade": False}, {"reserve_after_s": 600.0}, {"alpha_prior": {"scientific": 0.3}}):
+    for opts in ({"mid_upgrade": False}, {"reserve_after_s": 600.0}, {"alpha_prior": {"scientific": 0.3}},
+                 {"blocked_online": True}):
         r = simulate(_tail_batch(50.0), A100, policy="migm", **opts)
         assert r.jobs_completed == 7
 

@@ -77,6 +77,13 @@ class MigmPolicy(Policy):
         early_restart: kill a job as soon as its forecast peak will not fit (default True).
         safety: fraction of an instance's memory a forecast peak may use (paper.md §10.3).
         compute_upgrade: allow same-memory variants with more compute and tail upgrades.
+        rank: order within a tier: "lpt" (family-learned longest first), "fifo" or "class".
+        tail_restart, tail_margin, tail_min_gain_s: restart a long tail job bigger (docs/migm.md 7).
+        mid_upgrade: same-memory compute variants also while other jobs are queued.
+        reserve_after_s: reserve slots only for a job that has waited this long.
+        alpha_prior: per-class speed exponent priors (overrides migm_tail.PRIOR_ALPHA).
+        blocked_restart, blocked_wait_s, blocked_online: restart a long running job so that a
+            reserved job waiting >= blocked_wait_s gets its slots (docs/migm.md step 9).
         estimator, forecaster: override the memory estimator / forecaster.
     """
 
@@ -89,7 +96,7 @@ class MigmPolicy(Policy):
                  rank: str = "lpt", tail_restart: bool = True, tail_margin: float = 0.25, tail_min_gain_s: float = 30.0,
                  mid_upgrade: bool = True, reserve_after_s: float = 0.0,
                  alpha_prior: dict[str, float] | None = None, blocked_restart: bool = True,
-                 blocked_wait_s: float = 300.0,
+                 blocked_wait_s: float = 300.0, blocked_online: bool = False,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -105,7 +112,7 @@ class MigmPolicy(Policy):
             raise ValueError(f"tail_margin must be in [0, 1), got {tail_margin}")
         self.tail_restart, self.tail_margin, self.tail_min_gain_s = tail_restart, tail_margin, tail_min_gain_s
         self.mid_upgrade, self.reserve_after_s = mid_upgrade, reserve_after_s
-        self.blocked_restart, self.blocked_wait_s = blocked_restart, blocked_wait_s
+        self.blocked_restart, self.blocked_wait_s, self.blocked_online = blocked_restart, blocked_wait_s, blocked_online
         self.estimator, self.forecaster = estimator, forecaster
         self.times = RunTimes(alpha_prior)
         self._target: dict[str, Profile] = {}     # job -> profile its tail restart is for
@@ -289,7 +296,7 @@ class MigmPolicy(Policy):
                 if r is not None:
                     self._resv[job.job_id] = (tier, r)
                     self._bump("reservations")
-        if self.blocked_restart and self._resv and not view.more_arrivals:
+        if self.blocked_restart and self._resv and (self.blocked_online or not view.more_arrivals):
             jid = next(iter(self._resv))
             blocked = view.jobs.get(jid) if hasattr(view.jobs, "get") else None
             if blocked is not None and view.now_s - blocked.spec.arrival_s >= self.blocked_wait_s:
@@ -299,7 +306,8 @@ class MigmPolicy(Policy):
     def _tail_restart(self, view: ClusterView, blocked: bool = False) -> list[Action]:
         """Nothing queued, nothing more to come: restart the job whose tail a larger instance
         shortens most by at least `tail_margin` (migm_tail.pick_upgrade), one at a time."""
-        if not (self.tail_restart and self.compute_upgrade) or view.more_arrivals or (view.queue and not blocked) \
+        if not (self.tail_restart and self.compute_upgrade) or (view.more_arrivals and not blocked) \
+                or (view.queue and not blocked) \
                 or self._target \
                 or not view.running:
             return []
