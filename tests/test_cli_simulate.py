@@ -165,12 +165,13 @@ def test_demo_writes_report(capsys, tmp_path):
     assert len(list(report.glob("timeline-*.png"))) >= 3
 
 
-def test_bundled_demo_file_loads():
-    from migsched.jobs import load_jobs_dict
-    from migsched.report import demo_jobs_text
+def test_demo_batch_scales_with_the_gpus():
+    from migsched.cli.simulate_cmds import demo_jobs
 
-    jobs = load_jobs_dict(yaml.safe_load(demo_jobs_text()), require_model=True)
-    assert len(jobs) >= 20
+    one, _ = demo_jobs(1)
+    two, source = demo_jobs(2)
+    assert len(one) == 32 and len(two) == 64
+    assert "64 jobs" in source
 
 
 def test_narrow_terminals_get_the_transposed_table(job_file):

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -36,7 +35,6 @@ from migsched.jobs import Job, load_jobs, load_jobs_dict
 from migsched.policies.registry import get_policy_class, policy_names
 from migsched.report.table import WIDE_TABLE_MIN_WIDTH
 from migsched.report import (
-    demo_jobs_text,
     failure_lines,
     layout_lines,
     lower_bound_line,
@@ -47,7 +45,9 @@ from migsched.report import (
 
 DEFAULT_OPTIMAL_S = 30.0
 DEMO_GPU = "A100-80GB"
-DEMO_JOBS = 32
+# 32 jobs per GPU: the batch size per GPU of the paper's group (paper.md §5.1: 16-128-job mixes).
+# With fewer jobs per GPU the batch is short and one long job's tail decides the makespan.
+DEMO_JOBS_PER_GPU = 32
 DEMO_SEED = 1
 
 
@@ -132,17 +132,13 @@ def simulate_cmd(
 
 
 # ---- demo -----------------------------------------------------------------------------------------
-def demo_jobs() -> tuple[list[Job], str]:
-    """The demo batch and where it came from: the `mixed` workload mix if available, else the bundled file."""
-    try:
-        from migsched.workloads.mixes import make_mix
-    except ImportError:
-        make_mix = None
-    if make_mix is not None:
-        doc = make_mix("mixed", jobs=DEMO_JOBS, seed=DEMO_SEED)
-        return load_jobs_dict(doc, require_model=True), f"workload mix 'mixed' ({DEMO_JOBS} jobs, seed {DEMO_SEED})"
-    doc = yaml.safe_load(demo_jobs_text())
-    return load_jobs_dict(doc, require_model=True), "bundled demo-jobs.yaml"
+def demo_jobs(gpus: int) -> tuple[list[Job], str]:
+    """The demo batch, 32 jobs per GPU of the `mixed` workload mix, and a line saying so."""
+    from migsched.workloads.mixes import make_mix
+
+    n = DEMO_JOBS_PER_GPU * gpus
+    doc = make_mix("mixed", jobs=n, seed=DEMO_SEED)
+    return load_jobs_dict(doc, require_model=True), f"workload mix 'mixed' ({n} jobs, seed {DEMO_SEED})"
 
 
 @app.command("demo")
@@ -151,7 +147,7 @@ def demo_cmd(
     gpus: Annotated[int, typer.Option("--gpus", min=1, help="Number of A100-80GB GPUs.")] = 2,
 ) -> None:
     """Compare every policy on a bundled job mix on A100-80GB and write a report."""
-    jobs, source = demo_jobs()
+    jobs, source = demo_jobs(gpus)
     typer.echo(f"demo: {len(jobs)} jobs from {source} on {gpus}× {DEMO_GPU}")
     cmp = _run_with_progress(jobs, get_model(DEMO_GPU), gpus, None, None, 0, None)
     _show(cmp)

@@ -5,14 +5,10 @@
 * `plots`: timelines, power over time and a summary chart (matplotlib, imported only when a
   report folder is written, since it takes a second to import);
 * `write_report(cmp, folder)`: the PNGs plus `results.md`.
-
-The package also ships `demo-jobs.yaml`, the job mix `migsched demo` falls back to
-(`demo_jobs_text`).
 """
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from migsched.compare import Comparison
@@ -27,7 +23,7 @@ from migsched.report.table import (
 )
 
 __all__ = [
-    "comparison_dict", "demo_jobs_text", "failure_lines", "layout_lines", "lower_bound_line", "markdown_report",
+    "comparison_dict", "failure_lines", "layout_lines", "lower_bound_line", "markdown_report",
     "markdown_table", "rich_table", "write_json", "write_report",
 ]
 
@@ -45,8 +41,3 @@ def write_report(cmp: Comparison, folder: str | Path) -> list[Path]:
     md = out / "results.md"
     md.write_text(markdown_report(cmp, [p.name for p in pngs]), encoding="utf-8")
     return [*pngs, md]
-
-
-def demo_jobs_text() -> str:
-    """The bundled demo job file (YAML, version 1)."""
-    return resources.files("migsched.report").joinpath("demo-jobs.yaml").read_text(encoding="utf-8")
