@@ -261,7 +261,10 @@ def early_restart_check(rec: dict[str, Any]) -> list[dict[str, Any]]:
                           ("migm-hint-only", "migm-hint-only-no-early-restart", "hint-only estimator")):
         if on in rows and off in rows:
             a, b = rows[on], rows[off]
-            ratio = a["wasted_gpu_s"] / b["wasted_gpu_s"] if b["wasted_gpu_s"] > 0 else None
+            # Without any OOM or early restart in either run the wasted time comes from other
+            # kills (tail/blocked restarts) and says nothing about early restart.
+            restarts = a["early_restarts"] + a["oom_restarts"] + b["oom_restarts"]
+            ratio = a["wasted_gpu_s"] / b["wasted_gpu_s"] if b["wasted_gpu_s"] > 0 and restarts else None
             out.append({
                 "key": rec["key"], "estimator": what,
                 "wasted_early_gpu_s": a["wasted_gpu_s"], "wasted_oom_only_gpu_s": b["wasted_gpu_s"],

@@ -49,19 +49,24 @@ def test_tiny_configuration_writes_json_markdown_and_pictures(ev, tmp_path):
 
 
 def test_target_and_early_restart_checks(ev):
-    def row(label, ms, en, wasted=0.0, failed=()):
+    def row(label, ms, en, wasted=0.0, failed=(), early=0, oom=0):
         return {"label": label, "makespan_s": ms, "energy_j": en, "lower_bound_ratio": ms / 100,
-                "optimal_ratio": None, "wasted_gpu_s": wasted, "early_restarts": 0, "oom_restarts": 0,
+                "optimal_ratio": None, "wasted_gpu_s": wasted, "early_restarts": early, "oom_restarts": oom,
                 "jobs_completed": 2 - len(failed), "jobs_failed": len(failed),
                 "failures": [{"job_id": j} for j in failed]}
     rec = {"key": "k", "_job_ids": ["a", "b"], "results": [
         row("serial", 200, 200), row("static", 150, 150), row("greedy", 140, 160),
-        row("migm", 110, 120, wasted=10), row("migm-no-early-restart", 120, 125, wasted=40)]}
+        row("migm", 110, 120, wasted=10, early=1), row("migm-no-early-restart", 120, 125, wasted=40, oom=2)]}
     c = ev.check_targets(rec)
     assert c["beats_all"] and c["lb_ok"] and c["jobs_lost"] == []
     assert c["makespan_vs_best_other"] == pytest.approx(110 / 140)
     (e,) = ev.early_restart_check(rec)
     assert e["ratio"] == pytest.approx(0.25) and e["ok"]
+    # Waste without any OOM or early restart (e.g. tail restarts) says nothing: no verdict.
+    rec["results"][3] = row("migm", 110, 120, wasted=10)
+    rec["results"][4] = row("migm-no-early-restart", 120, 125, wasted=10)
+    (e,) = ev.early_restart_check(rec)
+    assert e["ratio"] is None and e["ok"] is None
     rec["results"][3] = row("migm", 150, 120, failed=("a",))
     c = ev.check_targets(rec)
     assert not c["beats_all"] and not c["lb_ok"] and c["jobs_lost"] == ["a"]
