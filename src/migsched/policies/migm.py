@@ -136,6 +136,11 @@ class MigmPolicy(Policy):
         self._checked: dict[str, tuple[int, float]] = {}  # job -> (attempt, memory) at last forecast
         self.score = ForecastScore()
         self.counts: dict[str, int] = {}
+        # Placement memo: layouts change only through this policy's actions or a job leaving the
+        # running set, so an unchanged key (action epoch, queue/running sizes, heads, reservations,
+        # targets, counts) means the placement loop would find nothing again.
+        self._epoch = 0
+        self._miss: tuple | None = None
 
     # ---- memory -----------------------------------------------------------------------------
     def _init(self, view: ClusterView) -> GpuModel:
@@ -217,6 +222,12 @@ class MigmPolicy(Policy):
     # ---- early restart ------------------------------------------------------------------------
     def on_memory_sample(self, view: ClusterView, job: JobView, sample: MemorySample) -> list[Action]:
         """Kill a job whose confident forecast peak exceeds `safety` x its instance's memory."""
+        acts = self._on_sample(view, job, sample)
+        if acts:
+            self._epoch += 1
+        return acts
+
+    def _on_sample(self, view: ClusterView, job: JobView, sample: MemorySample) -> list[Action]:
         if self.model is None:
             self._init(view)
         assert self.forecaster is not None
@@ -255,6 +266,12 @@ class MigmPolicy(Policy):
 
     # ---- scheduling ---------------------------------------------------------------------------
     def schedule(self, view: ClusterView) -> list[Action]:
+        acts = self._schedule(view)
+        if acts:
+            self._epoch += 1
+        return acts
+
+    def _schedule(self, view: ClusterView) -> list[Action]:
         model = self.model or self._init(view)
         self.index.sync(view)
         if self._rerank:
@@ -279,6 +296,20 @@ class MigmPolicy(Policy):
         # running, nothing can drain for it, so none applies.
         current = {j.job_id: t for t, j in heads}
         self._resv = {j: r for j, r in self._resv.items() if current.get(j) == r[0]}
+        key = (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
+               tuple((t, j.job_id, view.now_s - j.spec.arrival_s >= self.reserve_after_s) for t, j in heads),
+               tuple(self._resv.items()), tuple(self._target.items()), frozenset(self._sticky),
+               tuple(self.index.counts.items()))
+        if key != self._miss:
+            acts = self._place_heads(view, model, heads)
+            if acts:
+                return acts
+            if len(self._resv) == len(key[6]):
+                self._miss = key  # nothing placed and nothing reserved: the same state finds nothing
+        return self._blocked(view)
+
+    def _place_heads(self, view: ClusterView, model: GpuModel, heads: list[tuple[str, JobView]]) -> list[Action]:
+        """Launch the first head that can be placed, or reserve slots for the first blocked one."""
         for tier, job in heads:
             reserved = [r[1] for j, r in self._resv.items() if j != job.job_id] if view.running else []
             pl = self._place(view, job, model.profile(tier), reserved)
@@ -296,6 +327,10 @@ class MigmPolicy(Policy):
                 if r is not None:
                     self._resv[job.job_id] = (tier, r)
                     self._bump("reservations")
+        return []
+
+    def _blocked(self, view: ClusterView) -> list[Action]:
+        """Blocked restart: free a reserved job's slots by restarting a long running job."""
         if self.blocked_restart and self._resv and (self.blocked_online or not view.more_arrivals):
             jid = next(iter(self._resv))
             blocked = view.jobs.get(jid) if hasattr(view.jobs, "get") else None
