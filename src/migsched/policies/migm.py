@@ -141,6 +141,7 @@ class MigmPolicy(Policy):
         # targets, counts) means the placement loop would find nothing again.
         self._epoch = 0
         self._miss: tuple | None = None
+        self._quiet: tuple | None = None  # state in which the last pass placed nothing (fast path)
 
     # ---- memory -----------------------------------------------------------------------------
     def _init(self, view: ClusterView) -> GpuModel:
@@ -273,6 +274,14 @@ class MigmPolicy(Policy):
 
     def _schedule(self, view: ClusterView) -> list[Action]:
         model = self.model or self._init(view)
+        # Fast path (most calls follow a memory sample): nothing this pass reads has changed since
+        # a pass that placed nothing; heads, tiers and reservations are the same, so only the
+        # time-dependent blocked restart needs a look.
+        quiet = (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
+                 self._version, len(self._resv), len(self._target))
+        if quiet == self._quiet and self.reserve_after_s <= 0 and not self._rerank:
+            return self._blocked(view)
+        self._quiet = None
         self.index.sync(view)
         if self._rerank:
             self._rerank = False
@@ -306,6 +315,9 @@ class MigmPolicy(Policy):
                 return acts
             if len(self._resv) == len(key[6]):
                 self._miss = key  # nothing placed and nothing reserved: the same state finds nothing
+        if key == self._miss:
+            self._quiet = (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
+                           self._version, len(self._resv), len(self._target))
         return self._blocked(view)
 
     def _place_heads(self, view: ClusterView, model: GpuModel, heads: list[tuple[str, JobView]]) -> list[Action]:
