@@ -24,6 +24,7 @@ Re-implementation of MIGM (paper.md §3; arXiv 2508.18556), documented in docs/m
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -53,6 +54,7 @@ SCHEMES = ("head", "repartition-min")
 _NUMBERED = re.compile(r"[-_]\d+$")
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def family(name: str) -> str:
     """The name jobs share what they teach under: "bert-base-bs8-002" -> "bert-base-bs8".
 
@@ -180,7 +182,8 @@ class MigmPolicy(Policy):
         """rank="lpt": longest expected first; a family's learned 1-slice compute time, else the
         mean of the families learned so far (unknown jobs sit among them, FIFO otherwise)."""
         known = self.times.compute
-        t = self.times.compute_s(family(job.spec.name), job.spec.job_class.value, 1)
+        fam = family(job.spec.name)
+        t = self.times.compute_s(fam, job.spec.job_class.value, 1) if fam in known else None
         if t is None:
             if not known:
                 return 0.0
