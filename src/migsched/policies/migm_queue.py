@@ -33,9 +33,11 @@ class QueueIndex:
     """
 
     def __init__(self, tier_of: TierOf, on_left: Callable[[JobView], None],
-                 rank: Callable[[JobView], float] | None = None) -> None:
+                 rank: Callable[[JobView], float] | None = None,
+                 rank_many: Callable[[list[JobView]], list[float]] | None = None) -> None:
         self.tier_of = tier_of
         self.rank = rank
+        self.rank_many = rank_many  # optional: the ranks of many jobs at once (same values as rank)
         self.on_left = on_left
         self.buckets: dict[str, list[tuple[int, JobView]]] = {}
         self.member: dict[str, str | None] = {}  # queued job id -> its tier
@@ -86,7 +88,11 @@ class QueueIndex:
         if self.rank is None:
             return
         for tier, heap in self.buckets.items():
-            fresh = [(self.rank(j), seq, j) for _r, seq, j in heap]
+            if self.rank_many is not None:
+                ranks = self.rank_many([j for _r, _s, j in heap])
+                fresh = [(r, seq, j) for r, (_r, seq, j) in zip(ranks, heap)]
+            else:
+                fresh = [(self.rank(j), seq, j) for _r, seq, j in heap]
             heapq.heapify(fresh)
             self.buckets[tier] = fresh
 
