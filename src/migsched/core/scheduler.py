@@ -75,9 +75,6 @@ class SchedulerCore:
         self._seq = 0
         self._setup_done = False
         self._samples: list[tuple[JobView, MemorySample]] = []
-        self._largest_mib = max(
-            (g.model.whole_gpu.memory_mib if not g.mig else g.model.largest.memory_mib) for g in views
-        )
         for g in views:
             if not g.mig:
                 self.timeline.instance_up(0.0, g.index, 0, g.model.memory_slices, "whole", mark=False)
@@ -191,7 +188,7 @@ class SchedulerCore:
             job.failure = ev.detail or "the job's process failed"
         elif ev.status is ExitStatus.OOM:
             self.counters.wasted_gpu_s += lost_s
-            if profile.memory_mib >= self._largest_mib:
+            if profile.memory_mib >= self.view.largest_instance_mib:
                 job.state = JobState.FAILED
                 job.finished_s = ev.time_s
                 job.failure = (f"out of memory on {profile.name} ({profile.memory_mib / 1024:.1f} GiB), "

@@ -97,6 +97,11 @@ class GpuView:
         """For a MIG-off GPU: True when no job runs on it."""
         return not any(i.busy for i in self.layout.instances)
 
+    @property
+    def largest_instance_mib(self) -> int:
+        """The most memory one job can get here: the whole GPU with MIG off, else the largest profile."""
+        return self.model.largest.memory_mib if self.mig else self.model.whole_gpu.memory_mib
+
 
 class GpuGroup(set):
     """The indices of the GPUs that share one layout; `lowest` is `min(self)` without the scan.
@@ -169,8 +174,11 @@ class ClusterView:
     _fits: list[frozenset[str]] = field(default_factory=list, init=False, repr=False)
     _fit_heaps: dict[Profile, tuple[list[int], set[int], dict[str, bool]]] = field(
         default_factory=dict, init=False, repr=False)
+    #: The most memory any one instance (or MIG-off GPU) of the cluster offers; GPUs never change.
+    largest_instance_mib: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
+        self.largest_instance_mib = max((g.largest_instance_mib for g in self.gpus), default=0)
         self._state_keys = [state_key(g.layout) for g in self.gpus]
         if not self.groups:
             for g in self.gpus:

@@ -94,11 +94,6 @@ def start_on(job: JobView, profile: Profile, spot: Spot) -> list[Action]:
     return acts
 
 
-def largest_memory_mib(view: ClusterView) -> int:
-    """The most memory any one instance (or MIG-off GPU) of the cluster offers."""
-    return max((g.model.whole_gpu.memory_mib if not g.mig else g.model.largest.memory_mib) for g in view.gpus)
-
-
 def gib(mib: float) -> str:
     """Human form of a memory amount given in MiB."""
     return f"{mib / 1024:.1f} GiB"

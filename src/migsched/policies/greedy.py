@@ -16,7 +16,6 @@ from migsched.policies.common import (
     find_spot,
     gib,
     hint_mib,
-    largest_memory_mib,
     lowest_gpu,
     smallest_fitting,
     start_on,
@@ -57,7 +56,7 @@ class GreedyPolicy(Policy):
             if prof is None:
                 need = max(hint_mib(job) or 0.0, job.needs_more_than_mib)
                 return [Reject(job.job_id, f"needs more than {gib(need)}; the largest instance has "
-                                           f"{gib(largest_memory_mib(view))}")]
+                                           f"{gib(view.largest_instance_mib)}")]
             spot = find_spot(view, prof, reuse=False)
             if spot is not None:
                 return start_on(job, prof, spot)
