@@ -22,21 +22,12 @@ class SerialPolicy(Policy):
     mig_enabled = False
     description = "MIG off: one job at a time per whole GPU, FIFO"
 
-    _gpus: list | None = None  # the GPU list `_biggest` was computed for
-    _biggest: int = 0
-
-    def _biggest_mib(self, view: ClusterView) -> int:
-        """The largest GPU memory of the cluster, computed once per GPU list, not per call."""
-        if self._gpus is not view.gpus:
-            self._gpus, self._biggest = view.gpus, max(g.model.memory_mib for g in view.gpus)
-        return self._biggest
-
     def schedule(self, view: ClusterView) -> list[Action]:
         if not view.queue:
             return []
         job = view.queue[0]
         need = hint_mib(job)
-        biggest = self._biggest_mib(view)
+        biggest = view.largest_instance_mib  # MIG off: the whole GPU's memory
         if need is not None and need > biggest:
             return [Reject(job.job_id, f"hint {gib(need)} exceeds the largest GPU ({gib(biggest)})")]
         for members in view.idle_groups.values():  # a busy GPU is not free_whole()
