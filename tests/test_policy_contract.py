@@ -79,15 +79,16 @@ def _watched(name: str):
             check(view)
             return inner.setup(view)
 
-        def schedule(self, view):
+        def decide(self, view, changes):
             check(view)
-            return inner.schedule(view)
-
-        def on_memory_sample(self, view, job, sample):
-            check(view)
-            seen["samples"] += 1
-            assert not hasattr(job, "truth") and not hasattr(job.spec, "truth")
-            return inner.on_memory_sample(view, job, sample)
+            assert changes.now_s == view.now_s
+            for job in changes.arrived:
+                assert job.arrived_s <= view.now_s + 1e-9 and job.job_id in view.jobs
+            for job, sample in changes.samples:
+                seen["samples"] += 1
+                assert not hasattr(job, "truth") and not hasattr(job.spec, "truth")
+                assert sample.job_id == job.job_id
+            return inner.decide(view, changes)
 
         def summary(self):
             return inner.summary()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from migsched.backends.sim.costs import speed_on
+from migsched.jobs.truth import speed_on
 from migsched.hardware.catalog import GpuModel
 from migsched.jobs.model import Job
 

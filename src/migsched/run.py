@@ -1,4 +1,4 @@
-"""The run loop: a backend, the scheduler core and a policy, until every job has ended.
+"""The run loop: a job source, a backend, the scheduler core and a policy, until every job ended.
 
     >>> from migsched.jobs import load_jobs_dict
     >>> from migsched.hardware import get_model
@@ -7,23 +7,32 @@
     >>> r = simulate(jobs, get_model("A100-40GB"), policy="serial")
     >>> r.makespan_s, r.jobs_completed
     (200.0, 2)
+
+`drive` is the loop itself, the same for simulated and real time: it polls the backend up to the
+next deadline (the next submission, the policy's wake-up), hands the events and the submissions
+due to the core, and passes the core's actions to the backend, telling an optional observer (the
+crash-safe store, the live progress view) about both *before* the backend acts.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from migsched.backends.base import Backend
 from migsched.backends.sim.costs import SimCosts
 from migsched.backends.sim.simulator import Simulator
+from migsched.core.backend import Backend, RunSettings
+from migsched.core.events import Action, Event, JobArrived
+from migsched.core.policy import Policy
 from migsched.core.scheduler import SchedulerCore
+from migsched.core.source import JobSource, TraceSource
 from migsched.core.state import JobState
 from migsched.core.timeline import Timeline
 from migsched.hardware.catalog import GpuModel
 from migsched.jobs.model import Job
-from migsched.policies.base import Policy
 from migsched.policies.registry import create_policy
 
 
@@ -68,6 +77,9 @@ class RunResult:
     policy_summary: dict[str, float]
     events_processed: int
     wall_s: float
+    backend: str = "sim"
+    energy_source: str = "modelled"
+    failed_actions: int = 0
 
     @property
     def jobs_completed(self) -> int:
@@ -91,57 +103,136 @@ class RunResult:
         return self.jobs_completed / self.makespan_s * 3600.0 if self.makespan_s > 0 else 0.0
 
 
-def run(jobs: Sequence[Job], gpus: Sequence[GpuModel], policy: Policy, backend: Backend) -> RunResult:
-    """Run `jobs` on `gpus` under `policy` with `backend` until every job has ended."""
-    wall0 = time.perf_counter()
-    core = SchedulerCore(gpus, policy)
-    backend.start(gpus, policy.mig_enabled, jobs, memory_samples=policy.wants_memory_samples)
-    if not backend.arrivals_pending:
+class RunObserver(Protocol):
+    """Told what the loop does; `before_execute` runs before the backend acts on `actions`."""
+
+    def after_handle(self, core: SchedulerCore, events: Sequence[Event]) -> None: ...
+
+    def before_execute(self, core: SchedulerCore, actions: Sequence[Action]) -> None: ...
+
+
+def settings_for(policy: Policy, backend: Backend) -> RunSettings:
+    """What the policy asks of the backend: MIG mode, and memory samples only when it reads them."""
+    interval = None
+    if policy.wants_memory_samples:
+        interval = policy.sample_interval_s or backend.default_sample_interval_s
+    return RunSettings(policy.mig_enabled, interval)
+
+
+def open_core(policy: Policy, backend: Backend) -> SchedulerCore:
+    """Open the backend and build the core on the GPUs it discovered."""
+    return SchedulerCore(policy, backend.open(settings_for(policy, backend)))
+
+
+def drive(core: SchedulerCore, backend: Backend, source: JobSource, observer: RunObserver | None = None,
+          *, first: Sequence[Event] = ()) -> float:
+    """Run until every job has ended; returns the time of the last event. See the module docstring.
+
+    `first` are events to hand the core before anything else (jobs that ended while a resumed
+    scheduler was down).
+    """
+    clock = backend.clock
+    poll_s = getattr(source, "poll_s", None)
+    if source.exhausted:
         core.no_more_arrivals()
     last_s = 0.0
-    while not core.done:
-        events = backend.next_events()
-        if events is None:
+    pending: list[Event] = list(first)
+    while not core.done or pending:
+        if pending:
+            events: list[Event] | None = pending
+            pending = []
+        else:
+            deadline = math.inf
+            for t in (source.next_arrival_s(), core.wake_at_s):
+                if t is not None:
+                    deadline = min(deadline, t)
+            if poll_s is not None and not source.exhausted:
+                deadline = min(deadline, clock.now_s() + poll_s)
+            events = backend.poll(deadline)
+        now_s = clock.now_s()
+        if events is None:  # nothing in flight, nothing due: fail what can never run
             core.no_more_arrivals()
             actions = core.stalled()
             if not actions:
                 break
-            backend.execute(actions)
+            _execute(core, backend, observer, (), actions)
             continue
-        last_s = max(last_s, max(e.time_s for e in events))
-        if not backend.arrivals_pending:
+        batch = list(events) + [JobArrived(now_s, spec) for spec in source.due(now_s)]
+        woke = core.wake_at_s is not None and now_s >= core.wake_at_s
+        if not batch and not woke:
+            continue
+        if batch:
+            last_s = max(last_s, now_s)
+        if source.exhausted:
             core.no_more_arrivals()
-        backend.execute(core.handle(events))
-    backend.close()
+        _execute(core, backend, observer, batch, core.handle(batch, now_s, woke=woke))
+    return last_s
+
+
+def _execute(core: SchedulerCore, backend: Backend, observer: RunObserver | None,
+             events: Sequence[Event], actions: Sequence[Action]) -> None:
+    if observer is not None:
+        observer.after_handle(core, events)
+        observer.before_execute(core, actions)
+    if actions:
+        backend.execute(actions)
+
+
+def result_of(core: SchedulerCore, backend: Backend, last_s: float, wall_s: float) -> RunResult:
+    """The run's figures once `drive` returned."""
     view = core.view
     ends = [j.finished_s for j in view.jobs.values() if j.finished_s is not None]
     makespan = max(ends, default=last_s)
     core.timeline.close(makespan)
     energies = backend.energy_j(makespan)
     results = tuple(
-        JobResult(j.job_id, j.spec.name, j.spec.job_class.value, j.spec.arrival_s, j.finished_s,
+        JobResult(j.job_id, j.spec.name, j.spec.job_class.value, j.arrived_s, j.finished_s,
                   j.state.value if j.state in (JobState.DONE, JobState.FAILED) else "unfinished",
                   j.failure, len(j.attempts), tuple(a.outcome for a in j.attempts))
         for j in sorted(view.jobs.values(), key=lambda j: j.seq)
     )
-    total_slices = sum(g.compute_slices for g in gpus)
+    total_slices = sum(g.model.compute_slices for g in view.gpus)
     busy = sum((s.t1_s - s.t0_s) * s.compute_slices for s in core.timeline.jobs if s.t1_s is not None)
-    util = busy / (makespan * total_slices) if makespan > 0 else 0.0
+    util = busy / (makespan * total_slices) if makespan > 0 and total_slices else 0.0
+    names = sorted({g.model.name for g in view.gpus})
+    policy = core.policy
     return RunResult(
-        policy=policy.name, gpu=gpus[0].name if gpus else "", gpus=len(gpus), jobs=results,
+        policy=policy.name, gpu="+".join(names), gpus=len(view.gpus), jobs=results,
         makespan_s=makespan, energy_j=sum(energies), energy_per_gpu_j=tuple(energies),
         oom_restarts=core.counters.oom_restarts, early_restarts=core.counters.early_restarts,
         reconfigurations=core.counters.reconfigurations, wasted_gpu_s=core.counters.wasted_gpu_s,
         slice_utilisation=util, timeline=core.timeline, power_series=backend.power_series(),
         policy_summary=policy.summary(), events_processed=getattr(backend, "events_processed", 0),
-        wall_s=time.perf_counter() - wall0,
+        wall_s=wall_s, backend=backend.name, energy_source=backend.capabilities.energy,
+        failed_actions=core.counters.failed_actions,
     )
 
 
-def simulate(jobs: Sequence[Job], model: GpuModel, gpus: int = 1, policy: str | Policy = "migm",
-             seed: int = 0, costs: SimCosts | None = None, record_power: bool = True,
-             **policy_options) -> RunResult:
-    """Simulate `jobs` on `gpus` GPUs of `model` under a policy (by name or instance)."""
+def run(source: JobSource | Sequence[Job], policy: Policy, backend: Backend,
+        observer: RunObserver | None = None) -> RunResult:
+    """Run the jobs of `source` (a job source, or jobs replayed at their arrival times) to the end."""
+    wall0 = time.perf_counter()
+    if not hasattr(source, "due"):
+        source = TraceSource(j.spec for j in source)  # type: ignore[union-attr]
+    core = open_core(policy, backend)
+    try:
+        last_s = drive(core, backend, source, observer)  # type: ignore[arg-type]
+    finally:
+        backend.close()
+    return result_of(core, backend, last_s, time.perf_counter() - wall0)
+
+
+def simulate(jobs: Sequence[Job], model: GpuModel | Sequence[GpuModel], gpus: int = 1,
+             policy: str | Policy = "migm", seed: int = 0, costs: SimCosts | None = None,
+             record_power: bool = True, **policy_options) -> RunResult:
+    """Simulate `jobs` on `gpus` GPUs of `model` (or on the given list of models) under a policy."""
     pol = create_policy(policy, **policy_options) if isinstance(policy, str) else policy
-    sim = Simulator(costs=costs, seed=seed, record_power=record_power)
-    return run(jobs, [model] * gpus, pol, sim)
+    models = [model] * gpus if isinstance(model, GpuModel) else list(model)
+    truth = {}
+    for j in jobs:
+        if j.truth is None:
+            from migsched.errors import MigschedError
+            raise MigschedError(f"job {j.job_id!r} has no model: the simulator needs runtime_s, speedup, peak_gib")
+        truth[j.job_id] = j.truth
+    sim = Simulator(models, truth, costs=costs, seed=seed, record_power=record_power)
+    return run(TraceSource(j.spec for j in jobs), pol, sim)

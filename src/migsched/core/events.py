@@ -1,24 +1,26 @@
 """Events a backend reports to the scheduler core, and actions the core asks a backend to do.
 
 The same types flow for the simulator, local processes, NVML and Ray: the core never knows
-which backend produced an event.
+which backend produced an event. Every action is confirmed by an event (`InstanceCreated`,
+`InstanceDestroyed`, `JobStarted`, `JobExited`) or answered by `ActionFailed` with the reason;
+the core's view of the hardware changes only through these (docs/architecture.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-from migsched.jobs.model import Job
+from migsched.jobs.model import JobSpec
 
 
-# ---- events (backend -> core) ----------------------------------------------------------------
+# ---- events (job source or backend -> core) ----------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class JobArrived:
-    """A job was submitted."""
+    """A job was submitted (by the job source; the backend never sees submissions)."""
 
     time_s: float
-    job: Job
+    spec: JobSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +44,17 @@ class InstanceDestroyed:
 
 @dataclass(frozen=True, slots=True)
 class JobStarted:
-    """The job's process runs on its instance (startup may still be in progress)."""
+    """The job's process runs on its instance (startup may still be in progress).
+
+    `handle` is the backend's own identity of the process ("pid:create_time" for local
+    processes), stored so that a resumed scheduler can find the process again.
+    """
 
     time_s: float
     job_id: str
     gpu: int
     start: int
+    handle: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +88,22 @@ class JobExited:
     detail: str = ""
 
 
-Event = JobArrived | InstanceCreated | InstanceDestroyed | JobStarted | MemorySample | JobExited
+@dataclass(frozen=True, slots=True)
+class ActionFailed:
+    """The backend could not carry out `action`; `reason` says why (NVML's error, a missing program).
+
+    `permanent` means trying the same again cannot help (the program does not exist): a failed
+    launch then fails the job; otherwise the job goes back to the queue.
+    """
+
+    time_s: float
+    action: Action
+    reason: str
+    permanent: bool = False
+
+
+Event = (JobArrived | InstanceCreated | InstanceDestroyed | JobStarted | MemorySample | JobExited
+         | ActionFailed)
 
 
 # ---- actions (core -> backend) ----------------------------------------------------------------
@@ -104,11 +126,18 @@ class DestroyInstance:
 
 @dataclass(frozen=True, slots=True)
 class Launch:
-    """Start `job_id` on the instance at (`gpu`, `start`)."""
+    """Start `job_id` on the instance at (`gpu`, `start`).
+
+    Policies give the first three fields; the core fills in `attempt` (1 for the first run) and
+    `spec`, the job's launch description (command, env, cwd), which is all a backend learns of a
+    job and only when it launches it.
+    """
 
     job_id: str
     gpu: int
     start: int
+    attempt: int = 0
+    spec: JobSpec | None = field(default=None, compare=False, repr=False)
 
 
 class KillReason(StrEnum):

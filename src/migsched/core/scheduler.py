@@ -1,9 +1,16 @@
 """The scheduler core: events in, actions out, for any backend.
 
-`SchedulerCore.handle(events)` updates job and GPU state from what a backend reports, asks the
-policy what to do, checks every action against the partition engine and the job states, applies
-it to its own view and returns the actions for the backend to carry out. There is no notion of
-simulation here: the simulator, local processes, NVML and Ray all speak these events and actions.
+`SchedulerCore(policy, gpus)` adopts the GPUs a backend discovered (each with its own model and
+the instances that already exist). `handle(events, now_s)` updates job and GPU state from what
+the backend and the job source report, tells the policy what changed (`Changes`), checks every
+action it returns against the partition engine and the job states, applies it to the view it
+plans on and returns the actions for the backend. There is no notion of simulation here.
+
+The view is what the policy plans on: confirmed state plus actions in flight. Confirmations
+(`InstanceCreated`, `InstanceDestroyed`, `JobStarted`) settle in-flight actions; `ActionFailed`
+undoes them (a failed create removes the instance and requeues the job placed on it, a failed
+destroy puts the instance back, a failed launch requeues the job or, when retrying cannot help,
+fails it with the backend's reason), so the view never drifts from the hardware.
 
 Mechanism that is the same for every policy lives here, not in policies:
   * a job that runs out of memory on the largest instance any GPU offers fails with a reason
@@ -16,12 +23,15 @@ Mechanism that is the same for every policy lives here, not in policies:
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from migsched.core.backend import GpuInfo
 from migsched.core.events import (
     Action,
+    ActionFailed,
     CreateInstance,
     DestroyInstance,
     Event,
@@ -37,12 +47,12 @@ from migsched.core.events import (
     MemorySample,
     Reject,
 )
+from migsched.core.policy import Changes, Policy
 from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView
 from migsched.core.timeline import Timeline
 from migsched.errors import MigschedError, SchedulingError
-from migsched.hardware.catalog import GpuModel
+from migsched.jobs.model import JobSpec
 from migsched.partition.layout import Instance, Layout
-from migsched.policies.base import Policy
 
 _MAX_ROUNDS = 1_000_000  # policy calls per handle(): a policy that never settles is a bug
 
@@ -55,55 +65,92 @@ class Counters:
     early_restarts: int = 0
     reconfigurations: int = 0  # GPU-instance creates + destroys after setup
     wasted_gpu_s: float = 0.0  # run time lost to OOM and kills, weighted by the instance's compute share
+    failed_actions: int = 0    # actions the backend could not carry out
+
+
+@dataclass(slots=True)
+class _Log:
+    arrived: list[JobView] = field(default_factory=list)
+    started: list[JobView] = field(default_factory=list)
+    ended: list[JobView] = field(default_factory=list)
+    requeued: list[JobView] = field(default_factory=list)
+    samples: list[tuple[JobView, MemorySample]] = field(default_factory=list)
+    failed: list[ActionFailed] = field(default_factory=list)
+
+
+def build_gpu_views(policy: Policy, gpus: Sequence[GpuInfo]) -> list[GpuView]:
+    """GPU views from discovered GPUs; raises when a GPU's MIG mode does not suit the policy."""
+    views = []
+    for pos, info in enumerate(gpus):
+        model = info.model
+        if info.index != pos:
+            raise SchedulingError(f"discovered GPUs must be numbered 0..{len(gpus) - 1} in order; "
+                                  f"position {pos} has index {info.index}")
+        if info.mig_enabled != policy.mig_enabled:
+            want, have = ("on", "off") if policy.mig_enabled else ("off", "on")
+            raise SchedulingError(f"GPU {info.index} ({model.name} {info.uuid}) has MIG {have}; policy "
+                                  f"{policy.name!r} needs MIG {want}")
+        if info.mig_enabled:
+            layout = Layout.empty(model)
+            try:
+                for inst in info.instances:
+                    layout = layout.with_instance(model.profile(inst.profile), inst.start)
+            except MigschedError as exc:
+                raise SchedulingError(f"GPU {info.index} reports instances that break a MIG rule: {exc}") from exc
+        else:  # MIG off: one permanent pseudo-instance covering the whole GPU
+            layout = Layout(model, (Instance(model.whole_gpu, 0),))
+        views.append(GpuView(info.index, model, info.mig_enabled, layout, uuid=info.uuid))
+    return views
 
 
 class SchedulerCore:
     """Tracks jobs and layouts, runs the policy, validates and returns its actions."""
 
-    def __init__(self, gpus: Sequence[GpuModel], policy: Policy) -> None:
+    def __init__(self, policy: Policy, gpus: Sequence[GpuInfo]) -> None:
         self.policy = policy
-        views = []
-        for idx, model in enumerate(gpus):
-            if policy.mig_enabled:
-                layout = Layout.empty(model)
-            else:  # MIG off: one permanent pseudo-instance covering the whole GPU
-                layout = Layout(model, (Instance(model.whole_gpu, 0),))
-            views.append(GpuView(idx, model, policy.mig_enabled, layout))
+        views = build_gpu_views(policy, gpus)
         self.view = ClusterView(now_s=0.0, gpus=views, queue=deque(), running={}, jobs={})  # builds groups
         self.counters = Counters()
         self.timeline = Timeline()
+        self.wake_at_s: float | None = None
         self._seq = 0
         self._setup_done = False
-        self._samples: list[tuple[JobView, MemorySample]] = []
         for g in views:
-            if not g.mig:
-                self.timeline.instance_up(0.0, g.index, 0, g.model.memory_slices, "whole", mark=False)
+            for inst in g.layout.instances:
+                label = inst.profile.name if g.mig else "whole"
+                self.timeline.instance_up(0.0, g.index, inst.start, inst.profile.size, label, mark=False)
 
     # ---- public ---------------------------------------------------------------------------
-    def handle(self, events: Iterable[Event]) -> list[Action]:
-        """Absorb simultaneous events, then return the actions the policy decides on.
+    def handle(self, events: Iterable[Event], now_s: float | None = None, *, woke: bool = False) -> list[Action]:
+        """Absorb simultaneous events, tell the policy what changed, return its actions.
 
-        The first call also runs `policy.setup` (after the first arrivals, so that a static
-        policy can look at the queue); setup actions do not count as reconfigurations.
+        `now_s` is the clock's time (at least the latest event's). The first call also runs
+        `policy.setup` (after the first arrivals, so that a static policy can look at the
+        queue); setup actions do not count as reconfigurations.
         """
+        log = _Log()
         for ev in events:
             self.view.now_s = max(self.view.now_s, ev.time_s)
-            self._absorb(ev)
+            self._absorb(ev, log)
+        if now_s is not None:
+            self.view.now_s = max(self.view.now_s, now_s)
         actions: list[Action] = []
         if not self._setup_done:
             actions += self._apply_all(self.policy.setup(self.view))
             self._setup_done = True
-        samples, self._samples = self._samples, []
-        for job, sample in samples:
-            if job.state is JobState.RUNNING and not job.killing:
-                actions += self._apply_all(self.policy.on_memory_sample(self.view, job, sample))
+        changes = Changes(self.view.now_s, log.arrived, log.started, log.ended, log.requeued,
+                          log.samples, log.failed, woke=woke)
         for _ in range(_MAX_ROUNDS):
-            batch = self.policy.schedule(self.view)
-            if not batch:
+            decision = self.policy.decide(self.view, changes)
+            self.wake_at_s = decision.wake_at_s
+            if not decision.actions:
                 break
-            actions += self._apply_all(batch)
+            actions += self._apply_all(decision.actions)
+            changes = Changes(self.view.now_s, first=False)
         else:
             raise SchedulingError(f"policy {self.policy.name!r} kept returning actions; it never settles")
+        if self.wake_at_s is not None and self.wake_at_s <= self.view.now_s:
+            self.wake_at_s = None  # a wake-up in the past would spin; the policy runs on events
         return actions
 
     def stalled(self) -> list[Action]:
@@ -120,7 +167,7 @@ class SchedulerCore:
         return actions
 
     def no_more_arrivals(self) -> None:
-        """The backend will submit no further jobs."""
+        """The job source will submit no further jobs."""
         self.view.more_arrivals = False
 
     @property
@@ -128,41 +175,87 @@ class SchedulerCore:
         """True when every submitted job has ended and no more will arrive."""
         return not self.view.more_arrivals and not self.view.queue and not self.view.running
 
+    def restore_job(self, spec: JobSpec, *, seq: int, arrived_s: float, state: JobState,
+                    attempts: Sequence[Attempt] = (), gpu: int | None = None, start: int | None = None,
+                    launched_s: float | None = None, failure: str | None = None,
+                    finished_s: float | None = None) -> JobView:
+        """Re-create a job known from a previous session of the run (`--resume`).
+
+        A running job must sit on an instance the backend reported; the instance becomes busy.
+        Instances no restored job owns stay idle: they are free for the policy to use or destroy.
+        """
+        v = self.view
+        if spec.job_id in v.jobs:
+            raise MigschedError(f"job id {spec.job_id!r} restored twice")
+        job = JobView(spec=spec, seq=seq, arrived_s=arrived_s, attempts=list(attempts))
+        self._seq = max(self._seq, seq + 1)
+        v.jobs[job.job_id] = job
+        if state is JobState.RUNNING:
+            if gpu is None or start is None:
+                raise MigschedError(f"running job {spec.job_id!r} restored without its instance")
+            g = v.gpus[gpu]
+            inst = g.layout.instance_at(start)
+            if inst.busy:
+                raise SchedulingError(f"cannot restore {spec.job_id!r} on busy {inst} of GPU {gpu}")
+            v.set_layout(gpu, g.layout.mark(start, True))
+            job.state = JobState.RUNNING
+            job.gpu, job.start, job.profile = gpu, start, inst.profile
+            job.launched_s = job.placed_s = launched_s
+            v.running[job.job_id] = job
+            self.timeline.job_up(launched_s or v.now_s, job.job_id, gpu, start, inst.profile.size,
+                                 inst.profile.compute_slices)
+        elif state is JobState.QUEUED:
+            self._enqueue(job)
+        else:
+            job.state, job.failure, job.finished_s = state, failure, finished_s
+        return job
+
     # ---- events ---------------------------------------------------------------------------
-    def _absorb(self, ev: Event) -> None:
+    def _absorb(self, ev: Event, log: _Log) -> None:
         v = self.view
         if isinstance(ev, JobArrived):
-            job = JobView(spec=ev.job.spec, seq=self._seq)
+            job = JobView(spec=ev.spec, seq=self._seq, arrived_s=ev.time_s)
             self._seq += 1
             if job.job_id in v.jobs:
                 raise MigschedError(f"job id {job.job_id!r} submitted twice")
             v.jobs[job.job_id] = job
             self._enqueue(job)
+            log.arrived.append(job)
         elif isinstance(ev, InstanceCreated):
             g = v.gpus[ev.gpu]
+            g.creating.discard(ev.start)
             self.timeline.instance_up(ev.time_s, ev.gpu, ev.start, g.model.profile(ev.profile).size, ev.profile)
         elif isinstance(ev, InstanceDestroyed):
+            v.gpus[ev.gpu].destroying.pop(ev.start, None)
             self.timeline.instance_down(ev.time_s, ev.gpu, ev.start)
         elif isinstance(ev, JobStarted):
             job = v.jobs[ev.job_id]
+            if not job.placed or (job.gpu, job.start) != (ev.gpu, ev.start):
+                return  # a start the core no longer waits for (stale)
             job.launched_s = ev.time_s
             prof = job.profile
             assert prof is not None, ev
             self.timeline.job_up(ev.time_s, ev.job_id, ev.gpu, ev.start, prof.size, prof.compute_slices)
+            log.started.append(job)
         elif isinstance(ev, MemorySample):
             job = v.jobs.get(ev.job_id)
             if job is not None and job.state is JobState.RUNNING:
                 job.samples.append(ev)
                 if self.policy.wants_memory_samples:
-                    self._samples.append((job, ev))
+                    log.samples.append((job, ev))
         elif isinstance(ev, JobExited):
-            self._exited(ev)
+            if self._exited(ev):
+                log.ended.append(v.jobs[ev.job_id])
+        elif isinstance(ev, ActionFailed):
+            self.counters.failed_actions += 1
+            log.failed.append(ev)
+            self._failed(ev, log)
 
-    def _exited(self, ev: JobExited) -> None:
+    def _exited(self, ev: JobExited) -> bool:
         v = self.view
         job = v.jobs[ev.job_id]
         if job.state is not JobState.RUNNING:
-            return
+            return False
         assert job.gpu is not None and job.start is not None and job.profile is not None
         gpu = v.gpus[job.gpu]
         launched = job.launched_s if job.launched_s is not None else ev.time_s
@@ -172,12 +265,7 @@ class SchedulerCore:
         job.attempts.append(Attempt(job.gpu, job.start, job.profile.name, job.profile.memory_mib,
                                     launched, ev.time_s, outcome, peak))
         self.timeline.job_down(ev.time_s, job.job_id, outcome)
-        self._set_layout(gpu, gpu.layout.mark(job.start, False))
-        v.running.pop(job.job_id, None)
-        profile = job.profile
-        job.gpu = job.start = job.profile = job.launched_s = None
-        job.samples = []
-        job.killing = ""
+        profile = self._unplace(job)
         lost_s = (ev.time_s - launched) * profile.compute_slices / gpu.model.compute_slices
         if ev.status is ExitStatus.OK:
             job.state = JobState.DONE
@@ -192,7 +280,7 @@ class SchedulerCore:
                 job.state = JobState.FAILED
                 job.finished_s = ev.time_s
                 job.failure = (f"out of memory on {profile.name} ({profile.memory_mib / 1024:.1f} GiB), "
-                               "the largest instance available")
+                               "the largest instance available" + (f": {ev.detail}" if ev.detail else ""))
             else:
                 self.counters.oom_restarts += 1
                 self._enqueue(job)
@@ -201,25 +289,86 @@ class SchedulerCore:
             if reason == KillReason.EARLY_RESTART.value:
                 self.counters.early_restarts += 1
             self._enqueue(job)
+        return True
+
+    def _unplace(self, job: JobView):
+        """Take a placed job off its instance (which becomes idle); returns the instance's profile."""
+        v = self.view
+        assert job.gpu is not None and job.start is not None and job.profile is not None
+        gpu = v.gpus[job.gpu]
+        self._set_layout(gpu, gpu.layout.mark(job.start, False))
+        v.running.pop(job.job_id, None)
+        profile = job.profile
+        job.gpu = job.start = job.profile = job.launched_s = job.placed_s = None
+        job.samples = []
+        job.killing = ""
+        return profile
+
+    def _failed(self, ev: ActionFailed, log: _Log) -> None:
+        a, v = ev.action, self.view
+        if isinstance(a, CreateInstance):
+            self._undo_create(v.gpus[a.gpu], a.start, log)
+        elif isinstance(a, DestroyInstance):
+            g = v.gpus[a.gpu]
+            profile = g.destroying.pop(a.start, None)
+            if profile is None:
+                return
+            for other in list(g.creating):  # creates planned in its slots cannot happen either
+                inst = g.layout.instance_at(other)
+                if set(inst.slots) & set(profile.slots(a.start)):
+                    self._undo_create(g, other, log)
+            self._set_layout(g, g.layout.with_instance(profile, a.start))
+        elif isinstance(a, Launch):
+            job = v.jobs.get(a.job_id)
+            if job is None or not job.placed or (job.gpu, job.start) != (a.gpu, a.start) or job.launched_s is not None:
+                return  # already requeued (its instance's create failed) or a stale answer
+            profile = job.profile
+            assert profile is not None
+            self._unplace(job)
+            if ev.permanent:
+                job.attempts.append(Attempt(a.gpu, a.start, profile.name, profile.memory_mib, v.now_s, v.now_s,
+                                            "failed", 0.0))
+                job.state = JobState.FAILED
+                job.finished_s = v.now_s
+                job.failure = ev.reason
+                log.ended.append(job)
+            else:
+                self._enqueue(job)
+                log.requeued.append(job)
+        elif isinstance(a, Kill):
+            job = v.jobs.get(a.job_id)
+            if job is not None:
+                job.killing = ""
+
+    def _undo_create(self, g: GpuView, start: int, log: _Log) -> None:
+        if start not in g.creating:
+            return
+        g.creating.discard(start)
+        for job in list(self.view.running.values()):
+            if job.gpu == g.index and job.start == start and job.launched_s is None:
+                self._unplace(job)
+                self._enqueue(job)
+                log.requeued.append(job)
+        self._set_layout(g, g.layout.release(start))
 
     # ---- actions --------------------------------------------------------------------------
     def _apply_all(self, actions: Iterable[Action]) -> list[Action]:
-        out = []
-        for a in actions:
-            self._apply(a)
-            out.append(a)
-        return out
+        return [self._apply(a) for a in actions]
 
-    def _apply(self, a: Action) -> None:
+    def _apply(self, a: Action) -> Action:
         v = self.view
         try:
             if isinstance(a, CreateInstance):
                 gpu = self._mig_gpu(a.gpu)
                 self._set_layout(gpu, gpu.layout.with_instance(gpu.model.profile(a.profile), a.start))
+                gpu.creating.add(a.start)
                 self._count_reconf()
             elif isinstance(a, DestroyInstance):
                 gpu = self._mig_gpu(a.gpu)
+                profile = gpu.layout.instance_at(a.start).profile
                 self._set_layout(gpu, gpu.layout.release(a.start))
+                gpu.creating.discard(a.start)
+                gpu.destroying[a.start] = profile
                 self._count_reconf()
             elif isinstance(a, Launch):
                 job = v.jobs.get(a.job_id)
@@ -233,7 +382,9 @@ class SchedulerCore:
                 self._dequeue(job)
                 job.state = JobState.RUNNING
                 job.gpu, job.start, job.profile = a.gpu, a.start, inst.profile
+                job.placed_s = v.now_s
                 v.running[job.job_id] = job
+                return dataclasses.replace(a, attempt=job.attempt, spec=job.spec)
             elif isinstance(a, Kill):
                 job = v.running.get(a.job_id)
                 if job is None:
@@ -253,6 +404,7 @@ class SchedulerCore:
             raise
         except MigschedError as exc:
             raise SchedulingError(f"policy {self.policy.name!r} action {a} is illegal: {exc}") from exc
+        return a
 
     def _mig_gpu(self, index: int) -> GpuView:
         gpu = self.view.gpus[index]

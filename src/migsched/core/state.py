@@ -5,7 +5,13 @@ with 100,000 queued jobs a snapshot per event would dominate the run time). Poli
 them as read-only and change things only by returning actions.
 
 Job states: `queued -> running -> (done | queued again after oom/kill | failed)`;
-`queued -> failed` when rejected.
+`queued -> failed` when rejected. "running" means placed: a `Launch` was decided; `started_s` is
+set when the backend confirms that the process started (`JobStarted`), and a launch the backend
+could not carry out puts the job back in the queue (or fails it, when retrying cannot help).
+
+Each GPU's `layout` is what the policy plans on: the instances the backend confirmed plus the
+creates and destroys in flight (`creating`, `destroying`); a failed create or destroy is undone
+in the layout when the backend reports it, so the view never drifts from the hardware.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from migsched.core.events import MemorySample
-from migsched.hardware.catalog import GpuModel, Profile, get_model
+from migsched.hardware.catalog import GpuModel, Profile
 from migsched.jobs.model import JobSpec
 from migsched.partition.layout import Instance, Layout
 
@@ -56,10 +62,12 @@ class JobView:
     spec: JobSpec
     state: JobState = JobState.QUEUED
     seq: int = 0  # FIFO order: arrival order, kept across restarts
+    arrived_s: float = 0.0  # when the core saw it arrive (observed, not the trace's)
     gpu: int | None = None
     start: int | None = None
     profile: Profile | None = None
-    launched_s: float | None = None
+    launched_s: float | None = None  # when its process started (confirmed by the backend)
+    placed_s: float | None = None    # when the policy's Launch was accepted
     samples: list[MemorySample] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     finished_s: float | None = None
@@ -70,6 +78,21 @@ class JobView:
     def job_id(self) -> str:
         """The job's id."""
         return self.spec.job_id
+
+    @property
+    def family(self) -> str:
+        """What the job learns under across jobs (`JobSpec.family`)."""
+        return self.spec.family
+
+    @property
+    def placed(self) -> bool:
+        """True while a launch of the job is decided or running (state "running")."""
+        return self.state is JobState.RUNNING
+
+    @property
+    def attempt(self) -> int:
+        """The number of the current (or next) attempt, 1 for the first run."""
+        return len(self.attempts) + 1
 
     @property
     def needs_more_than_mib(self) -> float:
@@ -92,6 +115,9 @@ class GpuView:
     model: GpuModel
     mig: bool
     layout: Layout
+    uuid: str = ""
+    creating: set[int] = field(default_factory=set)  # starts of creates in flight
+    destroying: dict[int, Profile] = field(default_factory=dict)  # starts of destroys in flight
 
     def free_whole(self) -> bool:
         """For a MIG-off GPU: True when no job runs on it."""
@@ -149,7 +175,7 @@ class ClusterView:
             core keeps it in a deque so that starting the head job of 100,000 costs O(1).
         running: running jobs by id.
         jobs: every job seen so far, by id.
-        more_arrivals: whether the backend may still submit jobs.
+        more_arrivals: whether the job source may still submit jobs.
         groups: GPU indices grouped by identical layout (busy flags included), built from `gpus`
             when not given and kept up to date by `set_layout`. A policy that checks one GPU per
             group instead of every GPU stays fast on 1,000 GPUs; `members.lowest` (or
@@ -172,8 +198,11 @@ class ClusterView:
     _state_keys: list[tuple] = field(default_factory=list, init=False, repr=False)
     _keys: list[tuple] = field(default_factory=list, init=False, repr=False)
     _fits: list[frozenset[str]] = field(default_factory=list, init=False, repr=False)
+    _geoms: list[tuple] = field(default_factory=list, init=False, repr=False)
     _fit_heaps: dict[Profile, tuple[list[int], set[int], dict[str, bool]]] = field(
         default_factory=dict, init=False, repr=False)
+    #: The distinct GPU models of the cluster (by geometry), in GPU order.
+    models: list[GpuModel] = field(default_factory=list, init=False)
     #: The most memory any one instance (or MIG-off GPU) of the cluster offers; GPUs never change.
     largest_instance_mib: int = field(default=0, init=False)
 
@@ -187,7 +216,13 @@ class ClusterView:
             self.groups = {k: m if isinstance(m, GpuGroup) else GpuGroup(m) for k, m in self.groups.items()}
         self.idle_groups = {k: m for k, m in self.groups.items() if _has_idle(k)}
         self._keys = [g.layout.key for g in self.gpus]
-        self._fits = [_fitting(g.model.name, k) if g.mig else frozenset() for g, k in zip(self.gpus, self._keys)]
+        self._geoms = [geometry(g.model) for g in self.gpus]
+        seen: dict[tuple, GpuModel] = {}
+        for g, geo in zip(self.gpus, self._geoms):
+            seen.setdefault(geo, g.model)
+        self.models = list(seen.values())
+        self._fits = [_fitting(geo, k) if g.mig else frozenset()
+                      for g, k, geo in zip(self.gpus, self._keys, self._geoms)]
 
     def set_layout(self, index: int, layout: Layout) -> None:
         """Give GPU `index` a new layout, keeping `groups`, `idle_groups` and the fit index."""
@@ -214,14 +249,15 @@ class ClusterView:
             return  # only busy flags changed: the room is the same
         self._keys[index] = key
         old_fits = self._fits[index]
-        fits = self._fits[index] = _fitting(gpu.model.name, key)
+        fits = self._fits[index] = _fitting(self._geoms[index], key)
         if fits - old_fits:  # more room: the GPU may now be the lowest fit of more profiles
             model = gpu.model
+            geo = self._geoms[index]
             for profile, (heap, queued, holds) in self._fit_heaps.items():
                 if profile.name in fits and index not in queued:
-                    if model.name not in holds:
-                        holds[model.name] = profile in model.profiles
-                    if holds[model.name]:
+                    if geo not in holds:
+                        holds[geo] = profile in model.profiles
+                    if holds[geo]:
                         heapq.heappush(heap, index)
                         queued.add(index)
 
@@ -248,9 +284,30 @@ def _has_idle(key: tuple) -> bool:
     return any(not busy for _name, _start, busy in key)
 
 
+_GEOMETRY: dict[int, tuple[GpuModel, tuple]] = {}
+_BY_GEOMETRY: dict[tuple, GpuModel] = {}
+
+
+def geometry(model: GpuModel) -> tuple:
+    """A model's MIG geometry (slots, and every profile's size, compute and starts) as a key.
+
+    Caches key by geometry, not by name: a GPU model that NVML names differently, or a model
+    built in a test, gets its own placement rules rather than another model's.
+    """
+    hit = _GEOMETRY.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    key = (model.memory_slices, model.compute_slices, model.max_instances,
+           tuple((p.name, p.memory_slices, p.compute_slices, p.max_count, p.media, p.starts)
+                 for p in model.profiles))
+    _GEOMETRY[id(model)] = (model, key)
+    _BY_GEOMETRY.setdefault(key, model)
+    return key
+
+
 @functools.cache
-def _fitting(model_name: str, key: tuple[tuple[str, int], ...]) -> frozenset[str]:
-    """Names of the profiles of `model_name` that can be added to the layout `key`."""
-    model = get_model(model_name)
+def _fitting(geo: tuple, key: tuple[tuple[str, int], ...]) -> frozenset[str]:
+    """Names of the profiles of the model of geometry `geo` that can be added to the layout `key`."""
+    model = _BY_GEOMETRY[geo]
     layout = Layout(model, tuple(Instance(model.profile(n), s) for n, s in key))
     return frozenset(p.name for p in model.profiles if layout.can_place(p))

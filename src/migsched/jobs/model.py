@@ -8,6 +8,8 @@ scheduler would never know it in advance.
 from __future__ import annotations
 
 import bisect
+import re
+import shlex
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -58,10 +60,14 @@ class JobSpec:
         job_id: unique id ("name" or "name#k" when the entry has `count` > 1).
         name: the entry's name; jobs with the same name share history.
         job_class: declared class.
+        family: what jobs learn across each other under (run times, memory); the job file's
+            `family:`, else the name without a trailing counter ("bert-bs8-002" -> "bert-bs8").
         arrival_s: submission time.
         hint_gib: believed peak memory, possibly wrong; None when not given.
         reports_progress: whether the job reports its progress fraction with memory samples.
-        command, env, cwd: how to run it for real.
+        command: the command as one display string (shell-quoted `argv`); the history key.
+        argv: the program and its arguments, run without a shell; None for simulation-only jobs.
+        env, cwd: extra environment and working directory of a real run.
         describe: self-description for analytic estimators.
     """
 
@@ -75,6 +81,28 @@ class JobSpec:
     env: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None
     describe: Describe = field(default_factory=Describe)
+    family: str = ""
+    argv: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", default_family(self.name))
+        if self.argv is None and self.command:
+            object.__setattr__(self, "argv", tuple(shlex.split(self.command)))
+        elif self.argv is not None and self.command is None:
+            object.__setattr__(self, "command", shlex.join(self.argv))
+
+
+_NUMBERED = re.compile(r"[-_]\d+$")
+
+
+def default_family(name: str) -> str:
+    """The family of a job without an explicit `family:`: its name without a trailing counter.
+
+    "bert-base-bs8-002" -> "bert-base-bs8"; generated batches number their jobs, and a restart
+    of one teaches the others of its family.
+    """
+    return _NUMBERED.sub("", name) or name
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,7 +147,8 @@ class JobEntry(_Strict):
     arrival_s: float = Field(default=0.0, ge=0)
     hint_gib: float | None = Field(default=None, gt=0)
     reports_progress: bool = False
-    command: str | None = None
+    family: str | None = Field(default=None, min_length=1)
+    command: str | list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
     describe: DescribeEntry | None = None
@@ -184,6 +186,21 @@ def _format_errors(exc: ValidationError, data: Any) -> str:
             msg = "version must be 1"
         lines.append(f"{where} field {field}: {msg}{shown}")
     return "invalid job file: " + "; ".join(lines)
+
+
+def _argv(e: JobEntry, idx: int) -> tuple[str, ...] | None:
+    """`command:` as an argument list: a list as given, a string split shell-style (never run by a shell)."""
+    if e.command is None:
+        return None
+    try:
+        argv = tuple(e.command) if isinstance(e.command, list) else tuple(shlex.split(e.command))
+    except ValueError as exc:  # unbalanced quotes
+        raise JobFileError(f"invalid job file: job {e.name!r} (jobs[{idx}]) field command: {exc} "
+                           f"(got {e.command!r}); write it as a list of arguments or balance the quotes") from None
+    if not argv or not argv[0].strip():
+        raise JobFileError(f"invalid job file: job {e.name!r} (jobs[{idx}]) field command: it names no program "
+                           f"(got {e.command!r})")
+    return argv
 
 
 def load_jobs_dict(data: Any, *, require_model: bool = False) -> list[Job]:
@@ -231,7 +248,9 @@ def load_jobs_dict(data: Any, *, require_model: bool = False) -> list[Job]:
                 arrival_s=e.arrival_s,
                 hint_gib=e.hint_gib,
                 reports_progress=e.reports_progress,
-                command=e.command,
+                command=e.command if isinstance(e.command, str) else None,
+                argv=_argv(e, idx),
+                family=e.family or "",
                 env=tuple(sorted(e.env.items())),
                 cwd=e.cwd,
                 describe=desc,

@@ -37,13 +37,18 @@ class GreedyPolicy(Policy):
     def __init__(self, backfill: bool = False) -> None:
         self.backfill = backfill
 
-    def wanted_profile(self, view: ClusterView, job: JobView) -> Profile | None:
-        """The profile the job asks for now: hint-sized, above any size it ran out of memory on."""
-        model = view.gpus[0].model
-        need = hint_mib(job)
-        if need is None:
-            need = model.largest.memory_mib
-        return smallest_fitting(model, need, above_mib=job.needs_more_than_mib)
+    def wanted_profiles(self, view: ClusterView, job: JobView) -> list[Profile]:
+        """Per GPU model of the cluster, the profile the job asks for now: hint-sized (the
+        largest without a hint), above any size it ran out of memory on."""
+        out = []
+        for model in view.models:
+            need = hint_mib(job)
+            if need is None:
+                need = model.largest.memory_mib
+            prof = smallest_fitting(model, need, above_mib=job.needs_more_than_mib)
+            if prof is not None:
+                out.append(prof)
+        return out
 
     def schedule(self, view: ClusterView) -> list[Action]:
         # Instances are freed when their job ends (the manager deletes unused MIG devices).
@@ -52,14 +57,15 @@ class GreedyPolicy(Policy):
                 if not busy:
                     return [DestroyInstance(lowest_gpu(members), start)]
         for job in view.queue:
-            prof = self.wanted_profile(view, job)
-            if prof is None:
+            profs = self.wanted_profiles(view, job)
+            if not profs:
                 need = max(hint_mib(job) or 0.0, job.needs_more_than_mib)
                 return [Reject(job.job_id, f"needs more than {gib(need)}; the largest instance has "
                                            f"{gib(view.largest_instance_mib)}")]
-            spot = find_spot(view, prof, reuse=False)
-            if spot is not None:
-                return start_on(job, prof, spot)
+            for prof in profs:
+                spot = find_spot(view, prof, reuse=False)
+                if spot is not None:
+                    return start_on(job, prof, spot)
             if not self.backfill:
                 break
         return []

@@ -24,15 +24,14 @@ Re-implementation of MIGM (paper.md §3; arXiv 2508.18556), documented in docs/m
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Sequence
 
 from migsched.core.events import Action, Kill, KillReason, MemorySample, Reject
 from migsched.core.state import ClusterView, JobView
 from migsched.estimators.base import Forecaster, MemoryEstimator
 from migsched.hardware.catalog import GpuModel, Profile
-from migsched.policies.base import Policy
+from migsched.errors import SchedulingError
+from migsched.policies.base import Changes, Decision, Policy
 from migsched.policies.common import gib, profiles_by_size, smallest_fitting
 from migsched.policies.migm_memory import ForecastScore, default_estimator, default_forecaster
 from migsched.policies.migm_place import (
@@ -51,16 +50,6 @@ from migsched.policies.migm_tail import RunTimes, pick_upgrade
 from migsched.policies.registry import register
 
 SCHEMES = ("head", "repartition-min")
-_NUMBERED = re.compile(r"[-_]\d+$")
-
-
-@functools.lru_cache(maxsize=1 << 17)
-def family(name: str) -> str:
-    """The name jobs share what they teach under: "bert-base-bs8-002" -> "bert-base-bs8".
-
-    Generated batches number their jobs; a restart of one teaches the others of its family.
-    """
-    return _NUMBERED.sub("", name)
 ORDERS = ("largest", "fifo")
 RANKS = ("fifo", "class", "lpt")
 #: With rank="class", longer-running classes start first within a tier (LPT by class).
@@ -146,10 +135,15 @@ class MigmPolicy(Policy):
         self._epoch = 0
         self._miss: tuple | None = None
         self._quiet: tuple | None = None  # state in which the last pass placed nothing (fast path)
+        self._changes: list[Changes] = []  # arrivals/ends/requeues not yet in the queue index
 
     # ---- memory -----------------------------------------------------------------------------
     def _init(self, view: ClusterView) -> GpuModel:
-        model = view.gpus[0].model
+        if len(view.models) != 1:
+            raise SchedulingError(
+                f"policy 'migm' plans for one GPU model per cluster; this one has "
+                f"{', '.join(m.name for m in view.models)} (use greedy or static for mixed clusters)")
+        model = view.models[0]
         self.model = model
         self._profiles = profiles_by_size(model)
         self._largest = max(p.memory_mib for p in self._profiles)
@@ -162,7 +156,7 @@ class MigmPolicy(Policy):
     def need_mib(self, job: JobView) -> float:
         """The peak memory the job is planned for: estimate, or what its name or forecast taught."""
         assert self.estimator is not None
-        name = family(job.spec.name)
+        name = job.family
         base = self._name_peak.get(name)
         if base is None:  # the declared hint is a floor: an analytic estimate below it caused OOMs
             base = max(self.estimator.estimate(job).mib, (job.spec.hint_gib or 0.0) * 1024.0)
@@ -184,7 +178,7 @@ class MigmPolicy(Policy):
         """rank="lpt": longest expected first; a family's learned 1-slice compute time, else the
         mean of the families learned so far (unknown jobs sit among them, FIFO otherwise)."""
         known = self.times.compute
-        fam = family(job.spec.name)
+        fam = job.family
         t = self.times.compute_s(fam, job.spec.job_class.value, 1) if fam in known else None
         if t is None:
             if not known:
@@ -203,7 +197,7 @@ class MigmPolicy(Policy):
         shared = None
         out = []
         for job in jobs:
-            if family(job.spec.name) in known:
+            if job.family in known:
                 out.append(self._lpt_rank(job))
             else:
                 if shared is None:
@@ -217,7 +211,7 @@ class MigmPolicy(Policy):
         if not job.attempts:
             return
         a = job.attempts[-1]
-        name = family(job.spec.name)
+        name = job.family
         assert self.estimator is not None
         if a.outcome == "ok":
             assert self.model is not None
@@ -272,7 +266,7 @@ class MigmPolicy(Policy):
         need = min(fc.peak_mib / self.safety, float(self._largest))
         self._job_need[job.job_id] = max(self._job_need.get(job.job_id, 0.0), need)
         self._above[job.job_id] = max(self._above.get(job.job_id, 0.0), float(prof.memory_mib))
-        name = family(job.spec.name)
+        name = job.family
         self._name_floor[name] = max(self._name_floor.get(name, 0.0), need)
         self._version += 1
         self._bump("early_restarts_decided")
@@ -304,7 +298,7 @@ class MigmPolicy(Policy):
         if quiet == self._quiet and self.reserve_after_s <= 0 and not self._rerank:
             return self._blocked(view)
         self._quiet = None
-        self.index.sync(view)
+        self._sync()
         if self._rerank:
             self._rerank = False
             self.index.rerank()
@@ -328,7 +322,7 @@ class MigmPolicy(Policy):
         current = {j.job_id: t for t, j in heads}
         self._resv = {j: r for j, r in self._resv.items() if current.get(j) == r[0]}
         key = (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
-               tuple((t, j.job_id, view.now_s - j.spec.arrival_s >= self.reserve_after_s) for t, j in heads),
+               tuple((t, j.job_id, view.now_s - j.arrived_s >= self.reserve_after_s) for t, j in heads),
                tuple(self._resv.items()), tuple(self._target.items()), frozenset(self._sticky),
                tuple(self.index.counts.items()))
         if key != self._miss:
@@ -356,7 +350,7 @@ class MigmPolicy(Policy):
                 self._sticky.discard(job.job_id)
                 self.index.launched(job, view, delta=(-1, 1))
                 return pl.actions(job.job_id)
-            if self.backfill and not self._resv and view.now_s - job.spec.arrival_s >= self.reserve_after_s:
+            if self.backfill and not self._resv and view.now_s - job.arrived_s >= self.reserve_after_s:
                 r = choose_reservation(view, model.profile(tier), ())
                 if r is not None:
                     self._resv[job.job_id] = (tier, r)
@@ -368,7 +362,7 @@ class MigmPolicy(Policy):
         if self.blocked_restart and self._resv and (self.blocked_online or not view.more_arrivals):
             jid = next(iter(self._resv))
             blocked = view.jobs.get(jid) if hasattr(view.jobs, "get") else None
-            if blocked is not None and view.now_s - blocked.spec.arrival_s >= self.blocked_wait_s:
+            if blocked is not None and view.now_s - blocked.arrived_s >= self.blocked_wait_s:
                 return self._tail_restart(view, blocked=True)
         return []
 
@@ -385,7 +379,7 @@ class MigmPolicy(Policy):
             return []
         self._tail_key = key
         assert self.model is not None
-        up = pick_upgrade(view, self.model, view.running.values(), family,
+        up = pick_upgrade(view, self.model, view.running.values(), lambda j: j.family,
                           lambda j: self.model.profile(self._tier_of(j) or j.profile.name).memory_mib,  # type: ignore[union-attr]
                           self.times, self.tail_margin, self.tail_min_gain_s)
         if up is None:
@@ -482,6 +476,31 @@ class MigmPolicy(Policy):
             if pl is not None:
                 return pl
         return None
+
+    # ---- the contract -------------------------------------------------------------------------
+    def decide(self, view: ClusterView, changes: Changes) -> Decision:
+        """Keep what changed for the queue index (absorbed where the placement pass runs)."""
+        if changes.arrived or changes.ended or changes.requeued:
+            self._changes.append(changes)
+        return super().decide(view, changes)
+
+    def _sync(self) -> None:
+        pending, self._changes = self._changes, []
+        for ch in pending:
+            self.index.absorb(ch.arrived, ch.ended, ch.requeued)
+
+    def wake_at_s(self, view: ClusterView) -> float | None:
+        """Wake-ups for the time-based rules: the blocked restart's wait, the tail's 30 s re-check."""
+        wake = None
+        if self.blocked_restart and self._resv and (self.blocked_online or not view.more_arrivals):
+            blocked = view.jobs.get(next(iter(self._resv)))
+            if blocked is not None:
+                wake = blocked.arrived_s + self.blocked_wait_s
+        if (self.tail_restart and self.compute_upgrade and not view.more_arrivals and not view.queue
+                and not self._target and view.running):
+            t = (int(view.now_s // 30.0) + 1) * 30.0
+            wake = t if wake is None else min(wake, t)
+        return wake if wake is not None and wake > view.now_s else None
 
     # ---- report -------------------------------------------------------------------------------
     def _bump(self, key: str) -> None:

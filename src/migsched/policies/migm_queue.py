@@ -69,6 +69,21 @@ class QueueIndex:
                     self.add(job)
         self._sig = (len(view.jobs), len(view.queue), len(view.running))
 
+    def absorb(self, arrived, ended, requeued) -> None:
+        """Take in what the core said changed: arrivals, ended attempts, requeued launches."""
+        for job in arrived:
+            self._max_seq = max(self._max_seq, job.seq)
+            self.add(job)
+        for job in ended:
+            if self.running.pop(job.job_id, None) is not None:
+                self.on_left(job)
+            if job.state is JobState.QUEUED:
+                self.add(job)
+        for job in requeued:
+            self.running.pop(job.job_id, None)
+            if job.state is JobState.QUEUED:
+                self.add(job)
+
     def add(self, job: JobView) -> None:
         """Put a queued job into the bucket of its current tier."""
         tier = self.tier_of(job)

@@ -17,8 +17,9 @@ Durations (no ground truth is read):
   prior per job class (`PRIOR_ALPHA`: the bundled templates' exponents range 0.01-0.98 for
   scientific kernels, 0.18-1.09 for ML training, 0.41-0.94 for LLM generation; a low prior only
   forgoes gains, a high one kills jobs that do not speed up).
-* **Startup**: the time from launch to the first memory sample minus one sampling interval
-  (samples start when startup ends), else the family's, else 0.
+* **Startup**: measured from launch to the job's first progress: the job's progress reports,
+  extrapolated back to progress 0 from its first two reports; else the family's, else 0 (a job
+  that reports no progress has no observable end of startup).
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ class RunTimes:
         self.compute: dict[str, dict[int, float]] = {}  # family -> compute slices -> compute s (last)
 
     def on_sample(self, job: JobView) -> None:
-        """Estimate the startup of the job's attempt from its first two samples."""
-        s = job.samples
-        if len(s) == 2:
-            interval = s[1].elapsed_s - s[0].elapsed_s
-            self.startup[job.job_id] = max(0.0, s[0].elapsed_s - interval)
+        """Measure the startup of the job's attempt: where its first two progress reports
+        extrapolate to progress 0 (launch to first progress)."""
+        if job.job_id in self.startup:
+            return
+        first = [s for s in job.samples[:8] if s.progress is not None and s.progress > 0][:2]
+        if len(first) == 2 and first[1].progress > first[0].progress:  # type: ignore[operator]
+            a, b = first
+            rate = (b.progress - a.progress) / max(b.elapsed_s - a.elapsed_s, 1e-9)  # type: ignore[operator]
+            self.startup[job.job_id] = max(0.0, a.elapsed_s - a.progress / rate)  # type: ignore[operator]
 
     def startup_of(self, job: JobView, fam: str) -> float:
         return self.startup.get(job.job_id, self.fam_startup.get(fam, 0.0))
@@ -145,7 +150,7 @@ def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile]) -> li
     return [p for p in cands if p in fits]
 
 
-def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], family: Callable[[str], str],
+def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], family: Callable[[JobView], str],
                  min_memory: Callable[[JobView], float], times: RunTimes, margin: float,
                  min_gain_s: float, reconf_s: float = 0.5) -> Upgrade | None:
     """The restart that shortens the longest projected remaining time, or None (module doc)."""
@@ -154,7 +159,7 @@ def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], fa
         cur = job.profile
         if cur is None or job.killing:
             continue
-        fam = family(job.spec.name)
+        fam = family(job)
         rem = remaining(job, view.now_s, fam, times)
         if rem is None:
             continue

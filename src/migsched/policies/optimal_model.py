@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from migsched.backends.sim.costs import speed_on
+from migsched.jobs.truth import speed_on
 from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.jobs.model import Job

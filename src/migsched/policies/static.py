@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from migsched.core.events import Action, CreateInstance, Launch, Reject
+from migsched.core.events import Action, CreateInstance, DestroyInstance, Launch, Reject
 from migsched.core.state import ClusterView, JobView
 from migsched.hardware.catalog import GpuModel
 from migsched.partition.layout import Layout
@@ -65,30 +65,43 @@ class StaticPolicy(Policy):
 
     def __init__(self, layout: str | None = None) -> None:
         self.layout_text = layout
-        self.layout: Layout | None = None
+        self.layout: Layout | None = None  # the first model's layout (the only one on one model)
+        self.layouts: dict[str, Layout] = {}  # per GPU model name
 
     def setup(self, view: ClusterView) -> list[Action]:
-        """Create the layout on every GPU, chosen from the first arrivals' hints if not given."""
-        model = view.gpus[0].model
-        if self.layout_text:
-            self.layout = Layout.of(model, parse_layout_items(model, self.layout_text))
-        else:
-            self.layout = choose_layout(model, list(view.queue))
-        return [CreateInstance(g.index, i.profile.name, i.start) for g in view.gpus for i in self.layout.instances]
+        """Create the layout on every GPU, chosen per GPU model from the first arrivals' hints if
+        not given. Instances that already exist are destroyed first unless the layout has them."""
+        acts: list[Action] = []
+        for model in view.models:
+            if self.layout_text:
+                lay = Layout.of(model, parse_layout_items(model, self.layout_text))
+            else:
+                lay = choose_layout(model, list(view.queue))
+            self.layouts[model.name] = lay
+        self.layout = self.layouts[view.models[0].name] if view.models else None
+        for g in view.gpus:
+            lay = self.layouts[g.model.name]
+            want = {(i.profile.name, i.start) for i in lay.instances}
+            have = {(i.profile.name, i.start) for i in g.layout.instances}
+            acts += [DestroyInstance(g.index, s) for n, s in sorted(have - want)]
+            acts += [CreateInstance(g.index, i.profile.name, i.start) for i in lay.instances
+                     if (i.profile.name, i.start) not in have]
+        return acts
 
     def schedule(self, view: ClusterView) -> list[Action]:
-        if not view.queue or self.layout is None:
+        if not view.queue or not self.layouts:
             return []
         job = view.queue[0]
         need = max(hint_mib(job) or 0.0, 0.0)
-        sizes = sorted({i.profile.memory_mib for i in self.layout.instances})
+        sizes = sorted({i.profile.memory_mib for lay in self.layouts.values() for i in lay.instances})
         if hint_mib(job) is None:
             need = float(sizes[-1])
         usable = [m for m in sizes if m >= need and m > job.needs_more_than_mib]
         if not usable:
             want = max(need, job.needs_more_than_mib)
+            shown = "; ".join(str(lay) for lay in self.layouts.values())
             return [Reject(job.job_id, f"needs {'more than ' if job.needs_more_than_mib else ''}{gib(want)}; "
-                                       f"the largest instance of layout {self.layout} has {gib(sizes[-1])}")]
+                                       f"the largest instance of layout {shown} has {gib(sizes[-1])}")]
         best = None
         for key, members in view.idle_groups.items():
             gpu = lowest_gpu(members)

@@ -10,28 +10,35 @@ What is simulated (costs in `costs.py`, power in `energy.py`, documented in docs
     with out-of-memory at the moment the curve crosses the instance's memory;
   * a kill ends the process after `kill_s`; work done is lost (restarts begin from scratch);
   * memory samples every `sample_interval_s` for policies that ask for them, with the job's
-    progress when the job reports it.
+    progress when the job reports it;
+  * the hardware's own layout per GPU: an action the MIG rules forbid (or a launch on an
+    instance that does not exist) is answered with `ActionFailed`, as NVML would refuse it.
+
+The simulator is the only place ground truth reaches: it gets each job's `TruthModel` by id at
+construction; jobs themselves arrive through the job source and reach it as `Launch.spec`.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from migsched.backends.base import Backend
-from migsched.backends.sim.costs import SimCosts, speed_on
+from migsched.backends.sim.costs import SimCosts
 from migsched.backends.sim.energy import GpuMeter, job_power_w
+from migsched.core.backend import Backend, Capabilities, GpuInfo, InstanceInfo, RunSettings
+from migsched.core.clock import VirtualClock
 from migsched.core.events import (
     Action,
+    ActionFailed,
     CreateInstance,
     DestroyInstance,
     Event,
     ExitStatus,
     InstanceCreated,
     InstanceDestroyed,
-    JobArrived,
     JobExited,
     JobStarted,
     Kill,
@@ -41,15 +48,19 @@ from migsched.core.events import (
 )
 from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel, Profile
-from migsched.jobs.model import Job
+from migsched.jobs.model import JobSpec, TruthModel
+from migsched.jobs.truth import speed_on
+from migsched.partition.layout import Layout
 
-# Priority of simultaneous internal events: state changes first, arrivals, then samples.
-_PRIO = {"destroyed": 0, "created": 1, "exit": 2, "started": 3, "compute": 4, "arrive": 5, "sample": 6}
+# Priority of simultaneous internal events: state changes first, then samples. (Arrivals come
+# from the job source; the driver adds them after the simulator's events of the same time.)
+_PRIO = {"failed": 0, "destroyed": 0, "created": 1, "exit": 2, "started": 3, "compute": 4, "sample": 6}
 
 
 @dataclass(slots=True)
 class _Run:
-    job: Job
+    job: JobSpec
+    truth: TruthModel
     gpu: int
     start: int
     profile: Profile
@@ -64,29 +75,57 @@ class _Run:
 
 
 class Simulator(Backend):
-    """Simulated GPUs with MIG; see the module docstring."""
+    """Simulated GPUs with MIG; see the module docstring.
+
+    Args:
+        gpus: the GPU models, one per GPU (mixed clusters allowed).
+        truth: every job's ground truth by job id (the order seeds the run-time jitter).
+        instances: per GPU, instances that exist before the run ((profile, start) pairs), to
+            exercise adoption; MIG GPUs start empty otherwise.
+    """
 
     name = "sim"
+    capabilities = Capabilities(mig="simulated", energy="modelled", progress=True, clock="virtual")
 
-    def __init__(self, costs: SimCosts | None = None, seed: int = 0, record_power: bool = True) -> None:
+    def __init__(self, gpus: Sequence[GpuModel], truth: Mapping[str, TruthModel], costs: SimCosts | None = None,
+                 seed: int = 0, record_power: bool = True,
+                 instances: Sequence[Sequence[tuple[str, int]]] | None = None) -> None:
         self.costs = costs or SimCosts()
         self.seed = seed
         self.record_power = record_power
-        self.now_s = 0.0
+        self.gpus = list(gpus)
+        self.truth = dict(truth)
+        self._initial = [list(x) for x in instances] if instances is not None else [[] for _ in self.gpus]
+        self._clock = VirtualClock()
         self._heap: list[tuple[float, int, int, str, object]] = []
         self._seq = 0
         self._runs: dict[str, _Run] = {}
         self._token = 0
-        self._arrivals_left = 0
-        self._jobs: dict[str, Job] = {}
+        self._occupied: set[tuple[int, int]] = set()
         self.events_processed = 0
+        rng = random.Random(self.seed)
+        self._jitter: dict[str, float] = {}
+        j = self.costs.runtime_jitter
+        for job_id in self.truth:
+            self._jitter[job_id] = max(0.05, rng.gauss(1.0, j)) if j > 0 else 1.0
+
+    @property
+    def now_s(self) -> float:
+        """The simulated time."""
+        return self._clock.now_s()
+
+    @property
+    def clock(self) -> VirtualClock:
+        return self._clock
+
+    @property
+    def default_sample_interval_s(self) -> float:  # type: ignore[override]
+        return self.costs.sample_interval_s
 
     # ---- Backend --------------------------------------------------------------------------
-    def start(self, gpus: Sequence[GpuModel], mig_enabled: bool, jobs: Sequence[Job], *,
-              memory_samples: bool) -> None:
-        self.gpus = list(gpus)
-        self.mig = mig_enabled
-        self.samples = memory_samples
+    def open(self, settings: RunSettings) -> list[GpuInfo]:
+        self.mig = settings.mig_enabled
+        self.sample_interval_s = settings.sample_interval_s
         self.meters = [GpuMeter(m, record=self.record_power) for m in self.gpus]
         self._whole = [m.whole_gpu for m in self.gpus]  # built once: whole_gpu makes a new Profile
         if self.record_power:
@@ -95,29 +134,38 @@ class Simulator(Backend):
         self._gpu_ready_s = [0.0] * len(self.gpus)
         self._inst_ready_s: dict[tuple[int, int], float] = {}
         self._profiles: dict[tuple[int, int], Profile] = {}
-        rng = random.Random(self.seed)
-        self._jitter: dict[str, float] = {}
-        for job in jobs:
-            if job.truth is None:
-                raise MigschedError(f"job {job.job_id!r} has no model: the simulator needs runtime_s, speedup, peak_gib")
-            j = self.costs.runtime_jitter
-            self._jitter[job.job_id] = max(0.05, rng.gauss(1.0, j)) if j > 0 else 1.0
-            self._push(job.spec.arrival_s, "arrive", job)
-        self._arrivals_left = len(jobs)
-
-    @property
-    def arrivals_pending(self) -> bool:
-        return self._arrivals_left > 0
+        self._hw = [Layout.empty(m) for m in self.gpus]
+        out = []
+        for idx, model in enumerate(self.gpus):
+            infos = []
+            if self.mig:
+                for name, start in self._initial[idx]:
+                    prof = model.profile(name)
+                    self._hw[idx] = self._hw[idx].with_instance(prof, start)
+                    self._profiles[(idx, start)] = prof
+                    infos.append(InstanceInfo(prof.name, start))
+            out.append(GpuInfo(idx, model, f"SIM-{model.name}-{idx}", self.mig, tuple(infos)))
+        return out
 
     def execute(self, actions: Sequence[Action]) -> None:
         for a in actions:
             if isinstance(a, CreateInstance):
+                try:
+                    prof = self.gpus[a.gpu].profile(a.profile)
+                    self._hw[a.gpu] = self._hw[a.gpu].with_instance(prof, a.start)
+                except (MigschedError, IndexError) as exc:
+                    self._push(self.now_s, "failed", (a, f"cannot create {a.profile}@{a.start}: {exc}"))
+                    continue
                 t1 = max(self.now_s, self._gpu_ready_s[a.gpu]) + self.costs.gi_create_s
                 self._gpu_ready_s[a.gpu] = t1
                 self._inst_ready_s[(a.gpu, a.start)] = t1
-                self._profiles[(a.gpu, a.start)] = self.gpus[a.gpu].profile(a.profile)
+                self._profiles[(a.gpu, a.start)] = prof
                 self._push(t1, "created", (a.gpu, a.profile, a.start))
             elif isinstance(a, DestroyInstance):
+                if (a.gpu, a.start) not in self._profiles or (a.gpu, a.start) in self._occupied:
+                    self._push(self.now_s, "failed", (a, f"no idle instance at slot {a.start} of GPU {a.gpu}"))
+                    continue
+                self._hw[a.gpu] = self._hw[a.gpu].release(a.start)
                 t1 = max(self.now_s, self._gpu_ready_s[a.gpu]) + self.costs.gi_destroy_s
                 self._gpu_ready_s[a.gpu] = t1
                 self._profiles.pop((a.gpu, a.start), None)
@@ -125,24 +173,27 @@ class Simulator(Backend):
             elif isinstance(a, Launch):
                 self._launch(a)
             elif isinstance(a, Kill):
-                self._kill(a.job_id)
+                self._kill(a)
             elif isinstance(a, Reject):
                 pass  # nothing to undo: the job never ran
 
-    def next_events(self) -> list[Event] | None:
-        while self._heap:
+    def poll(self, until_s: float) -> list[Event] | None:
+        while self._heap and self._heap[0][0] <= until_s:
             t = self._heap[0][0]
             out: list[Event] = []
             while self._heap and self._heap[0][0] == t:
                 _, _, _, kind, payload = heapq.heappop(self._heap)
-                self.now_s = t
+                self._clock.advance_to(t)
                 self.events_processed += 1
                 ev = self._fire(kind, payload)
                 if ev is not None:
                     out.append(ev)
             if out:
                 return out
-        return None
+        if math.isinf(until_s):
+            return None
+        self._clock.advance_to(until_s)
+        return []
 
     def energy_j(self, until_s: float) -> list[float]:
         return [m.energy_until(until_s) for m in self.meters]
@@ -155,20 +206,21 @@ class Simulator(Backend):
         self._seq += 1
         heapq.heappush(self._heap, (t_s, _PRIO[kind], self._seq, kind, payload))
 
-    def _profile_at(self, gpu: int, start: int) -> Profile:
-        if not self.mig:
-            return self._whole[gpu]
-        try:
-            return self._profiles[(gpu, start)]
-        except KeyError:
-            raise MigschedError(f"launch on GPU {gpu} slot {start}: no such instance in the simulator") from None
-
     def _launch(self, a: Launch) -> None:
-        job = self._jobs[a.job_id]
-        truth = job.truth
-        assert truth is not None
+        truth = self.truth.get(a.job_id)
+        if truth is None or a.spec is None:
+            self._push(self.now_s, "failed", (a, f"job {a.job_id!r} has no model: the simulator needs "
+                                                  "runtime_s, speedup and peak_gib", True))
+            return
+        if a.job_id in self._runs:
+            self._push(self.now_s, "failed", (a, f"job {a.job_id!r} is already running in the simulator"))
+            return
+        job = a.spec
         model = self.gpus[a.gpu]
-        profile = self._profile_at(a.gpu, a.start)
+        profile = self._whole[a.gpu] if not self.mig else self._profiles.get((a.gpu, a.start))
+        if profile is None:
+            self._push(self.now_s, "failed", (a, f"no instance at slot {a.start} of GPU {a.gpu}"))
+            return
         t_launch = max(self.now_s, self._inst_ready_s.get((a.gpu, a.start), 0.0))
         speed = speed_on(truth, model, profile)
         work_s = truth.runtime_s * self._jitter[job.job_id] / speed
@@ -177,29 +229,33 @@ class Simulator(Backend):
         end_s = compute_s + (work_s if oom_at is None else oom_at * work_s)
         p = job_power_w(truth.power_w, speed, speed_on(truth, model, self._whole[a.gpu]), model, profile)
         self._token += 1
-        run = _Run(job, a.gpu, a.start, profile, self._token, t_launch, compute_s, work_s, end_s, oom_at is not None, p)
+        run = _Run(job, truth, a.gpu, a.start, profile, self._token, t_launch, compute_s, work_s, end_s,
+                   oom_at is not None, p)
         self._runs[job.job_id] = run
+        self._occupied.add((a.gpu, a.start))
         self._push(t_launch, "started", run)
         self._push(compute_s, "compute", run)
         status = ExitStatus.OOM if run.oom else ExitStatus.OK
         peak_mib = profile.memory_mib if run.oom else truth.peak_gib * 1024.0
         self._push(end_s, "exit", (run, run.token, status, float(peak_mib)))
-        if self.samples:
+        if self.sample_interval_s is not None:
             self._schedule_sample(run, compute_s)
 
     def _schedule_sample(self, run: _Run, after_s: float) -> None:
-        t = after_s + self.costs.sample_interval_s
+        assert self.sample_interval_s is not None
+        t = after_s + self.sample_interval_s
         if t < run.end_s:
             self._push(t, "sample", (run, run.token))
 
-    def _kill(self, job_id: str) -> None:
-        run = self._runs.get(job_id)
-        if run is None:
-            raise MigschedError(f"kill {job_id!r}: not running in the simulator")
+    def _kill(self, a: Kill) -> None:
+        run = self._runs.get(a.job_id)
+        if run is None or run.token < 0:
+            self._push(self.now_s, "failed", (a, f"job {a.job_id!r} is not running in the simulator"))
+            return
         if run.computing:
             self.meters[run.gpu].change(self.now_s, -run.power_w)
             run.computing = False
-        peak_mib = run.job.truth.memory_gib(self._progress(run, self.now_s)) * 1024.0
+        peak_mib = run.truth.memory_gib(self._progress(run, self.now_s)) * 1024.0
         run.token = -1  # cancels its pending compute/exit/sample events
         self._push(self.now_s + self.costs.kill_s, "exit", (run, -1, ExitStatus.KILLED, peak_mib))
 
@@ -210,11 +266,9 @@ class Simulator(Backend):
 
     def _fire(self, kind: str, payload: object) -> Event | None:
         t = self.now_s
-        if kind == "arrive":
-            job = payload  # type: ignore[assignment]
-            self._arrivals_left -= 1
-            self._jobs[job.job_id] = job
-            return JobArrived(t, job)
+        if kind == "failed":
+            action, reason, *perm = payload  # type: ignore[misc]
+            return ActionFailed(t, action, reason, bool(perm and perm[0]))
         if kind == "created":
             gpu, profile, start = payload  # type: ignore[misc]
             return InstanceCreated(t, gpu, profile, start)
@@ -237,15 +291,16 @@ class Simulator(Backend):
             if token != run.token or self._runs.get(run.job.job_id) is not run:
                 return None
             f = self._progress(run, t)
-            used = run.job.truth.memory_gib(f) * 1024.0
+            used = run.truth.memory_gib(f) * 1024.0
             self._schedule_sample(run, t)
-            progress = f if run.job.spec.reports_progress else None
+            progress = f if run.job.reports_progress else None
             return MemorySample(t, run.job.job_id, used, t - run.launch_s, progress)
         if kind == "exit":
             run, token, status, peak_mib = payload  # type: ignore[misc]
             if token != run.token or self._runs.get(run.job.job_id) is not run:
                 return None
             del self._runs[run.job.job_id]
+            self._occupied.discard((run.gpu, run.start))
             if run.computing:
                 self.meters[run.gpu].change(t, -run.power_w)
                 run.computing = False

@@ -1,0 +1,126 @@
+"""The policy contract: what a scheduling policy is told, what it sees, what it may return.
+
+After every batch of events the core calls `policy.decide(view, changes)`. `changes` says what
+happened since the last call (arrivals, starts, ends, memory samples, failed actions) and the
+current time; the policy returns a `Decision`: actions and, optionally, a time to be called again
+even if nothing happens (a wake-up: "the reserved job has waited 300 s at 412.5 s"). The core
+applies the actions to its view, checks them against the partition engine and the job states, and
+calls `decide` again with empty changes until the policy returns no action, so a policy may place
+one job per call and always sees a consistent view.
+
+A policy sees only what a real scheduler could see: declared job class and hints, the observed
+arrival, memory samples, exit statuses, elapsed time; never the simulator's ground truth. The core
+raises `SchedulingError` on a broken contract.
+
+Simple policies subclass `Policy` and implement `schedule(view)` (and `on_memory_sample` if they
+want samples); `Policy.decide` calls them. Policies that keep their own indexes read `changes`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from migsched.core.events import Action, ActionFailed, MemorySample
+from migsched.core.state import ClusterView, JobView
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What happened since the policy was last called.
+
+    Attributes:
+        now_s: the current time.
+        arrived: jobs submitted (now queued).
+        started: jobs whose process started (`JobStarted`).
+        ended: jobs whose attempt ended (ok, oom, killed, failed); their state says whether they
+            are queued again, done or failed, their last `Attempt` how it ended.
+        requeued: jobs put back in the queue without an attempt (their launch or their
+            instance's create failed).
+        samples: memory samples of running jobs, for policies with `wants_memory_samples`.
+        failed: actions the backend could not carry out, with the reason.
+        woke: True when the call is the wake-up the policy asked for.
+        first: True for the first call after the events; False for the calls that follow the
+            policy's own actions.
+    """
+
+    now_s: float
+    arrived: Sequence[JobView] = ()
+    started: Sequence[JobView] = ()
+    ended: Sequence[JobView] = ()
+    requeued: Sequence[JobView] = ()
+    samples: Sequence[tuple[JobView, MemorySample]] = ()
+    failed: Sequence[ActionFailed] = ()
+    woke: bool = False
+    first: bool = True
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing happened (the policy's own follow-up call)."""
+        return not (self.arrived or self.started or self.ended or self.requeued or self.samples
+                    or self.failed or self.woke)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A policy's answer: actions now, and when to be called again at the latest (None: no need)."""
+
+    actions: Sequence[Action] = ()
+    wake_at_s: float | None = None
+
+
+NOTHING = Decision()
+
+
+class Policy(ABC):
+    """Base class of scheduling policies.
+
+    Class attributes:
+        name: the registry name (`--policy NAME`).
+        mig_enabled: False for policies that run GPUs with MIG off (the serial baseline).
+        wants_memory_samples: True to receive memory samples (they cost simulator events and
+            real sampling); `sample_interval_s` is the period asked for (None: the backend's).
+        clairvoyant: True for references that read ground truth (never offered for real runs).
+    """
+
+    name: ClassVar[str] = ""
+    mig_enabled: ClassVar[bool] = True
+    wants_memory_samples: ClassVar[bool] = False
+    sample_interval_s: ClassVar[float | None] = None
+    clairvoyant: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    def setup(self, view: ClusterView) -> list[Action]:
+        """Actions once the GPUs are known and the first jobs arrived (e.g. a static layout)."""
+        return []
+
+    def decide(self, view: ClusterView, changes: Changes) -> Decision:
+        """React to `changes`; the default feeds samples to `on_memory_sample`, then `schedule`."""
+        actions: list[Action] = []
+        for job, sample in changes.samples:
+            if job.placed and not job.killing:
+                actions += self.on_memory_sample(view, job, sample)
+        if actions:
+            return Decision(actions, self.wake_at_s(view))
+        return Decision(self.schedule(view), self.wake_at_s(view))
+
+    def schedule(self, view: ClusterView) -> list[Action]:
+        """Decide what to do now (one step; called again until it returns nothing)."""
+        return []
+
+    def on_memory_sample(self, view: ClusterView, job: JobView, sample: MemorySample) -> list[Action]:
+        """React to a running job's memory sample (e.g. early restart). Default: nothing."""
+        return []
+
+    def wake_at_s(self, view: ClusterView) -> float | None:
+        """When to be called again even without events (None: only on events)."""
+        return None
+
+    def summary(self) -> dict[str, float]:
+        """Policy-specific figures for the report (e.g. forecast error). Default: none."""
+        return {}
+
+
+__all__ = ["Changes", "Decision", "NOTHING", "Policy"]
