@@ -137,7 +137,7 @@ def drive(core: SchedulerCore, backend: Backend, source: JobSource, observer: Ru
         core.no_more_arrivals()
     last_s = 0.0
     pending: list[Event] = list(first)
-    while not core.done or pending:
+    while not core.done or pending or core.in_flight:
         if pending:
             events: list[Event] | None = pending
             pending = []
@@ -148,7 +148,7 @@ def drive(core: SchedulerCore, backend: Backend, source: JobSource, observer: Ru
                     deadline = min(deadline, t)
             if poll_s is not None and not source.exhausted:
                 deadline = min(deadline, clock.now_s() + poll_s)
-            events = backend.poll(deadline)
+            events = backend.poll(max(deadline, clock.now_s()))
         now_s = clock.now_s()
         if events is None:  # nothing in flight, nothing due: fail what can never run
             core.no_more_arrivals()

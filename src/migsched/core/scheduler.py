@@ -175,6 +175,11 @@ class SchedulerCore:
         """True when every submitted job has ended and no more will arrive."""
         return not self.view.more_arrivals and not self.view.queue and not self.view.running
 
+    @property
+    def in_flight(self) -> bool:
+        """True while instance creates or destroys wait for the backend's answer."""
+        return any(g.creating or g.destroying for g in self.view.gpus)
+
     def restore_job(self, spec: JobSpec, *, seq: int, arrived_s: float, state: JobState,
                     attempts: Sequence[Attempt] = (), gpu: int | None = None, start: int | None = None,
                     launched_s: float | None = None, failure: str | None = None,

@@ -1,0 +1,159 @@
+"""A scripted fake backend: virtual time, outcomes written by the test, failures on request.
+
+It implements the backend contract (`migsched.core.backend`) with nothing simulated but what the
+test scripts: how long each job runs and how it ends, which creates, destroys or launches fail,
+which instances exist at discovery. Core tests drive `SchedulerCore` through it, and the
+conformance suite runs it beside the simulator and the local backend.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from migsched.core.backend import Backend, Capabilities, GpuInfo, InstanceInfo, RunSettings
+from migsched.core.clock import VirtualClock
+from migsched.core.events import (
+    Action,
+    ActionFailed,
+    CreateInstance,
+    DestroyInstance,
+    Event,
+    ExitStatus,
+    InstanceCreated,
+    InstanceDestroyed,
+    JobExited,
+    JobStarted,
+    Kill,
+    Launch,
+    MemorySample,
+)
+from migsched.hardware.catalog import GpuModel
+
+
+@dataclass
+class Script:
+    """What the fake does.
+
+    Attributes:
+        run_s: per job id, how long it runs (default `default_run_s`).
+        status: per job id, how it ends (default ok).
+        fail_creates: how many of the first creates fail.
+        fail_destroys: how many of the first destroys fail.
+        fail_launch: job id -> (reason, permanent) for launches that fail (once each).
+        instances: per GPU index, instances that exist at discovery.
+        samples_mib: per job id, memory reported in each sample.
+    """
+
+    run_s: dict[str, float] = field(default_factory=dict)
+    status: dict[str, ExitStatus] = field(default_factory=dict)
+    default_run_s: float = 10.0
+    fail_creates: int = 0
+    fail_destroys: int = 0
+    fail_launch: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    instances: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    samples_mib: dict[str, float] = field(default_factory=dict)
+    create_s: float = 1.0
+
+
+class ScriptedBackend(Backend):
+    """See the module docstring; `executed` records every action it was given."""
+
+    name = "fake"
+    capabilities = Capabilities(mig="simulated", energy="modelled", progress=False, clock="virtual")
+
+    def __init__(self, gpus: Sequence[GpuModel], script: Script | None = None) -> None:
+        self.models = list(gpus)
+        self.script = script or Script()
+        self._clock = VirtualClock()
+        self._heap: list[tuple[float, int, Event]] = []
+        self._n = 0
+        self.executed: list[Action] = []
+        self.running: dict[str, int] = {}  # job id -> token
+        self.settings: RunSettings | None = None
+
+    @property
+    def clock(self) -> VirtualClock:
+        return self._clock
+
+    def open(self, settings: RunSettings) -> list[GpuInfo]:
+        self.settings = settings
+        return [GpuInfo(i, m, f"FAKE-{i}", settings.mig_enabled,
+                        tuple(InstanceInfo(p, s) for p, s in self.script.instances.get(i, [])))
+                for i, m in enumerate(self.models)]
+
+    def _push(self, t_s: float, ev: Event) -> None:
+        self._n += 1
+        heapq.heappush(self._heap, (t_s, self._n, ev))
+
+    def execute(self, actions: Sequence[Action]) -> None:
+        now = self._clock.now_s()
+        sc = self.script
+        for a in actions:
+            self.executed.append(a)
+            if isinstance(a, CreateInstance):
+                if sc.fail_creates > 0:
+                    sc.fail_creates -= 1
+                    self._push(now, ActionFailed(now, a, "scripted: create refused"))
+                else:
+                    self._push(now + sc.create_s, InstanceCreated(now + sc.create_s, a.gpu, a.profile, a.start))
+            elif isinstance(a, DestroyInstance):
+                if sc.fail_destroys > 0:
+                    sc.fail_destroys -= 1
+                    self._push(now, ActionFailed(now, a, "scripted: destroy refused"))
+                else:
+                    self._push(now + sc.create_s, InstanceDestroyed(now + sc.create_s, a.gpu, a.start))
+            elif isinstance(a, Launch):
+                assert a.spec is not None and a.attempt >= 1, "the core fills in spec and attempt"
+                if a.job_id in sc.fail_launch:
+                    reason, permanent = sc.fail_launch.pop(a.job_id)
+                    self._push(now, ActionFailed(now, a, reason, permanent))
+                    continue
+                t0 = now + sc.create_s  # waits for a create issued at the same time
+                self._n += 1
+                token = self.running[a.job_id] = self._n
+                self._push(t0, JobStarted(t0, a.job_id, a.gpu, a.start))
+                if self.settings and self.settings.sample_interval_s and a.job_id in sc.samples_mib:
+                    t = t0 + self.settings.sample_interval_s
+                    while t < t0 + sc.run_s.get(a.job_id, sc.default_run_s):
+                        self._push(t, MemorySample(t, a.job_id, sc.samples_mib[a.job_id], t - t0))
+                        t += self.settings.sample_interval_s
+                t1 = t0 + sc.run_s.get(a.job_id, sc.default_run_s)
+                self._push(t1, _Exit(t1, a.job_id, token, sc.status.get(a.job_id, ExitStatus.OK)))
+            elif isinstance(a, Kill):
+                self.running[a.job_id] = -1
+                self._push(now + 0.5, JobExited(now + 0.5, a.job_id, ExitStatus.KILLED))
+
+    def poll(self, until_s: float) -> list[Event] | None:
+        while self._heap and self._heap[0][0] <= until_s:
+            t = self._heap[0][0]
+            out: list[Event] = []
+            while self._heap and self._heap[0][0] == t:
+                _, _, ev = heapq.heappop(self._heap)
+                self._clock.advance_to(t)
+                if isinstance(ev, _Exit):
+                    if self.running.get(ev.job_id) != ev.token:
+                        continue
+                    del self.running[ev.job_id]
+                    ev = JobExited(ev.time_s, ev.job_id, ev.status)
+                elif isinstance(ev, (JobStarted, MemorySample)) and ev.job_id not in self.running:
+                    continue
+                elif isinstance(ev, (JobStarted, MemorySample)) and self.running[ev.job_id] == -1:
+                    continue
+                out.append(ev)
+            if out:
+                return out
+        if math.isinf(until_s):
+            return None
+        self._clock.advance_to(until_s)
+        return []
+
+
+@dataclass(frozen=True)
+class _Exit:
+    time_s: float
+    job_id: str
+    token: int
+    status: ExitStatus
