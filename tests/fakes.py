@@ -72,7 +72,8 @@ class ScriptedBackend(Backend):
         self._n = 0
         self.executed: list[Action] = []
         self.running: dict[str, int] = {}  # job id -> token
-        self.settings: RunSettings | None = None
+        self.settings: RunSettings = RunSettings(True, None)
+        self.exists: set[tuple[int, int]] = set()
 
     @property
     def clock(self) -> VirtualClock:
@@ -80,6 +81,7 @@ class ScriptedBackend(Backend):
 
     def open(self, settings: RunSettings) -> list[GpuInfo]:
         self.settings = settings
+        self.exists = {(i, s) for i, lst in self.script.instances.items() for _p, s in lst}
         return [GpuInfo(i, m, f"FAKE-{i}", settings.mig_enabled,
                         tuple(InstanceInfo(p, s) for p, s in self.script.instances.get(i, [])))
                 for i, m in enumerate(self.models)]
@@ -98,15 +100,20 @@ class ScriptedBackend(Backend):
                     sc.fail_creates -= 1
                     self._push(now, ActionFailed(now, a, "scripted: create refused"))
                 else:
+                    self.exists.add((a.gpu, a.start))
                     self._push(now + sc.create_s, InstanceCreated(now + sc.create_s, a.gpu, a.profile, a.start))
             elif isinstance(a, DestroyInstance):
                 if sc.fail_destroys > 0:
                     sc.fail_destroys -= 1
                     self._push(now, ActionFailed(now, a, "scripted: destroy refused"))
                 else:
+                    self.exists.discard((a.gpu, a.start))
                     self._push(now + sc.create_s, InstanceDestroyed(now + sc.create_s, a.gpu, a.start))
             elif isinstance(a, Launch):
                 assert a.spec is not None and a.attempt >= 1, "the core fills in spec and attempt"
+                if self.settings.mig_enabled and (a.gpu, a.start) not in self.exists:
+                    self._push(now, ActionFailed(now, a, f"no instance at {a.start} of GPU {a.gpu}"))
+                    continue
                 if a.job_id in sc.fail_launch:
                     reason, permanent = sc.fail_launch.pop(a.job_id)
                     self._push(now, ActionFailed(now, a, reason, permanent))

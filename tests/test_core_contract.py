@@ -45,12 +45,14 @@ def test_a_failed_create_requeues_the_job_and_the_view_forgets_the_instance():
 
     fake = ScriptedBackend([A40], Script(fail_creates=1))
     r = run(TraceSource(specs(e("a"))), Spy(), fake)
-    assert by_id(r)["a"].state == "done" and r.failed_actions == 1
-    assert len(seen) == 1 and isinstance(seen[0].action, CreateInstance) and "refused" in seen[0].reason
+    # the create failed, and so did the launch that waited for it
+    assert by_id(r)["a"].state == "done" and r.failed_actions == 2
+    assert [type(f.action) for f in seen] == [CreateInstance, Launch] and "refused" in seen[0].reason
     creates = [a for a in fake.executed if isinstance(a, CreateInstance)]
     assert len(creates) == 2  # tried again after the failure
     launches = [a for a in fake.executed if isinstance(a, Launch)]
-    assert [a.attempt for a in launches] == [1, 1]  # the failed placement was no attempt
+    assert [a.attempt for a in launches] == [1, 2]  # the failed placement counts as an attempt
+    assert by_id(r)["a"].outcomes == ("launch-failed", "ok")
 
 
 def test_a_failed_destroy_puts_the_instance_back():
@@ -76,7 +78,7 @@ def test_a_permanent_launch_failure_fails_the_job_with_the_reason_and_the_rest_r
     res = by_id(r)
     assert res["bad"].state == "failed" and res["bad"].failure == "program not found: 'nosuch'"
     assert res["flaky"].state == "done" and res["good"].state == "done"
-    assert res["flaky"].outcomes == ("ok",)
+    assert res["flaky"].outcomes == ("launch-failed", "ok")
 
 
 def test_the_backend_learns_a_job_only_from_its_launch():

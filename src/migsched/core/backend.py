@@ -29,6 +29,7 @@ from typing import ClassVar, Literal
 from migsched.core.clock import Clock
 from migsched.core.events import Action, Event, JobExited
 from migsched.hardware.catalog import GpuModel
+from migsched.jobs.model import JobSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +127,8 @@ class Backend(ABC):
     #: Memory-sample period when the policy wants samples but names no period.
     default_sample_interval_s: float = 2.0
 
-    def recover(self, job_id: str, attempt: int, gpu: int, start: int, handle: str) -> Recovery:
-        """After a scheduler restart: what became of attempt `attempt` of `job_id`.
+    def recover(self, spec: JobSpec, attempt: int, gpu: int, start: int, handle: str) -> Recovery:
+        """After a scheduler restart: what became of attempt `attempt` of the job `spec`.
 
         Only backends with `capabilities.resume` implement it; a found process is adopted and
         reports its events from then on.

@@ -37,8 +37,8 @@ class Changes:
         started: jobs whose process started (`JobStarted`).
         ended: jobs whose attempt ended (ok, oom, killed, failed); their state says whether they
             are queued again, done or failed, their last `Attempt` how it ended.
-        requeued: jobs put back in the queue without an attempt (their launch or their
-            instance's create failed).
+        requeued: jobs put back in the queue because the backend could not start them (their
+            launch or their instance's create failed; the attempt ends as "launch-failed").
         samples: memory samples of running jobs, for policies with `wants_memory_samples`.
         failed: actions the backend could not carry out, with the reason.
         woke: True when the call is the wake-up the policy asked for.

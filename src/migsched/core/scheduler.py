@@ -113,6 +113,7 @@ class SchedulerCore:
         self.counters = Counters()
         self.timeline = Timeline()
         self.wake_at_s: float | None = None
+        self.last_changes = Changes(0.0)  # what the latest handle() told the policy (for observers)
         self._seq = 0
         self._setup_done = False
         for g in views:
@@ -140,6 +141,7 @@ class SchedulerCore:
             self._setup_done = True
         changes = Changes(self.view.now_s, log.arrived, log.started, log.ended, log.requeued,
                           log.samples, log.failed, woke=woke)
+        self.last_changes = changes
         for _ in range(_MAX_ROUNDS):
             decision = self.policy.decide(self.view, changes)
             self.wake_at_s = decision.wake_at_s
@@ -329,10 +331,11 @@ class SchedulerCore:
                 return  # already requeued (its instance's create failed) or a stale answer
             profile = job.profile
             assert profile is not None
+            placed_s = job.placed_s if job.placed_s is not None else v.now_s
             self._unplace(job)
+            job.attempts.append(Attempt(a.gpu, a.start, profile.name, profile.memory_mib, placed_s, v.now_s,
+                                        "failed" if ev.permanent else "launch-failed", 0.0))
             if ev.permanent:
-                job.attempts.append(Attempt(a.gpu, a.start, profile.name, profile.memory_mib, v.now_s, v.now_s,
-                                            "failed", 0.0))
                 job.state = JobState.FAILED
                 job.finished_s = v.now_s
                 job.failure = ev.reason
@@ -351,6 +354,11 @@ class SchedulerCore:
         g.creating.discard(start)
         for job in list(self.view.running.values()):
             if job.gpu == g.index and job.start == start and job.launched_s is None:
+                prof = job.profile
+                assert prof is not None
+                placed_s = job.placed_s if job.placed_s is not None else self.view.now_s
+                job.attempts.append(Attempt(g.index, start, prof.name, prof.memory_mib, placed_s,
+                                            self.view.now_s, "launch-failed", 0.0))
                 self._unplace(job)
                 self._enqueue(job)
                 log.requeued.append(job)

@@ -51,7 +51,7 @@ class Attempt:
     memory_mib: int
     launched_s: float
     ended_s: float
-    outcome: str  # ok | oom | killed:<reason> | failed
+    outcome: str  # ok | oom | killed:<reason> | failed | launch-failed (never started; queued again)
     peak_mib: float
 
 
