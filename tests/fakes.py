@@ -30,7 +30,9 @@ from migsched.core.events import (
     Launch,
     MemorySample,
 )
+from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel
+from migsched.partition.layout import Layout
 
 
 @dataclass
@@ -82,6 +84,7 @@ class ScriptedBackend(Backend):
     def open(self, settings: RunSettings) -> list[GpuInfo]:
         self.settings = settings
         self.exists = {(i, s) for i, lst in self.script.instances.items() for _p, s in lst}
+        self.layouts = [Layout.of(m, self.script.instances.get(i, [])) for i, m in enumerate(self.models)]
         return [GpuInfo(i, m, f"FAKE-{i}", settings.mig_enabled,
                         tuple(InstanceInfo(p, s) for p, s in self.script.instances.get(i, [])))
                 for i, m in enumerate(self.models)]
@@ -96,17 +99,26 @@ class ScriptedBackend(Backend):
         for a in actions:
             self.executed.append(a)
             if isinstance(a, CreateInstance):
+                try:  # the MIG rules hold here too
+                    layout = self.layouts[a.gpu].with_instance(self.models[a.gpu].profile(a.profile), a.start)
+                except MigschedError as exc:
+                    self._push(now, ActionFailed(now, a, f"illegal: {exc}"))
+                    continue
                 if sc.fail_creates > 0:
                     sc.fail_creates -= 1
                     self._push(now, ActionFailed(now, a, "scripted: create refused"))
                 else:
+                    self.layouts[a.gpu] = layout
                     self.exists.add((a.gpu, a.start))
                     self._push(now + sc.create_s, InstanceCreated(now + sc.create_s, a.gpu, a.profile, a.start))
             elif isinstance(a, DestroyInstance):
                 if sc.fail_destroys > 0:
                     sc.fail_destroys -= 1
                     self._push(now, ActionFailed(now, a, "scripted: destroy refused"))
+                elif (a.gpu, a.start) not in self.exists:
+                    self._push(now, ActionFailed(now, a, f"no instance at {a.start} of GPU {a.gpu}"))
                 else:
+                    self.layouts[a.gpu] = self.layouts[a.gpu].release(a.start)
                     self.exists.discard((a.gpu, a.start))
                     self._push(now + sc.create_s, InstanceDestroyed(now + sc.create_s, a.gpu, a.start))
             elif isinstance(a, Launch):
@@ -130,6 +142,9 @@ class ScriptedBackend(Backend):
                 t1 = t0 + sc.run_s.get(a.job_id, sc.default_run_s)
                 self._push(t1, _Exit(t1, a.job_id, token, sc.status.get(a.job_id, ExitStatus.OK)))
             elif isinstance(a, Kill):
+                if a.job_id not in self.running or self.running[a.job_id] == -1:
+                    self._push(now, ActionFailed(now, a, f"{a.job_id!r} is not running"))
+                    continue
                 self.running[a.job_id] = -1
                 self._push(now + 0.5, JobExited(now + 0.5, a.job_id, ExitStatus.KILLED))
 

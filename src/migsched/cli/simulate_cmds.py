@@ -83,7 +83,9 @@ def _show(cmp: Comparison) -> None:
     """Print the table, the lower bound, the static layouts, notes and the first failures."""
     con = _console()
     con.print(rich_table(cmp, transposed=con.width < WIDE_TABLE_MIN_WIDTH))
-    for line in [lower_bound_line(cmp), *layout_lines(cmp)]:
+    for line in [lower_bound_line(cmp) if cmp.lower_bound_s > 0 else "", *layout_lines(cmp)]:
+        if not line:
+            continue
         con.print(line, markup=False)
     for note in cmp.notes:
         if not note.startswith("static:"):

@@ -53,6 +53,12 @@ def result_dict(row: PolicyFigures) -> dict[str, Any]:
         "policy_summary": {k: _num(float(v)) for k, v in r.policy_summary.items()},
         "failures": [{"job_id": j.job_id, "state": j.state, "reason": j.failure}
                      for j in r.jobs if j.state != "done"],
+        "backend": r.backend,
+        "energy_source": r.energy_source,
+        "failed_actions": r.failed_actions,
+        "jobs": [{"job_id": j.job_id, "name": j.name, "class": j.job_class, "state": j.state,
+                  "arrival_s": _num(j.arrival_s), "finished_s": _num(j.finished_s), "failure": j.failure,
+                  "outcomes": list(j.outcomes)} for j in r.jobs],
     }
 
 

@@ -1,0 +1,360 @@
+"""`local`: real child processes on emulated MIG instances (no GPU needed).
+
+Each instance the core creates is *emulated*: it exists in this backend's own layout (the MIG
+rules still apply, checked by the partition engine), and a job launched on it gets what the
+instance would give it, scaled down so tests stay small:
+
+* memory: a hard cap of `mib_per_gib` MiB of RAM per GiB of the profile's memory (default 16:
+  a 1g.10gb instance caps the job at ~152 MiB), enforced by cgroup v2 where the machine has a
+  writable cgroup2 hierarchy and by RLIMIT_DATA otherwise (`memcap.py`, docs/running.md);
+* CPU: a share of the cores in proportion to the profile's compute slices (at least one core);
+* memory samples: RSS of the job's whole process tree (psutil), mapped back to "GPU MiB" by the
+  same scale, plus the progress the job reports through `migsched.probe`;
+* energy: the simulator's power model with each job at its instance's full share (modelled,
+  and labelled so).
+
+Processes run under a supervisor (`shim.py`) in their own session, so a SIGKILLed scheduler
+leaves them running; `recover` finds them again by pid *and* start time (or by the attempt's
+exit-record path on the shim's command line), or reads the exit record they left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from migsched.backends.local import memcap
+from migsched.backends.local.process import ExitInfo, ManagedProcess, ProcessSpec
+from migsched.backends.sim.energy import GpuMeter
+from migsched.core.backend import Backend, Capabilities, GpuInfo, InstanceInfo, Recovery, RunSettings
+from migsched.core.clock import WallClock
+from migsched.core.events import (
+    Action,
+    ActionFailed,
+    CreateInstance,
+    DestroyInstance,
+    Event,
+    ExitStatus,
+    InstanceCreated,
+    InstanceDestroyed,
+    JobExited,
+    JobStarted,
+    Kill,
+    Launch,
+    MemorySample,
+    Reject,
+)
+from migsched.errors import MigschedError
+from migsched.hardware.catalog import GpuModel, Profile
+from migsched.jobs.model import JobSpec
+from migsched.partition.layout import Layout
+
+_MIB = 1024 * 1024
+
+
+@dataclass(slots=True)
+class _Attempt:
+    proc: ManagedProcess
+    gpu: int
+    start: int
+    profile: Profile
+    launched_s: float
+    next_sample_s: float
+    power_w: float
+
+
+class LocalBackend(Backend):
+    """Real processes on emulated MIG instances; see the module docstring.
+
+    Args:
+        gpus: the GPU models to emulate, one per GPU.
+        run_dir: where logs, exit records and probe files go (created 0o700).
+        mib_per_gib: MiB of RAM a job may use per GiB of its instance's memory.
+        cpus: the CPU cores jobs may use (default: this process's affinity).
+        instances: per GPU, emulated instances that exist already ((profile, start) pairs),
+            from the run store when a run resumes.
+        origin_unix: when the run began (a resumed run passes the stored value).
+        kill_grace_s: SIGTERM, then SIGKILL after this long.
+        tick_s: how often running processes are looked at while nothing else is due.
+        sample_interval_s: memory-sample period when the policy names none (default 1 s).
+    """
+
+    name = "local"
+    capabilities = Capabilities(mig="emulated", energy="modelled", progress=True, clock="wall", resume=True)
+    default_sample_interval_s = 1.0
+
+    def __init__(self, gpus: Sequence[GpuModel], run_dir: str | Path, *, mib_per_gib: float = 16.0,
+                 cpus: Sequence[int] | None = None, instances: Sequence[Sequence[tuple[str, int]]] | None = None,
+                 origin_unix: float | None = None, kill_grace_s: float = 5.0, tick_s: float = 0.05,
+                 sample_interval_s: float = 1.0, mechanism: memcap.CapMechanism | None = None) -> None:
+        if mib_per_gib <= 0 or not math.isfinite(mib_per_gib):
+            raise MigschedError(f"mib_per_gib must be a positive number, got {mib_per_gib!r}")
+        self.models = list(gpus)
+        self.run_dir = Path(run_dir)
+        self.log_dir = self.run_dir / "logs"
+        self.mib_per_gib = float(mib_per_gib)
+        self.cpus = tuple(cpus) if cpus else tuple(sorted(os.sched_getaffinity(0)))
+        self._initial = [list(x) for x in instances] if instances is not None else [[] for _ in self.models]
+        self._clock = WallClock(origin_unix)
+        self.kill_grace_s = kill_grace_s
+        self.tick_s = tick_s
+        self.default_sample_interval_s = sample_interval_s
+        self.mechanism = mechanism or memcap.current_mechanism()
+        self._ready: list[Event] = []
+        self._runs: dict[str, _Attempt] = {}
+        self.sample_interval_s: float | None = None
+
+    @property
+    def clock(self) -> WallClock:
+        return self._clock
+
+    # ---- Backend --------------------------------------------------------------------------
+    def open(self, settings: RunSettings) -> list[GpuInfo]:
+        self.mig = settings.mig_enabled
+        self.sample_interval_s = settings.sample_interval_s
+        self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.meters = [GpuMeter(m, record=True) for m in self.models]
+        now = self._clock.now_s()
+        for meter in self.meters:
+            meter.advance(now)
+            meter.series.append((now, meter.power_w()))
+        self._whole = [m.whole_gpu for m in self.models]
+        self._hw = [Layout.empty(m) for m in self.models]
+        out = []
+        for idx, model in enumerate(self.models):
+            infos = []
+            if self.mig:
+                for name, start in self._initial[idx]:
+                    prof = model.profile(name)
+                    self._hw[idx] = self._hw[idx].with_instance(prof, start)
+                    infos.append(InstanceInfo(prof.name, start))
+            out.append(GpuInfo(idx, model, f"EMU-{model.name}-{idx}", self.mig, tuple(infos)))
+        return out
+
+    def execute(self, actions: Sequence[Action]) -> None:
+        for a in actions:
+            now = self._clock.now_s()
+            if isinstance(a, CreateInstance):
+                try:
+                    prof = self.models[a.gpu].profile(a.profile)
+                    self._hw[a.gpu] = self._hw[a.gpu].with_instance(prof, a.start)
+                except (MigschedError, IndexError) as exc:
+                    self._ready.append(ActionFailed(now, a, f"cannot create {a.profile}@{a.start}: {exc}"))
+                    continue
+                self._ready.append(InstanceCreated(now, a.gpu, prof.name, a.start))
+            elif isinstance(a, DestroyInstance):
+                busy = any(r.gpu == a.gpu and r.start == a.start for r in self._runs.values())
+                try:
+                    if busy:
+                        raise MigschedError("a job still runs on it")
+                    self._hw[a.gpu] = self._hw[a.gpu].release(a.start)
+                except (MigschedError, IndexError) as exc:
+                    self._ready.append(ActionFailed(now, a, f"cannot destroy the instance at {a.start}: {exc}"))
+                    continue
+                self._ready.append(InstanceDestroyed(now, a.gpu, a.start))
+            elif isinstance(a, Launch):
+                self._launch(a, now)
+            elif isinstance(a, Kill):
+                run = self._runs.get(a.job_id)
+                if run is None:
+                    self._ready.append(ActionFailed(now, a, f"job {a.job_id!r} is not running here"))
+                else:
+                    run.proc.terminate(self.kill_grace_s)
+            elif isinstance(a, Reject):
+                pass
+
+    def poll(self, until_s: float) -> list[Event] | None:
+        while True:
+            events, self._ready = self._ready, []
+            now = self._clock.now_s()
+            events += self._check(now)
+            if events:
+                return events
+            if not self._runs and until_s == math.inf:
+                return None
+            if now >= until_s:
+                return []
+            time.sleep(max(0.0, min(self.tick_s, until_s - now)))
+
+    def energy_j(self, until_s: float) -> list[float]:
+        return [m.energy_until(until_s) for m in self.meters]
+
+    def power_series(self) -> list[list[tuple[float, float]]]:
+        return [m.series for m in self.meters]
+
+    def close(self) -> None:
+        """Leave running processes alone: a stopped scheduler resumes them (`--resume`)."""
+        self._runs.clear()
+
+    def stop_all(self) -> None:
+        """Stop every running job (SIGTERM, grace, SIGKILL) and wait for them."""
+        for run in self._runs.values():
+            run.proc.terminate(self.kill_grace_s)
+        deadline = time.monotonic() + self.kill_grace_s + 5.0
+        while self._runs and time.monotonic() < deadline:
+            for jid, run in list(self._runs.items()):
+                if run.proc.poll() is not None:
+                    del self._runs[jid]
+            time.sleep(self.tick_s)
+
+    # ---- recovery ----------------------------------------------------------------------------
+    def recover(self, spec: JobSpec, attempt: int, gpu: int, start: int, handle: str) -> Recovery:
+        """Adopt attempt `attempt` of a job a previous scheduler started, or read how it ended."""
+        now = self._clock.now_s()
+        profile = self._profile_at(gpu, start)
+        if profile is None:
+            raise MigschedError(f"recover {spec.job_id!r}: no instance at slot {start} of GPU {gpu}")
+        pspec = self._process_spec(spec, attempt, gpu, start, profile)
+        ident = _parse_handle(handle) or _read_pidfile(pspec) or _find_shim(pspec)
+        proc = ManagedProcess.adopt(pspec, *ident) if ident else None
+        if proc is not None:
+            self._track(proc, spec.job_id, gpu, start, profile, now, launched_s=now)
+            return Recovery("running", handle=f"{proc.pid}:{proc.create_time!r}")
+        info = ManagedProcess.read_exit_record(pspec)
+        if info is not None:  # it ended while no scheduler watched: at its own end time
+            ended_s = min(now, max(0.0, info.ended_unix - self._clock.origin_unix))
+            return Recovery("ended", exit=self._exit_event(ended_s, spec.job_id, info, profile, 0))
+        if ident is not None:  # it was started and is gone without a record (machine restart?)
+            return Recovery("ended", exit=JobExited(now, spec.job_id, ExitStatus.FAILED, 0.0,
+                                                    "the process ended while the scheduler was down "
+                                                    "and left no exit record"))
+        return Recovery("absent")
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _profile_at(self, gpu: int, start: int) -> Profile | None:
+        if not self.mig:
+            return self._whole[gpu]
+        for inst in self._hw[gpu].instances:
+            if inst.start == start:
+                return inst.profile
+        return None
+
+    def _cpus_for(self, gpu: int, start: int, profile: Profile) -> tuple[int, ...]:
+        model = self.models[gpu]
+        n = len(self.cpus)
+        k = max(1, round(n * profile.compute_slices / model.compute_slices))
+        first = (start * n) // model.memory_slices
+        return tuple(self.cpus[(first + i) % n] for i in range(min(k, n)))
+
+    def _process_spec(self, spec: JobSpec, attempt: int, gpu: int, start: int, profile: Profile) -> ProcessSpec:
+        assert spec.argv is not None
+        limit = int(profile.memory_mib / 1024.0 * self.mib_per_gib * _MIB)
+        probe = self.log_dir / f"{_stem(spec.job_id, attempt)}.probe.json"
+        return ProcessSpec(spec.job_id, attempt, tuple(spec.argv), dict(spec.env), spec.cwd, self.log_dir,
+                           limit, self._cpus_for(gpu, start, profile), probe)
+
+    def _launch(self, a: Launch, now: float) -> None:
+        spec = a.spec
+        if spec is None or not spec.argv:
+            self._ready.append(ActionFailed(now, a, f"job {a.job_id!r} has no command to run", permanent=True))
+            return
+        if a.job_id in self._runs:
+            self._ready.append(ActionFailed(now, a, f"job {a.job_id!r} is already running here"))
+            return
+        profile = self._profile_at(a.gpu, a.start)
+        if profile is None:
+            self._ready.append(ActionFailed(now, a, f"no instance at slot {a.start} of GPU {a.gpu}"))
+            return
+        pspec = self._process_spec(spec, a.attempt, a.gpu, a.start, profile)
+        try:
+            proc = ManagedProcess.start(pspec, mechanism=self.mechanism)
+        except (OSError, ValueError) as exc:
+            self._ready.append(ActionFailed(now, a, f"cannot start {spec.argv[0]!r}: {exc}"))
+            return
+        _write_pidfile(pspec, proc)
+        self._track(proc, a.job_id, a.gpu, a.start, profile, now, launched_s=now)
+        self._ready.append(JobStarted(now, a.job_id, a.gpu, a.start, handle=f"{proc.pid}:{proc.create_time!r}"))
+
+    def _track(self, proc: ManagedProcess, job_id: str, gpu: int, start: int, profile: Profile,
+               now: float, launched_s: float) -> None:
+        model = self.models[gpu]
+        power = (model.max_w - model.idle_w) * min(1.0, profile.sm_count / model.sm_count)
+        interval = self.sample_interval_s
+        nxt = now + interval if interval is not None else math.inf
+        self._runs[job_id] = _Attempt(proc, gpu, start, profile, launched_s, nxt, power)
+        self.meters[gpu].change(now, power)
+        self.meters[gpu].series.append((now, self.meters[gpu].power_w()))
+
+    def _check(self, now: float) -> list[Event]:
+        out: list[Event] = []
+        for job_id, run in list(self._runs.items()):
+            info = run.proc.poll()
+            if info is not None:
+                del self._runs[job_id]
+                self.meters[run.gpu].change(now, -run.power_w)
+                self.meters[run.gpu].series.append((now, self.meters[run.gpu].power_w()))
+                out.append(self._exit_event(now, job_id, info, run.profile, run.proc.peak_memory_bytes))
+            elif now >= run.next_sample_s:
+                assert self.sample_interval_s is not None
+                run.next_sample_s = now + self.sample_interval_s
+                used_mib = self._gpu_mib(run.proc.memory_bytes())
+                reading = run.proc.probe()
+                progress = None
+                if reading is not None:
+                    progress = reading.progress
+                    dev = reading.reserved_bytes or reading.allocated_bytes
+                    if dev:
+                        used_mib = max(used_mib, dev / _MIB)
+                out.append(MemorySample(now, job_id, used_mib, now - run.launched_s, progress))
+        return out
+
+    def _gpu_mib(self, rss_bytes: int) -> float:
+        """Resident bytes of an emulated job as the GPU MiB they stand for (the cap's scale)."""
+        return rss_bytes / _MIB * 1024.0 / self.mib_per_gib
+
+    def _exit_event(self, now: float, job_id: str, info: ExitInfo, profile: Profile, peak_bytes: int) -> JobExited:
+        status = ExitStatus(info.status.value)
+        peak = float(profile.memory_mib) if status is ExitStatus.OOM else self._gpu_mib(peak_bytes)
+        return JobExited(now, job_id, status, peak, info.detail)
+
+
+def _stem(job_id: str, attempt: int) -> str:
+    from migsched.backends.local.process import safe_name
+    return f"{safe_name(job_id)}.{attempt}"
+
+
+def _pidfile(pspec: ProcessSpec) -> Path:
+    return pspec.log_dir / f"{pspec.file_stem}.pid.json"
+
+
+def _write_pidfile(pspec: ProcessSpec, proc: ManagedProcess) -> None:
+    path = _pidfile(pspec)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"pid": proc.pid, "create_time": proc.create_time}, fh)
+    os.replace(tmp, path)
+
+
+def _read_pidfile(pspec: ProcessSpec) -> tuple[int, float] | None:
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        data = json.loads(_pidfile(pspec).read_text())
+        return int(data["pid"]), float(data["create_time"])
+    return None
+
+
+def _parse_handle(handle: str) -> tuple[int, float] | None:
+    with contextlib.suppress(ValueError):
+        pid, ct = handle.split(":", 1)
+        return int(pid), float(ct)
+    return None
+
+
+def _find_shim(pspec: ProcessSpec) -> tuple[int, float] | None:
+    """A supervisor of this very attempt (its exit-record path is on its command line): covers a
+    scheduler killed between starting the process and writing down its pid."""
+    target = str(pspec.exit_path)
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            cmd = proc.info["cmdline"] or []
+            if "migsched.backends.local.shim" in cmd and target in cmd:
+                return proc.pid, proc.info["create_time"]
+    return None

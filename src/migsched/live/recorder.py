@@ -1,0 +1,111 @@
+"""`StoreRecorder`: the run loop's observer that writes every state change to the run store.
+
+Intent before action: `before_execute` records creates, destroys, launches and rejects before
+the backend is told to carry them out, and `after_handle` records what the backend confirmed
+(instances up or gone, processes started with their pid and start time, attempts ended and
+where their job went). A scheduler SIGKILLed anywhere leaves a store from which `--resume` knows,
+for every job, whether it is queued, may be running (launching/running: find the process), or
+ended.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from migsched.core.events import (
+    Action,
+    ActionFailed,
+    CreateInstance,
+    DestroyInstance,
+    Event,
+    InstanceCreated,
+    InstanceDestroyed,
+    JobStarted,
+    Kill,
+    Launch,
+    Reject,
+)
+from migsched.core.scheduler import SchedulerCore
+from migsched.core.state import JobState
+from migsched.store.codec import spec_to_dict
+from migsched.store.db import RunStore
+
+
+def parse_handle(handle: str) -> tuple[int, float]:
+    """A backend handle "pid:create_time" as numbers; (0, 0.0) for backends without processes."""
+    try:
+        pid, ct = handle.split(":", 1)
+        return int(pid), float(ct)
+    except ValueError:
+        return 0, 0.0
+
+
+class StoreRecorder:
+    """Writes the run's state changes to `store`; `on_change` (the progress view) is told after."""
+
+    def __init__(self, store: RunStore, on_change: Callable[[SchedulerCore], None] | None = None) -> None:
+        self.store = store
+        self.on_change = on_change
+        self._destroying: set[tuple[int, int]] = set()  # destroys written, not yet confirmed
+
+    def after_handle(self, core: SchedulerCore, events: Sequence[Event]) -> None:
+        st, ch = self.store, core.last_changes
+        if ch.arrived:
+            st.add_jobs([(j.job_id, j.seq, spec_to_dict(dataclasses.replace(j.spec, arrival_s=j.arrived_s)))
+                         for j in ch.arrived])
+            for j in ch.arrived:
+                st.log(j.arrived_s, "arrived", j.job_id)
+        for ev in events:
+            if isinstance(ev, InstanceCreated):
+                st.instance_up(ev.gpu, ev.start)
+            elif isinstance(ev, InstanceDestroyed):
+                if (ev.gpu, ev.start) in self._destroying:
+                    self._destroying.discard((ev.gpu, ev.start))
+                    st.instance_gone(ev.gpu, ev.start)
+            elif isinstance(ev, JobStarted):
+                job = core.view.jobs.get(ev.job_id)
+                if job is not None and job.placed and job.launched_s == ev.time_s:
+                    pid, ct = parse_handle(ev.handle)
+                    st.attempt_started(ev.job_id, job.attempt, pid, ct, ev.time_s)
+                    st.log(ev.time_s, "started", ev.job_id, f"GPU {ev.gpu} slot {ev.start} pid {pid}")
+            elif isinstance(ev, ActionFailed):
+                a = ev.action
+                if isinstance(a, CreateInstance):
+                    st.instance_gone(a.gpu, a.start)
+                elif isinstance(a, DestroyInstance) and (a.gpu, a.start) in self._destroying:
+                    self._destroying.discard((a.gpu, a.start))
+                    st.instance_up(a.gpu, a.start)
+                st.log(ev.time_s, "action-failed", getattr(a, "job_id", None), f"{a}: {ev.reason}")
+        for job in (*ch.ended, *ch.requeued):
+            a = job.attempts[-1]
+            # where the attempt's end sent the job (the policy may have launched it again since)
+            went = job.state.value if job.state in (JobState.DONE, JobState.FAILED) else "queued"
+            failure = job.failure if job.state is JobState.FAILED else None
+            st.attempt_ended(job.job_id, len(job.attempts), a.outcome, went, a.ended_s, failure, a.peak_mib)
+            st.log(a.ended_s, a.outcome, job.job_id, failure or f"-> {went}")
+        if self.on_change is not None:
+            self.on_change(core)
+
+    def before_execute(self, core: SchedulerCore, actions: Sequence[Action]) -> None:
+        st, now = self.store, core.view.now_s
+        for a in actions:
+            if isinstance(a, CreateInstance):
+                if (a.gpu, a.start) in self._destroying:
+                    # destroy-then-create at one slot in one batch: the backend runs them in that
+                    # order, so the old instance is gone when the new one is made
+                    st.instance_gone(a.gpu, a.start)
+                    self._destroying.discard((a.gpu, a.start))
+                st.instance_intent(a.gpu, a.start, a.profile)
+            elif isinstance(a, DestroyInstance):
+                st.instance_destroying(a.gpu, a.start)
+                self._destroying.add((a.gpu, a.start))
+            elif isinstance(a, Launch):
+                job = core.view.jobs[a.job_id]
+                assert job.profile is not None
+                st.begin_attempt(a.job_id, a.attempt, a.gpu, a.start, job.profile.name, now)
+            elif isinstance(a, Reject):
+                st.job_failed(a.job_id, a.reason, now)
+                st.log(now, "rejected", a.job_id, a.reason)
+            elif isinstance(a, Kill):
+                st.log(now, "kill", a.job_id, a.reason.value)

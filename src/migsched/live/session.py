@@ -1,0 +1,143 @@
+"""Set up a live run (`migsched run`) or pick one up again (`migsched run --resume`).
+
+A run is a state file (the SQLite store, `--state`) and a run folder beside it (`<state>.d/`:
+per-job logs, exit records, probe files), both readable by the owner only. The store's meta
+holds everything needed to resume: backend, GPU models, policy and its options, the job file,
+the memory scale and when the run began.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from migsched.backends.sim.simulator import Simulator
+from migsched.core.backend import Backend
+from migsched.core.policy import Policy
+from migsched.core.scheduler import SchedulerCore
+from migsched.core.source import TraceSource
+from migsched.errors import MigschedError
+from migsched.hardware.catalog import GpuModel, get_model
+from migsched.jobs.model import Job
+from migsched.jobs.taskfile import load_job_source
+from migsched.live.recorder import StoreRecorder
+from migsched.live.restore import Restored, restore_core
+from migsched.policies.registry import create_policy, get_policy_class
+from migsched.run import open_core
+from migsched.store.db import RunStore
+
+BACKENDS = ("sim", "local")
+
+
+class RunSetupError(MigschedError):
+    """A run that cannot start or resume as asked (the message says why and what to do)."""
+
+
+@dataclass
+class Session:
+    """Everything the run loop needs, opened and ready."""
+
+    core: SchedulerCore
+    backend: Backend
+    source: TraceSource
+    store: RunStore
+    recorder: StoreRecorder
+    run_dir: Path
+    restored: Restored | None = None
+
+
+def run_dir_for(state: Path) -> Path:
+    """The run folder that goes with a state file: `run.db` -> `run.d/`."""
+    return state.with_name(state.stem + ".d")
+
+
+def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Path, *, mib_per_gib: float,
+                 seed: int = 0, instances=None, origin_unix: float | None = None,
+                 sample_interval_s: float = 1.0) -> Backend:
+    """The backend named `name` over `models` (`sim` needs every job's model: entry)."""
+    if name == "sim":
+        missing = [j.job_id for j in jobs if j.truth is None]
+        if missing:
+            raise RunSetupError(f"--backend sim needs a model: entry (runtime_s, peak_gib, ...) on every job; "
+                                f"{', '.join(missing[:5])} have none; use --backend local to run their commands")
+        return Simulator(models, {j.job_id: j.truth for j in jobs}, seed=seed)  # type: ignore[misc]
+    if name == "local":
+        from migsched.backends.local.backend import LocalBackend
+        no_cmd = [j.job_id for j in jobs if not j.spec.argv]
+        if no_cmd:
+            raise RunSetupError(f"--backend local runs each job's command; {', '.join(no_cmd[:5])} have no command: "
+                                "add one to the job file")
+        return LocalBackend(models, run_dir, mib_per_gib=mib_per_gib, instances=instances, origin_unix=origin_unix,
+                            sample_interval_s=sample_interval_s)
+    raise RunSetupError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+
+
+def make_policy(name: str, options: dict[str, Any], backend: Backend) -> Policy:
+    cls = get_policy_class(name)
+    if cls.clairvoyant and backend.capabilities.mig != "simulated":
+        raise RunSetupError(f"policy {name!r} reads ground truth; it can only be simulated")
+    return create_policy(name, **options)
+
+
+def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str, state: Path,
+              mib_per_gib: float = 16.0, seed: int = 0, job_class: str = "scientific",
+              policy_options: dict[str, Any] | None = None, sample_interval_s: float = 1.0) -> Session:
+    """A new run of the jobs in `jobs_path`; refuses a state file that exists already."""
+    if state.exists():
+        raise RunSetupError(f"state file {str(state)!r} exists already: add --resume to continue that run, "
+                            "or name another --state")
+    if gpus < 1:
+        raise RunSetupError(f"--gpus must be at least 1, got {gpus}")
+    model = get_model(gpu)
+    jobs = load_job_source(jobs_path, require_model=False, job_class=job_class)
+    run_dir = run_dir_for(state)
+    origin = time.time()
+    be = make_backend(backend, [model] * gpus, jobs, run_dir, mib_per_gib=mib_per_gib, seed=seed,
+                      origin_unix=origin, sample_interval_s=sample_interval_s)
+    pol = make_policy(policy, policy_options or {}, be)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = RunStore.create(state, {
+        "backend": backend, "gpus": [model.name] * gpus, "policy": policy, "policy_options": policy_options or {},
+        "jobs_path": str(jobs_path.resolve()), "job_class": job_class, "run_dir": str(run_dir.resolve()),
+        "origin_unix": origin, "mib_per_gib": mib_per_gib, "seed": seed, "pid": os.getpid(),
+        "sample_interval_s": sample_interval_s,
+    })
+    core = open_core(pol, be)
+    return Session(core, be, TraceSource(j.spec for j in jobs), store, StoreRecorder(store), run_dir)
+
+
+def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
+    """Continue the run of `state`: adopt what still runs, take in what ended, queue the rest."""
+    if not state.exists():
+        raise RunSetupError(f"no state file {str(state)!r} to resume; start the run without --resume")
+    store = RunStore.open(state)
+    meta = store.meta()
+    if meta.get("backend") == "sim":
+        store.close()
+        raise RunSetupError("a simulated run cannot be resumed (its clock died with it); run it again")
+    path = jobs_path or Path(meta["jobs_path"])
+    known = {row.job_id for row in store.jobs()}
+    try:
+        jobs = load_job_source(path, job_class=meta.get("job_class", "scientific"))
+    except MigschedError:
+        if known:
+            jobs = []  # the file is gone: carry on with the jobs the store holds
+        else:
+            raise
+    models = [get_model(n) for n in meta["gpus"]]
+    instances: list[list[tuple[str, int]]] = [[] for _ in models]
+    for inst in store.instances():
+        instances[inst.gpu].append((inst.profile, inst.start))
+    run_dir = Path(meta["run_dir"])
+    be = make_backend(meta["backend"], models, jobs, run_dir, mib_per_gib=float(meta["mib_per_gib"]),
+                      instances=instances, origin_unix=float(meta["origin_unix"]),
+                      sample_interval_s=float(meta.get("sample_interval_s", 1.0)))
+    pol = make_policy(meta["policy"], meta.get("policy_options") or {}, be)
+    core = open_core(pol, be)
+    restored = restore_core(core, be, store)
+    fresh = [j.spec for j in jobs if j.job_id not in known]
+    return Session(core, be, TraceSource(fresh), store, StoreRecorder(store), run_dir, restored)
