@@ -34,7 +34,8 @@ import psutil
 from migsched.backends.local import memcap
 from migsched.backends.local.process import ExitInfo, ManagedProcess, ProcessSpec
 from migsched.backends.sim.energy import GpuMeter
-from migsched.core.backend import Backend, Capabilities, GpuInfo, InstanceInfo, Recovery, RunSettings
+from migsched.backends.emulated import EmulatedMig
+from migsched.core.backend import Backend, Capabilities, GpuInfo, Recovery, RunSettings
 from migsched.core.clock import WallClock
 from migsched.core.events import (
     Action,
@@ -55,7 +56,6 @@ from migsched.core.events import (
 from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.jobs.model import JobSpec
-from migsched.partition.layout import Layout
 
 _MIB = 1024 * 1024
 
@@ -126,40 +126,20 @@ class LocalBackend(Backend):
         for meter in self.meters:
             meter.advance(now)
             meter.series.append((now, meter.power_w()))
-        self._whole = [m.whole_gpu for m in self.models]
-        self._hw = [Layout.empty(m) for m in self.models]
-        out = []
-        for idx, model in enumerate(self.models):
-            infos = []
-            if self.mig:
-                for name, start in self._initial[idx]:
-                    prof = model.profile(name)
-                    self._hw[idx] = self._hw[idx].with_instance(prof, start)
-                    infos.append(InstanceInfo(prof.name, start))
-            out.append(GpuInfo(idx, model, f"EMU-{model.name}-{idx}", self.mig, tuple(infos)))
-        return out
+        self._hw = EmulatedMig(self.models, self.mig, self._initial, "EMU")
+        return self._hw.gpu_infos()
 
     def execute(self, actions: Sequence[Action]) -> None:
         for a in actions:
             now = self._clock.now_s()
             if isinstance(a, CreateInstance):
-                try:
-                    prof = self.models[a.gpu].profile(a.profile)
-                    self._hw[a.gpu] = self._hw[a.gpu].with_instance(prof, a.start)
-                except (MigschedError, IndexError) as exc:
-                    self._ready.append(ActionFailed(now, a, f"cannot create {a.profile}@{a.start}: {exc}"))
-                    continue
-                self._ready.append(InstanceCreated(now, a.gpu, prof.name, a.start))
+                prof, why = self._hw.create(a.gpu, a.profile, a.start)
+                self._ready.append(InstanceCreated(now, a.gpu, prof.name, a.start) if prof is not None
+                                   else ActionFailed(now, a, why))
             elif isinstance(a, DestroyInstance):
                 busy = any(r.gpu == a.gpu and r.start == a.start for r in self._runs.values())
-                try:
-                    if busy:
-                        raise MigschedError("a job still runs on it")
-                    self._hw[a.gpu] = self._hw[a.gpu].release(a.start)
-                except (MigschedError, IndexError) as exc:
-                    self._ready.append(ActionFailed(now, a, f"cannot destroy the instance at {a.start}: {exc}"))
-                    continue
-                self._ready.append(InstanceDestroyed(now, a.gpu, a.start))
+                why = self._hw.destroy(a.gpu, a.start, busy)
+                self._ready.append(ActionFailed(now, a, why) if why else InstanceDestroyed(now, a.gpu, a.start))
             elif isinstance(a, Launch):
                 self._launch(a, now)
             elif isinstance(a, Kill):
@@ -230,12 +210,7 @@ class LocalBackend(Backend):
 
     # ---- internals ---------------------------------------------------------------------------
     def _profile_at(self, gpu: int, start: int) -> Profile | None:
-        if not self.mig:
-            return self._whole[gpu]
-        for inst in self._hw[gpu].instances:
-            if inst.start == start:
-                return inst.profile
-        return None
+        return self._hw.profile_at(gpu, start)
 
     def _cpus_for(self, gpu: int, start: int, profile: Profile) -> tuple[int, ...]:
         model = self.models[gpu]

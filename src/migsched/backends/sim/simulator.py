@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from migsched.backends.sim.costs import SimCosts
 from migsched.backends.sim.energy import GpuMeter, job_power_w
-from migsched.core.backend import Backend, Capabilities, GpuInfo, InstanceInfo, RunSettings
+from migsched.backends.emulated import EmulatedMig
+from migsched.core.backend import Backend, Capabilities, GpuInfo, RunSettings
 from migsched.core.clock import VirtualClock
 from migsched.core.events import (
     Action,
@@ -46,11 +47,9 @@ from migsched.core.events import (
     MemorySample,
     Reject,
 )
-from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.jobs.model import JobSpec, TruthModel
 from migsched.jobs.truth import speed_on
-from migsched.partition.layout import Layout
 
 # Priority of simultaneous internal events: state changes first, then samples. (Arrivals come
 # from the job source; the driver adds them after the simulator's events of the same time.)
@@ -127,48 +126,32 @@ class Simulator(Backend):
         self.mig = settings.mig_enabled
         self.sample_interval_s = settings.sample_interval_s
         self.meters = [GpuMeter(m, record=self.record_power) for m in self.gpus]
-        self._whole = [m.whole_gpu for m in self.gpus]  # built once: whole_gpu makes a new Profile
         if self.record_power:
             for meter in self.meters:
                 meter.series.append((0.0, meter.power_w()))
         self._gpu_ready_s = [0.0] * len(self.gpus)
         self._inst_ready_s: dict[tuple[int, int], float] = {}
-        self._profiles: dict[tuple[int, int], Profile] = {}
-        self._hw = [Layout.empty(m) for m in self.gpus]
-        out = []
-        for idx, model in enumerate(self.gpus):
-            infos = []
-            if self.mig:
-                for name, start in self._initial[idx]:
-                    prof = model.profile(name)
-                    self._hw[idx] = self._hw[idx].with_instance(prof, start)
-                    self._profiles[(idx, start)] = prof
-                    infos.append(InstanceInfo(prof.name, start))
-            out.append(GpuInfo(idx, model, f"SIM-{model.name}-{idx}", self.mig, tuple(infos)))
-        return out
+        self._hw = EmulatedMig(self.gpus, self.mig, self._initial, "SIM")
+        return self._hw.gpu_infos()
 
     def execute(self, actions: Sequence[Action]) -> None:
         for a in actions:
             if isinstance(a, CreateInstance):
-                try:
-                    prof = self.gpus[a.gpu].profile(a.profile)
-                    self._hw[a.gpu] = self._hw[a.gpu].with_instance(prof, a.start)
-                except (MigschedError, IndexError) as exc:
-                    self._push(self.now_s, "failed", (a, f"cannot create {a.profile}@{a.start}: {exc}"))
+                prof, why = self._hw.create(a.gpu, a.profile, a.start)
+                if prof is None:
+                    self._push(self.now_s, "failed", (a, why))
                     continue
                 t1 = max(self.now_s, self._gpu_ready_s[a.gpu]) + self.costs.gi_create_s
                 self._gpu_ready_s[a.gpu] = t1
                 self._inst_ready_s[(a.gpu, a.start)] = t1
-                self._profiles[(a.gpu, a.start)] = prof
                 self._push(t1, "created", (a.gpu, a.profile, a.start))
             elif isinstance(a, DestroyInstance):
-                if (a.gpu, a.start) not in self._profiles or (a.gpu, a.start) in self._occupied:
-                    self._push(self.now_s, "failed", (a, f"no idle instance at slot {a.start} of GPU {a.gpu}"))
+                why = self._hw.destroy(a.gpu, a.start, busy=(a.gpu, a.start) in self._occupied)
+                if why:
+                    self._push(self.now_s, "failed", (a, why))
                     continue
-                self._hw[a.gpu] = self._hw[a.gpu].release(a.start)
                 t1 = max(self.now_s, self._gpu_ready_s[a.gpu]) + self.costs.gi_destroy_s
                 self._gpu_ready_s[a.gpu] = t1
-                self._profiles.pop((a.gpu, a.start), None)
                 self._push(t1, "destroyed", (a.gpu, a.start))
             elif isinstance(a, Launch):
                 self._launch(a)
@@ -217,7 +200,7 @@ class Simulator(Backend):
             return
         job = a.spec
         model = self.gpus[a.gpu]
-        profile = self._whole[a.gpu] if not self.mig else self._profiles.get((a.gpu, a.start))
+        profile = self._hw.profile_at(a.gpu, a.start)
         if profile is None:
             self._push(self.now_s, "failed", (a, f"no instance at slot {a.start} of GPU {a.gpu}"))
             return
@@ -227,7 +210,7 @@ class Simulator(Backend):
         compute_s = t_launch + truth.startup_s
         oom_at = truth.oom_fraction(profile.memory_mib / 1024.0)
         end_s = compute_s + (work_s if oom_at is None else oom_at * work_s)
-        p = job_power_w(truth.power_w, speed, speed_on(truth, model, self._whole[a.gpu]), model, profile)
+        p = job_power_w(truth.power_w, speed, speed_on(truth, model, self._hw.whole[a.gpu]), model, profile)
         self._token += 1
         run = _Run(job, truth, a.gpu, a.start, profile, self._token, t_launch, compute_s, work_s, end_s,
                    oom_at is not None, p)
