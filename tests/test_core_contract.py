@@ -10,7 +10,8 @@ from migsched.backends.sim import SimCosts
 from migsched.core.backend import GpuInfo, InstanceInfo
 from migsched.core.events import CreateInstance, DestroyInstance, Launch
 from migsched.core.policy import Decision, Policy
-from migsched.core.scheduler import SchedulerCore, build_gpu_views
+from migsched.core.discovery import build_gpu_views
+from migsched.core.scheduler import SchedulerCore
 from migsched.core.source import SubmitQueue, TraceSource
 from migsched.errors import SchedulingError
 from migsched.hardware import get_model

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from migsched.core.backend import GpuInfo
+from migsched.core.discovery import build_gpu_views
 from migsched.core.events import (
     Action,
     ActionFailed,
@@ -52,7 +53,7 @@ from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView
 from migsched.core.timeline import Timeline
 from migsched.errors import MigschedError, SchedulingError
 from migsched.jobs.model import JobSpec
-from migsched.partition.layout import Instance, Layout
+from migsched.partition.layout import Layout
 
 _MAX_ROUNDS = 1_000_000  # policy calls per handle(): a policy that never settles is a bug
 
@@ -76,31 +77,6 @@ class _Log:
     requeued: list[JobView] = field(default_factory=list)
     samples: list[tuple[JobView, MemorySample]] = field(default_factory=list)
     failed: list[ActionFailed] = field(default_factory=list)
-
-
-def build_gpu_views(policy: Policy, gpus: Sequence[GpuInfo]) -> list[GpuView]:
-    """GPU views from discovered GPUs; raises when a GPU's MIG mode does not suit the policy."""
-    views = []
-    for pos, info in enumerate(gpus):
-        model = info.model
-        if info.index != pos:
-            raise SchedulingError(f"discovered GPUs must be numbered 0..{len(gpus) - 1} in order; "
-                                  f"position {pos} has index {info.index}")
-        if info.mig_enabled != policy.mig_enabled:
-            want, have = ("on", "off") if policy.mig_enabled else ("off", "on")
-            raise SchedulingError(f"GPU {info.index} ({model.name} {info.uuid}) has MIG {have}; policy "
-                                  f"{policy.name!r} needs MIG {want}")
-        if info.mig_enabled:
-            layout = Layout.empty(model)
-            try:
-                for inst in info.instances:
-                    layout = layout.with_instance(model.profile(inst.profile), inst.start)
-            except MigschedError as exc:
-                raise SchedulingError(f"GPU {info.index} reports instances that break a MIG rule: {exc}") from exc
-        else:  # MIG off: one permanent pseudo-instance covering the whole GPU
-            layout = Layout(model, (Instance(model.whole_gpu, 0),))
-        views.append(GpuView(info.index, model, info.mig_enabled, layout, uuid=info.uuid))
-    return views
 
 
 class SchedulerCore:

@@ -1,0 +1,41 @@
+"""Adopting discovered GPUs: the core's GPU views from what a backend reports at `open`.
+
+A backend reports each GPU's model, UUID, MIG mode and existing instances (`GpuInfo`); nothing
+assumes an empty GPU or one model per cluster. A GPU whose MIG mode does not suit the policy, or
+whose instances break a MIG rule, is refused with a message naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from migsched.core.backend import GpuInfo
+from migsched.core.policy import Policy
+from migsched.core.state import GpuView
+from migsched.errors import MigschedError, SchedulingError
+from migsched.partition.layout import Instance, Layout
+
+
+def build_gpu_views(policy: Policy, gpus: Sequence[GpuInfo]) -> list[GpuView]:
+    """GPU views from discovered GPUs; raises when a GPU's MIG mode does not suit the policy."""
+    views = []
+    for pos, info in enumerate(gpus):
+        model = info.model
+        if info.index != pos:
+            raise SchedulingError(f"discovered GPUs must be numbered 0..{len(gpus) - 1} in order; "
+                                  f"position {pos} has index {info.index}")
+        if info.mig_enabled != policy.mig_enabled:
+            want, have = ("on", "off") if policy.mig_enabled else ("off", "on")
+            raise SchedulingError(f"GPU {info.index} ({model.name} {info.uuid}) has MIG {have}; policy "
+                                  f"{policy.name!r} needs MIG {want}")
+        if info.mig_enabled:
+            layout = Layout.empty(model)
+            try:
+                for inst in info.instances:
+                    layout = layout.with_instance(model.profile(inst.profile), inst.start)
+            except MigschedError as exc:
+                raise SchedulingError(f"GPU {info.index} reports instances that break a MIG rule: {exc}") from exc
+        else:  # MIG off: one permanent pseudo-instance covering the whole GPU
+            layout = Layout(model, (Instance(model.whole_gpu, 0),))
+        views.append(GpuView(info.index, model, info.mig_enabled, layout, uuid=info.uuid))
+    return views
