@@ -98,6 +98,8 @@ def run_cmd(
             view.update(session.core, force=True)
     except KeyboardInterrupt:
         session.store.close()
+        if session.lock:
+            session.lock.release()
         err.print(f"interrupted: running jobs keep running; `migsched run --resume --state {state}` "
                   "picks them up", markup=False)
         raise typer.Exit(130) from None
@@ -105,6 +107,8 @@ def run_cmd(
     cmp = _comparison(session, last_s, time.perf_counter() - wall0)
     session.store.set_meta("finished_unix", time.time())
     session.store.close()
+    if session.lock:
+        session.lock.release()
     _show(cmp)
     _write_outputs(cmp, json_out, report)
     res = cmp.rows[0].result

@@ -127,11 +127,14 @@ class Backend(ABC):
     #: Memory-sample period when the policy wants samples but names no period.
     default_sample_interval_s: float = 2.0
 
-    def recover(self, spec: JobSpec, attempt: int, gpu: int, start: int, handle: str) -> Recovery:
+    def recover(self, spec: JobSpec, attempt: int, gpu: int, start: int, handle: str, *,
+                launched_s: float | None = None, stopping: bool = False) -> Recovery:
         """After a scheduler restart: what became of attempt `attempt` of the job `spec`.
 
         Only backends with `capabilities.resume` implement it; a found process is adopted and
-        reports its events from then on.
+        reports its events from then on (its elapsed time counted from `launched_s`). With
+        `stopping`, the previous scheduler had decided to kill it: the backend stops it again,
+        and a signal exit is reported as killed.
         """
         raise NotImplementedError(f"backend {self.name!r} cannot resume runs")
 

@@ -47,7 +47,8 @@ class JobStarted:
     """The job's process runs on its instance (startup may still be in progress).
 
     `handle` is the backend's own identity of the process ("pid:create_time" for local
-    processes), stored so that a resumed scheduler can find the process again.
+    processes), stored so that a resumed scheduler can find the process again. `attempt` is the
+    `Launch.attempt` it answers (0: not given); the core ignores an answer to an older attempt.
     """
 
     time_s: float
@@ -55,6 +56,7 @@ class JobStarted:
     gpu: int
     start: int
     handle: str = ""
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +81,18 @@ class ExitStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class JobExited:
-    """The job's process ended; `peak_mib` is the most memory it was seen to use."""
+    """The job's process ended; `peak_mib` is the most memory it was seen to use.
+
+    `attempt` is the `Launch.attempt` that started it (0: not given); an exit of an older
+    attempt than the job's current one is ignored.
+    """
 
     time_s: float
     job_id: str
     status: ExitStatus
     peak_mib: float = 0.0
     detail: str = ""
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)

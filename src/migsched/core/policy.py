@@ -41,6 +41,8 @@ class Changes:
             launch or their instance's create failed; the attempt ends as "launch-failed").
         samples: memory samples of running jobs, for policies with `wants_memory_samples`.
         failed: actions the backend could not carry out, with the reason.
+        restored: jobs known from a previous session of the run (`--resume`), told once on the
+            first call; the queued ones are in `arrived` too, the running ones in `started`.
         woke: True when the call is the wake-up the policy asked for.
         first: True for the first call after the events; False for the calls that follow the
             policy's own actions.
@@ -53,6 +55,7 @@ class Changes:
     requeued: Sequence[JobView] = ()
     samples: Sequence[tuple[JobView, MemorySample]] = ()
     failed: Sequence[ActionFailed] = ()
+    restored: Sequence[JobView] = ()
     woke: bool = False
     first: bool = True
 

@@ -77,6 +77,7 @@ class _Log:
     requeued: list[JobView] = field(default_factory=list)
     samples: list[tuple[JobView, MemorySample]] = field(default_factory=list)
     failed: list[ActionFailed] = field(default_factory=list)
+    restored: list[JobView] = field(default_factory=list)
 
 
 class SchedulerCore:
@@ -92,6 +93,7 @@ class SchedulerCore:
         self.last_changes = Changes(0.0)  # what the latest handle() told the policy (for observers)
         self._seq = 0
         self._setup_done = False
+        self._pending = _Log()  # restored jobs, told to the policy on the first handle()
         for g in views:
             for inst in g.layout.instances:
                 label = inst.profile.name if g.mig else "whole"
@@ -105,7 +107,7 @@ class SchedulerCore:
         `policy.setup` (after the first arrivals, so that a static policy can look at the
         queue); setup actions do not count as reconfigurations.
         """
-        log = _Log()
+        log, self._pending = self._pending, _Log()
         for ev in events:
             self.view.now_s = max(self.view.now_s, ev.time_s)
             self._absorb(ev, log)
@@ -116,7 +118,7 @@ class SchedulerCore:
             actions += self._apply_all(self.policy.setup(self.view))
             self._setup_done = True
         changes = Changes(self.view.now_s, log.arrived, log.started, log.ended, log.requeued,
-                          log.samples, log.failed, woke=woke)
+                          log.samples, log.failed, log.restored, woke=woke)
         self.last_changes = changes
         for _ in range(_MAX_ROUNDS):
             decision = self.policy.decide(self.view, changes)
@@ -161,10 +163,11 @@ class SchedulerCore:
     def restore_job(self, spec: JobSpec, *, seq: int, arrived_s: float, state: JobState,
                     attempts: Sequence[Attempt] = (), gpu: int | None = None, start: int | None = None,
                     launched_s: float | None = None, failure: str | None = None,
-                    finished_s: float | None = None) -> JobView:
+                    finished_s: float | None = None, killing: str = "") -> JobView:
         """Re-create a job known from a previous session of the run (`--resume`).
 
-        A running job must sit on an instance the backend reported; the instance becomes busy.
+        A running job must sit on an instance the backend reported; the instance becomes busy;
+        `killing` is the reason of a kill the previous session had decided and not seen end.
         Instances no restored job owns stay idle: they are free for the policy to use or destroy.
         """
         v = self.view
@@ -173,6 +176,7 @@ class SchedulerCore:
         job = JobView(spec=spec, seq=seq, arrived_s=arrived_s, attempts=list(attempts))
         self._seq = max(self._seq, seq + 1)
         v.jobs[job.job_id] = job
+        self._pending.restored.append(job)
         if state is JobState.RUNNING:
             if gpu is None or start is None:
                 raise MigschedError(f"running job {spec.job_id!r} restored without its instance")
@@ -184,11 +188,14 @@ class SchedulerCore:
             job.state = JobState.RUNNING
             job.gpu, job.start, job.profile = gpu, start, inst.profile
             job.launched_s = job.placed_s = launched_s
+            job.killing = killing
             v.running[job.job_id] = job
             self.timeline.job_up(launched_s or v.now_s, job.job_id, gpu, start, inst.profile.size,
                                  inst.profile.compute_slices)
+            self._pending.started.append(job)
         elif state is JobState.QUEUED:
             self._enqueue(job)
+            self._pending.arrived.append(job)
         else:
             job.state, job.failure, job.finished_s = state, failure, finished_s
         return job
@@ -213,7 +220,7 @@ class SchedulerCore:
             self.timeline.instance_down(ev.time_s, ev.gpu, ev.start)
         elif isinstance(ev, JobStarted):
             job = v.jobs[ev.job_id]
-            if not job.placed or (job.gpu, job.start) != (ev.gpu, ev.start):
+            if not job.placed or (job.gpu, job.start) != (ev.gpu, ev.start) or (ev.attempt and ev.attempt != job.attempt):
                 return  # a start the core no longer waits for (stale)
             job.launched_s = ev.time_s
             prof = job.profile
@@ -237,8 +244,8 @@ class SchedulerCore:
     def _exited(self, ev: JobExited) -> bool:
         v = self.view
         job = v.jobs[ev.job_id]
-        if job.state is not JobState.RUNNING:
-            return False
+        if job.state is not JobState.RUNNING or (ev.attempt and ev.attempt != job.attempt):
+            return False  # not running, or the exit of an older attempt (stale)
         assert job.gpu is not None and job.start is not None and job.profile is not None
         gpu = v.gpus[job.gpu]
         launched = job.launched_s if job.launched_s is not None else ev.time_s
@@ -303,7 +310,8 @@ class SchedulerCore:
             self._set_layout(g, g.layout.with_instance(profile, a.start))
         elif isinstance(a, Launch):
             job = v.jobs.get(a.job_id)
-            if job is None or not job.placed or (job.gpu, job.start) != (a.gpu, a.start) or job.launched_s is not None:
+            if (job is None or not job.placed or (job.gpu, job.start) != (a.gpu, a.start)
+                    or job.launched_s is not None or (a.attempt and a.attempt != job.attempt)):
                 return  # already requeued (its instance's create failed) or a stale answer
             profile = job.profile
             assert profile is not None
@@ -378,6 +386,8 @@ class SchedulerCore:
                 job = v.running.get(a.job_id)
                 if job is None:
                     raise SchedulingError(f"cannot kill {a.job_id!r}: it is not running")
+                if job.killing:
+                    raise SchedulingError(f"cannot kill {a.job_id!r}: a kill ({job.killing}) is already under way")
                 job.killing = a.reason.value
             elif isinstance(a, Reject):
                 job = v.jobs.get(a.job_id)

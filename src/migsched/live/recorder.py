@@ -30,6 +30,12 @@ from migsched.core.scheduler import SchedulerCore
 from migsched.core.state import JobState
 from migsched.store.codec import spec_to_dict
 from migsched.store.db import RunStore
+from migsched.store.rows import StoreError
+
+
+def kill_key(job_id: str) -> str:
+    """The store meta key under which a decided kill of `job_id` is remembered."""
+    return f"kill/{job_id}"
 
 
 def parse_handle(handle: str) -> tuple[int, float]:
@@ -51,14 +57,17 @@ class StoreRecorder:
 
     def after_handle(self, core: SchedulerCore, events: Sequence[Event]) -> None:
         st, ch = self.store, core.last_changes
-        if ch.arrived:
+        known = {j.job_id for j in ch.restored}  # in the store already
+        fresh = [j for j in ch.arrived if j.job_id not in known]
+        if fresh:
             st.add_jobs([(j.job_id, j.seq, spec_to_dict(dataclasses.replace(j.spec, arrival_s=j.arrived_s)))
-                         for j in ch.arrived])
-            for j in ch.arrived:
+                         for j in fresh])
+            for j in fresh:
                 st.log(j.arrived_s, "arrived", j.job_id)
         for ev in events:
             if isinstance(ev, InstanceCreated):
-                st.instance_up(ev.gpu, ev.start)
+                if (ev.gpu, ev.start) not in self._destroying:  # a create confirmed after its destroy began
+                    st.instance_up(ev.gpu, ev.start)
             elif isinstance(ev, InstanceDestroyed):
                 if (ev.gpu, ev.start) in self._destroying:
                     self._destroying.discard((ev.gpu, ev.start))
@@ -103,9 +112,12 @@ class StoreRecorder:
             elif isinstance(a, Launch):
                 job = core.view.jobs[a.job_id]
                 assert job.profile is not None
-                st.begin_attempt(a.job_id, a.attempt, a.gpu, a.start, job.profile.name, now)
+                if not st.begin_attempt(a.job_id, a.attempt, a.gpu, a.start, job.profile.name, now):
+                    raise StoreError(f"attempt {a.attempt} of job {a.job_id!r} was begun already (by another "
+                                     "scheduler on this state file?); not launching it again")
             elif isinstance(a, Reject):
                 st.job_failed(a.job_id, a.reason, now)
                 st.log(now, "rejected", a.job_id, a.reason)
-            elif isinstance(a, Kill):
+            elif isinstance(a, Kill):  # remembered, so that a resumed run finishes the kill
+                st.set_meta(kill_key(a.job_id), {"attempt": core.view.jobs[a.job_id].attempt, "reason": a.reason.value})
                 st.log(now, "kill", a.job_id, a.reason.value)

@@ -4,7 +4,8 @@ For every job the store knows:
 
 * done or failed: restored as it ended;
 * queued: back in the queue at its place (its sequence number);
-* launching or running: the backend is asked what became of that attempt (`Backend.recover`):
+* launching or running: the backend is asked what became of that attempt (`Backend.recover`,
+  told whether the previous session had decided to kill it, so that the kill is finished):
   still running -> adopted on its instance (no second copy is started); ended while the
   scheduler was down -> restored as running and its exit handed to the core first, so an OOM
   or failure is treated as if it had been seen live; never started -> the attempt ends as
@@ -23,6 +24,7 @@ from migsched.core.events import JobExited
 from migsched.core.scheduler import SchedulerCore
 from migsched.core.state import Attempt, JobState
 from migsched.hardware.catalog import GpuModel, Profile
+from migsched.live.recorder import kill_key, parse_handle
 from migsched.store.codec import spec_from_dict
 from migsched.store.db import RunStore
 from migsched.store.rows import AttemptRow
@@ -61,6 +63,7 @@ def restore_core(core: SchedulerCore, backend: Backend, store: RunStore) -> Rest
     adopted = ended = relaunch = 0
     exits: list[JobExited] = []
     now = backend.clock.now_s()
+    meta = store.meta()
     for row in store.jobs():
         spec = spec_from_dict(row.spec)
         attempts = _attempts(core, store.attempts(row.job_id))
@@ -70,7 +73,10 @@ def restore_core(core: SchedulerCore, backend: Backend, store: RunStore) -> Rest
             continue
         assert row.gpu is not None and row.start is not None
         handle = f"{row.pid}:{row.pid_create_time!r}" if row.pid else ""
-        rec = backend.recover(spec, row.attempt, row.gpu, row.start, handle)
+        kill = meta.get(kill_key(row.job_id))
+        killing = kill["reason"] if isinstance(kill, dict) and kill.get("attempt") == row.attempt else ""
+        rec = backend.recover(spec, row.attempt, row.gpu, row.start, handle, launched_s=row.launched_s,
+                              stopping=bool(killing))
         if rec.state == "absent":
             store.attempt_ended(row.job_id, row.attempt, "launch-failed", "queued", now)
             store.log(now, "resume", row.job_id, "never started: queued again")
@@ -82,9 +88,8 @@ def restore_core(core: SchedulerCore, backend: Backend, store: RunStore) -> Rest
             continue
         launched = row.launched_s if row.launched_s is not None else (row.begun_s or now)
         core.restore_job(spec, seq=row.seq, arrived_s=spec.arrival_s, state=JobState.RUNNING, attempts=attempts,
-                         gpu=row.gpu, start=row.start, launched_s=launched)
+                         gpu=row.gpu, start=row.start, launched_s=launched, killing=killing)
         if row.state == "launching":
-            from migsched.live.recorder import parse_handle
             pid, ct = parse_handle(rec.handle)
             store.attempt_started(row.job_id, row.attempt, pid, ct, launched)
         if rec.state == "running":

@@ -8,6 +8,7 @@ the memory scale and when the run began.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from migsched.live.recorder import StoreRecorder
 from migsched.live.restore import Restored, restore_core
 from migsched.policies.registry import create_policy, get_policy_class
 from migsched.run import open_core
+from migsched.partition.layout import Layout
 from migsched.store.db import RunStore
 
 BACKENDS = ("sim", "local")
@@ -47,6 +49,35 @@ class Session:
     recorder: StoreRecorder
     run_dir: Path
     restored: Restored | None = None
+    lock: RunLock | None = None
+
+
+class RunLock:
+    """An exclusive lock on `<state>.lock`, held while a scheduler works on a state file.
+
+    Two schedulers on one state file would each launch the queued jobs: one writer per store is
+    what makes "never twice at the same time" hold, so a second `run` or `--resume` is refused
+    while the first one lives. The kernel drops the lock when the holder dies (even SIGKILL).
+    """
+
+    def __init__(self, state: Path) -> None:
+        self.path = state.with_name(state.name + ".lock")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunSetupError(f"state file {str(state)!r} is in use by another migsched run (pid {holder}); "
+                                "wait for it to end or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def run_dir_for(state: Path) -> Path:
@@ -86,6 +117,7 @@ def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str
               mib_per_gib: float = 16.0, seed: int = 0, job_class: str = "scientific",
               policy_options: dict[str, Any] | None = None, sample_interval_s: float = 1.0) -> Session:
     """A new run of the jobs in `jobs_path`; refuses a state file that exists already."""
+    state = state.resolve()
     if state.exists():
         raise RunSetupError(f"state file {str(state)!r} exists already: add --resume to continue that run, "
                             "or name another --state")
@@ -99,6 +131,7 @@ def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str
                       origin_unix=origin, sample_interval_s=sample_interval_s)
     pol = make_policy(policy, policy_options or {}, be)
     state.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(state)
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = RunStore.create(state, {
         "backend": backend, "gpus": [model.name] * gpus, "policy": policy, "policy_options": policy_options or {},
@@ -107,13 +140,15 @@ def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str
         "sample_interval_s": sample_interval_s,
     })
     core = open_core(pol, be)
-    return Session(core, be, TraceSource(j.spec for j in jobs), store, StoreRecorder(store), run_dir)
+    return Session(core, be, TraceSource(j.spec for j in jobs), store, StoreRecorder(store), run_dir, lock=lock)
 
 
 def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
     """Continue the run of `state`: adopt what still runs, take in what ended, queue the rest."""
+    state = state.resolve()
     if not state.exists():
         raise RunSetupError(f"no state file {str(state)!r} to resume; start the run without --resume")
+    lock = RunLock(state)
     store = RunStore.open(state)
     meta = store.meta()
     if meta.get("backend") == "sim":
@@ -129,9 +164,7 @@ def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
         else:
             raise
     models = [get_model(n) for n in meta["gpus"]]
-    instances: list[list[tuple[str, int]]] = [[] for _ in models]
-    for inst in store.instances():
-        instances[inst.gpu].append((inst.profile, inst.start))
+    instances = _surviving_instances(store, models)
     run_dir = Path(meta["run_dir"])
     be = make_backend(meta["backend"], models, jobs, run_dir, mib_per_gib=float(meta["mib_per_gib"]),
                       instances=instances, origin_unix=float(meta["origin_unix"]),
@@ -140,4 +173,30 @@ def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
     core = open_core(pol, be)
     restored = restore_core(core, be, store)
     fresh = [j.spec for j in jobs if j.job_id not in known]
-    return Session(core, be, TraceSource(fresh), store, StoreRecorder(store), run_dir, restored)
+    return Session(core, be, TraceSource(fresh), store, StoreRecorder(store), run_dir, restored, lock)
+
+
+def _surviving_instances(store: RunStore, models: list[GpuModel]) -> list[list[tuple[str, int]]]:
+    """The emulated instances a resumed run starts with, from the store's rows.
+
+    A destroy that was written down was decided before any create in its slots (the backend
+    runs them in that order), so 'destroying' rows are taken as gone first; then 'up' rows, then
+    'creating' ones, each kept only if it fits the MIG rules beside those kept before it (rows
+    that cannot all exist at once are left from a batch the crash cut short) and recorded gone
+    otherwise.
+    """
+    rows = store.instances()
+    layouts = [Layout.empty(m) for m in models]
+    out: list[list[tuple[str, int]]] = [[] for _ in models]
+    order = {"up": 0, "creating": 1}
+    for row in sorted(rows, key=lambda r: (order.get(r.state, 2), r.gpu, r.start)):
+        if row.state not in order or row.gpu >= len(models):
+            store.instance_gone(row.gpu, row.start)
+            continue
+        try:
+            layouts[row.gpu] = layouts[row.gpu].with_instance(models[row.gpu].profile(row.profile), row.start)
+        except MigschedError:
+            store.instance_gone(row.gpu, row.start)
+            continue
+        out[row.gpu].append((row.profile, row.start))
+    return out

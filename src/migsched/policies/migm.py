@@ -482,6 +482,10 @@ class MigmPolicy(Policy):
         """Keep what changed for the queue index (absorbed where the placement pass runs)."""
         if changes.arrived or changes.ended or changes.requeued:
             self._changes.append(changes)
+        for f in changes.failed:
+            if isinstance(f.action, Kill):  # the restart it was for will not happen
+                self._target.pop(f.action.job_id, None)
+                self._sticky.discard(f.action.job_id)
         return super().decide(view, changes)
 
     def _sync(self) -> None:

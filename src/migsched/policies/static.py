@@ -70,22 +70,33 @@ class StaticPolicy(Policy):
 
     def setup(self, view: ClusterView) -> list[Action]:
         """Create the layout on every GPU, chosen per GPU model from the first arrivals' hints if
-        not given. Instances that already exist are destroyed first unless the layout has them."""
+        not given. On GPUs that already have instances (adopted at discovery, or a resumed run),
+        the layout they have is kept when none was given; otherwise idle instances the layout does
+        not have are destroyed, busy ones are left alone, and the layout's instances that fit
+        beside them are created."""
         acts: list[Action] = []
         for model in view.models:
             if self.layout_text:
                 lay = Layout.of(model, parse_layout_items(model, self.layout_text))
             else:
-                lay = choose_layout(model, list(view.queue))
+                have = next((g.layout for g in view.gpus if g.model == model and g.layout.instances), None)
+                lay = (Layout.of(model, [(i.profile, i.start) for i in have.instances]) if have is not None
+                       else choose_layout(model, list(view.queue)))
             self.layouts[model.name] = lay
         self.layout = self.layouts[view.models[0].name] if view.models else None
         for g in view.gpus:
             lay = self.layouts[g.model.name]
             want = {(i.profile.name, i.start) for i in lay.instances}
-            have = {(i.profile.name, i.start) for i in g.layout.instances}
-            acts += [DestroyInstance(g.index, s) for n, s in sorted(have - want)]
-            acts += [CreateInstance(g.index, i.profile.name, i.start) for i in lay.instances
-                     if (i.profile.name, i.start) not in have]
+            after = g.layout
+            for inst in g.layout.instances:
+                if (inst.profile.name, inst.start) not in want and not inst.busy:
+                    acts.append(DestroyInstance(g.index, inst.start))
+                    after = after.release(inst.start)
+            have = {(i.profile.name, i.start) for i in after.instances}
+            for i in lay.instances:
+                if (i.profile.name, i.start) not in have and after.fits(i.profile, i.start):
+                    acts.append(CreateInstance(g.index, i.profile.name, i.start))
+                    after = after.with_instance(i.profile, i.start)
         return acts
 
     def schedule(self, view: ClusterView) -> list[Action]:

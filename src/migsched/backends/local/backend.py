@@ -69,6 +69,7 @@ class _Attempt:
     launched_s: float
     next_sample_s: float
     power_w: float
+    attempt: int
 
 
 class LocalBackend(Backend):
@@ -98,7 +99,7 @@ class LocalBackend(Backend):
         if mib_per_gib <= 0 or not math.isfinite(mib_per_gib):
             raise MigschedError(f"mib_per_gib must be a positive number, got {mib_per_gib!r}")
         self.models = list(gpus)
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).resolve()  # absolute: the shim command line names its files
         self.log_dir = self.run_dir / "logs"
         self.mib_per_gib = float(mib_per_gib)
         self.cpus = tuple(cpus) if cpus else tuple(sorted(os.sched_getaffinity(0)))
@@ -186,8 +187,13 @@ class LocalBackend(Backend):
             time.sleep(self.tick_s)
 
     # ---- recovery ----------------------------------------------------------------------------
-    def recover(self, spec: JobSpec, attempt: int, gpu: int, start: int, handle: str) -> Recovery:
-        """Adopt attempt `attempt` of a job a previous scheduler started, or read how it ended."""
+    def recover(self, spec: JobSpec, attempt: int, gpu: int, start: int, handle: str, *,
+                launched_s: float | None = None, stopping: bool = False) -> Recovery:
+        """Adopt attempt `attempt` of a job a previous scheduler started, or read how it ended.
+
+        `stopping`: the previous scheduler had decided to kill it (early restart, preemption); an
+        adopted process is stopped again and a signal exit counts as that kill, not a failure.
+        """
         now = self._clock.now_s()
         profile = self._profile_at(gpu, start)
         if profile is None:
@@ -196,16 +202,22 @@ class LocalBackend(Backend):
         ident = _parse_handle(handle) or _read_pidfile(pspec) or _find_shim(pspec)
         proc = ManagedProcess.adopt(pspec, *ident) if ident else None
         if proc is not None:
-            self._track(proc, spec.job_id, gpu, start, profile, now, launched_s=now)
+            self._track(proc, spec.job_id, attempt, gpu, start, profile, now,
+                        launched_s=launched_s if launched_s is not None else now)
+            if stopping:
+                proc.terminate(self.kill_grace_s)
             return Recovery("running", handle=f"{proc.pid}:{proc.create_time!r}")
         info = ManagedProcess.read_exit_record(pspec)
         if info is not None:  # it ended while no scheduler watched: at its own end time
             ended_s = min(now, max(0.0, info.ended_unix - self._clock.origin_unix))
-            return Recovery("ended", exit=self._exit_event(ended_s, spec.job_id, info, profile, 0))
-        if ident is not None:  # it was started and is gone without a record (machine restart?)
-            return Recovery("ended", exit=JobExited(now, spec.job_id, ExitStatus.FAILED, 0.0,
-                                                    "the process ended while the scheduler was down "
-                                                    "and left no exit record"))
+            ev = self._exit_event(ended_s, spec.job_id, info, profile, 0, attempt)
+            if stopping and ev.status in (ExitStatus.FAILED, ExitStatus.KILLED):
+                ev = JobExited(ev.time_s, ev.job_id, ExitStatus.KILLED, ev.peak_mib, ev.detail, attempt)
+            return Recovery("ended", exit=ev)
+        if ident is not None:  # it was started and is gone without a record (the machine restarted?)
+            return Recovery("ended", exit=JobExited(now, spec.job_id, ExitStatus.KILLED, 0.0,
+                                                    "the process ended while the scheduler was down and left "
+                                                    "no exit record; it runs again", attempt))
         return Recovery("absent")
 
     # ---- internals ---------------------------------------------------------------------------
@@ -245,16 +257,17 @@ class LocalBackend(Backend):
             self._ready.append(ActionFailed(now, a, f"cannot start {spec.argv[0]!r}: {exc}"))
             return
         _write_pidfile(pspec, proc)
-        self._track(proc, a.job_id, a.gpu, a.start, profile, now, launched_s=now)
-        self._ready.append(JobStarted(now, a.job_id, a.gpu, a.start, handle=f"{proc.pid}:{proc.create_time!r}"))
+        self._track(proc, a.job_id, a.attempt, a.gpu, a.start, profile, now, launched_s=now)
+        self._ready.append(JobStarted(now, a.job_id, a.gpu, a.start, handle=f"{proc.pid}:{proc.create_time!r}",
+                                      attempt=a.attempt))
 
-    def _track(self, proc: ManagedProcess, job_id: str, gpu: int, start: int, profile: Profile,
+    def _track(self, proc: ManagedProcess, job_id: str, attempt: int, gpu: int, start: int, profile: Profile,
                now: float, launched_s: float) -> None:
         model = self.models[gpu]
         power = (model.max_w - model.idle_w) * min(1.0, profile.sm_count / model.sm_count)
         interval = self.sample_interval_s
         nxt = now + interval if interval is not None else math.inf
-        self._runs[job_id] = _Attempt(proc, gpu, start, profile, launched_s, nxt, power)
+        self._runs[job_id] = _Attempt(proc, gpu, start, profile, launched_s, nxt, power, attempt)
         self.meters[gpu].change(now, power)
         self.meters[gpu].series.append((now, self.meters[gpu].power_w()))
 
@@ -266,7 +279,7 @@ class LocalBackend(Backend):
                 del self._runs[job_id]
                 self.meters[run.gpu].change(now, -run.power_w)
                 self.meters[run.gpu].series.append((now, self.meters[run.gpu].power_w()))
-                out.append(self._exit_event(now, job_id, info, run.profile, run.proc.peak_memory_bytes))
+                out.append(self._exit_event(now, job_id, info, run.profile, run.proc.peak_memory_bytes, run.attempt))
             elif now >= run.next_sample_s:
                 assert self.sample_interval_s is not None
                 run.next_sample_s = now + self.sample_interval_s
@@ -285,10 +298,11 @@ class LocalBackend(Backend):
         """Resident bytes of an emulated job as the GPU MiB they stand for (the cap's scale)."""
         return rss_bytes / _MIB * 1024.0 / self.mib_per_gib
 
-    def _exit_event(self, now: float, job_id: str, info: ExitInfo, profile: Profile, peak_bytes: int) -> JobExited:
+    def _exit_event(self, now: float, job_id: str, info: ExitInfo, profile: Profile, peak_bytes: int,
+                    attempt: int) -> JobExited:
         status = ExitStatus(info.status.value)
         peak = float(profile.memory_mib) if status is ExitStatus.OOM else self._gpu_mib(peak_bytes)
-        return JobExited(now, job_id, status, peak, info.detail)
+        return JobExited(now, job_id, status, peak, info.detail, attempt)
 
 
 def _stem(job_id: str, attempt: int) -> str:

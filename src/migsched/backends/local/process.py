@@ -257,6 +257,7 @@ class ManagedProcess:
         self._exit: ExitInfo | None = None
         self._peak_bytes = 0
         self._terminated = False
+        self._terminated_unix = float("inf")  # when the scheduler first signalled it
         self._escalated = False
         self._grace_s: float | None = None
         self._kill_at: float | None = None
@@ -359,7 +360,8 @@ class ManagedProcess:
             self._exit = classify_exit(
                 record,
                 stderr_text=stderr_tail(self.spec.stderr_path),
-                terminated=self._terminated,
+                # a job that had already ended when the first signal went out was not stopped
+                terminated=self._terminated and record.ended_unix >= self._terminated_unix,
                 escalated=self._escalated,
                 grace_s=self._grace_s,
                 peak_memory_bytes=self._peak_bytes,
@@ -426,6 +428,7 @@ class ManagedProcess:
         if self._exit is not None or self._escalated:
             return
         self._terminated = True
+        self._terminated_unix = min(self._terminated_unix, time.time())
         kill_at = time.monotonic() + grace_s
         if self._kill_at is None or kill_at < self._kill_at:
             self._kill_at, self._grace_s = kill_at, grace_s
@@ -438,4 +441,5 @@ class ManagedProcess:
         if self._exit is not None:
             return
         self._terminated = True
+        self._terminated_unix = min(self._terminated_unix, time.time())
         self._signal_tree(signal.SIGKILL)

@@ -71,6 +71,7 @@ class _Run:
     oom: bool
     power_w: float
     computing: bool = False
+    attempt: int = 0
 
 
 class Simulator(Backend):
@@ -214,6 +215,7 @@ class Simulator(Backend):
         self._token += 1
         run = _Run(job, truth, a.gpu, a.start, profile, self._token, t_launch, compute_s, work_s, end_s,
                    oom_at is not None, p)
+        run.attempt = a.attempt
         self._runs[job.job_id] = run
         self._occupied.add((a.gpu, a.start))
         self._push(t_launch, "started", run)
@@ -262,7 +264,7 @@ class Simulator(Backend):
             run: _Run = payload  # type: ignore[assignment]
             if run.token < 0 or self._runs.get(run.job.job_id) is not run:
                 return None  # killed before it started
-            return JobStarted(t, run.job.job_id, run.gpu, run.start)
+            return JobStarted(t, run.job.job_id, run.gpu, run.start, attempt=run.attempt)
         if kind == "compute":
             run = payload  # type: ignore[assignment]
             if run.token >= 0 and self._runs.get(run.job.job_id) is run:
@@ -287,5 +289,5 @@ class Simulator(Backend):
             if run.computing:
                 self.meters[run.gpu].change(t, -run.power_w)
                 run.computing = False
-            return JobExited(t, run.job.job_id, status, peak_mib)
+            return JobExited(t, run.job.job_id, status, peak_mib, attempt=run.attempt)
         raise AssertionError(kind)
