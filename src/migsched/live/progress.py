@@ -49,9 +49,9 @@ def progress_renderable(core: SchedulerCore, title: str, max_gpus: int = 8):
         for inst in g.layout.instances:
             who = owner.get((g.index, inst.start), "idle")
             cells.append(f"{inst.profile.name}@{inst.start}[{who}]")
-        table.add_row(f"{g.index} {g.model.name}", " ".join(cells) or "(no instances)")
+        table.add_row(Text(f"{g.index} {g.model.name}"), Text(" ".join(cells) or "(no instances)"))
     if len(v.gpus) > max_gpus:
-        table.add_row("…", f"{len(v.gpus) - max_gpus} more GPUs")
+        table.add_row(Text("…"), Text(f"{len(v.gpus) - max_gpus} more GPUs"))
     return Group(head, counts, restarts, table)
 
 
