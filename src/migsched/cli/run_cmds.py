@@ -72,6 +72,8 @@ def run_cmd(
     job_class: Annotated[str, typer.Option("--class", help="Job class of task-file lines: scientific, ml-train, ml-infer, llm.")] = "scientific",
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed (--backend sim).")] = 0,
     sample_s: Annotated[float, typer.Option("--sample-s", min=0.01, help="local: memory-sample period in seconds, when the policy samples.")] = 1.0,
+    manage_existing: Annotated[bool, typer.Option("--manage-existing", help="nvml: use and destroy MIG instances migsched did not create.")] = False,
+    allow_mig_change: Annotated[bool, typer.Option("--allow-mig-change", help="nvml: change a GPU's MIG mode if the policy needs it (may reset the GPU).")] = False,
 ) -> None:
     """Run a batch of jobs to the end: real processes (local) or simulated, resumable after a crash."""
     err = Console(file=sys.stderr, highlight=False)
@@ -85,7 +87,9 @@ def run_cmd(
         if jobs_file is None:
             raise RunSetupError("JOBS is required (a job file or a task file), unless --resume is given")
         session = start_run(jobs_file, backend=backend, gpu=gpu, gpus=gpus, policy=policy, state=state,
-                            mib_per_gib=mib_per_gib, seed=seed, job_class=job_class, sample_interval_s=sample_s)
+                            mib_per_gib=mib_per_gib, seed=seed, job_class=job_class, sample_interval_s=sample_s,
+                            backend_options=({"manage_existing": manage_existing, "allow_mig_change": allow_mig_change}
+                                             if backend == "nvml" else None))
     caps = session.backend.capabilities
     title = f"migsched run · {session.core.policy.name} · {session.backend.name} (MIG {caps.mig})"
     view = LiveView(title, enabled=err.is_terminal, console=err)

@@ -53,11 +53,16 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True)
 class InstanceInfo:
-    """A GPU instance that exists when the backend opens: its profile, start slot and user."""
+    """A GPU instance that exists when the backend opens: its profile, start slot and user.
+
+    `reserved`: not migsched's to use or destroy (it existed before and the operator did not
+    hand it over); the core keeps it busy for the whole run, so no policy touches it.
+    """
 
     profile: str
     start: int
     job_id: str | None = None
+    reserved: bool = False
 
 
 @dataclass(frozen=True, slots=True)

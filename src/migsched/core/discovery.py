@@ -32,7 +32,7 @@ def build_gpu_views(policy: Policy, gpus: Sequence[GpuInfo]) -> list[GpuView]:
             layout = Layout.empty(model)
             try:
                 for inst in info.instances:
-                    layout = layout.with_instance(model.profile(inst.profile), inst.start)
+                    layout = layout.with_instance(model.profile(inst.profile), inst.start, busy=inst.reserved)
             except MigschedError as exc:
                 raise SchedulingError(f"GPU {info.index} reports instances that break a MIG rule: {exc}") from exc
         else:  # MIG off: one permanent pseudo-instance covering the whole GPU

@@ -56,6 +56,7 @@ from migsched.jobs.model import JobSpec
 from migsched.partition.layout import Layout
 
 _MAX_ROUNDS = 1_000_000  # policy calls per handle(): a policy that never settles is a bug
+MAX_LAUNCH_FAILURES = 10  # launches of one job the backend could not carry out before it fails
 
 
 @dataclass(slots=True)
@@ -319,10 +320,12 @@ class SchedulerCore:
             self._unplace(job)
             job.attempts.append(Attempt(a.gpu, a.start, profile.name, profile.memory_mib, placed_s, v.now_s,
                                         "failed" if ev.permanent else "launch-failed", 0.0))
-            if ev.permanent:
+            tries = sum(1 for x in job.attempts if x.outcome == "launch-failed")
+            if ev.permanent or tries >= MAX_LAUNCH_FAILURES:
                 job.state = JobState.FAILED
                 job.finished_s = v.now_s
-                job.failure = ev.reason
+                job.failure = ev.reason if ev.permanent else (
+                    f"the backend could not start it {tries} times; last: {ev.reason}")
                 log.ended.append(job)
             else:
                 self._enqueue(job)
@@ -344,8 +347,15 @@ class SchedulerCore:
                 job.attempts.append(Attempt(g.index, start, prof.name, prof.memory_mib, placed_s,
                                             self.view.now_s, "launch-failed", 0.0))
                 self._unplace(job)
-                self._enqueue(job)
-                log.requeued.append(job)
+                tries = sum(1 for x in job.attempts if x.outcome == "launch-failed")
+                if tries >= MAX_LAUNCH_FAILURES:  # a create that keeps failing must not spin forever
+                    job.state, job.finished_s = JobState.FAILED, self.view.now_s
+                    job.failure = (f"its instance could not be created {tries} times "
+                                   f"({prof.name} at slot {start} of GPU {g.index})")
+                    log.ended.append(job)
+                else:
+                    self._enqueue(job)
+                    log.requeued.append(job)
         self._set_layout(g, g.layout.release(start))
 
     # ---- actions --------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from migsched.run import open_core
 from migsched.partition.layout import Layout
 from migsched.store.db import RunStore
 
-BACKENDS = ("sim", "local")
+BACKENDS = ("sim", "local", "nvml")
 
 
 class RunSetupError(MigschedError):
@@ -87,7 +87,7 @@ def run_dir_for(state: Path) -> Path:
 
 def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Path, *, mib_per_gib: float,
                  seed: int = 0, instances=None, origin_unix: float | None = None,
-                 sample_interval_s: float = 1.0) -> Backend:
+                 sample_interval_s: float = 1.0, backend_options: dict[str, Any] | None = None) -> Backend:
     """The backend named `name` over `models` (`sim` needs every job's model: entry)."""
     if name == "sim":
         missing = [j.job_id for j in jobs if j.truth is None]
@@ -103,6 +103,14 @@ def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Pa
                                 "add one to the job file")
         return LocalBackend(models, run_dir, mib_per_gib=mib_per_gib, instances=instances, origin_unix=origin_unix,
                             sample_interval_s=sample_interval_s)
+    if name == "nvml":
+        from migsched.backends.nvml.backend import NvmlBackend
+        no_cmd = [j.job_id for j in jobs if not j.spec.argv]
+        if no_cmd:
+            raise RunSetupError(f"--backend nvml runs each job's command; {', '.join(no_cmd[:5])} have no command")
+        owned = {(g, s) for g, lst in enumerate(instances or []) for _p, s in lst}
+        return NvmlBackend(run_dir, owned=owned, origin_unix=origin_unix, sample_interval_s=sample_interval_s,
+                           **(backend_options or {}))
     raise RunSetupError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
 
 
@@ -115,7 +123,8 @@ def make_policy(name: str, options: dict[str, Any], backend: Backend) -> Policy:
 
 def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str, state: Path,
               mib_per_gib: float = 16.0, seed: int = 0, job_class: str = "scientific",
-              policy_options: dict[str, Any] | None = None, sample_interval_s: float = 1.0) -> Session:
+              policy_options: dict[str, Any] | None = None, sample_interval_s: float = 1.0,
+              backend_options: dict[str, Any] | None = None) -> Session:
     """A new run of the jobs in `jobs_path`; refuses a state file that exists already."""
     state = state.resolve()
     if state.exists():
@@ -128,7 +137,7 @@ def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str
     run_dir = run_dir_for(state)
     origin = time.time()
     be = make_backend(backend, [model] * gpus, jobs, run_dir, mib_per_gib=mib_per_gib, seed=seed,
-                      origin_unix=origin, sample_interval_s=sample_interval_s)
+                      origin_unix=origin, sample_interval_s=sample_interval_s, backend_options=backend_options)
     pol = make_policy(policy, policy_options or {}, be)
     state.parent.mkdir(parents=True, exist_ok=True)
     lock = RunLock(state)
@@ -137,9 +146,10 @@ def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str
         "backend": backend, "gpus": [model.name] * gpus, "policy": policy, "policy_options": policy_options or {},
         "jobs_path": str(jobs_path.resolve()), "job_class": job_class, "run_dir": str(run_dir.resolve()),
         "origin_unix": origin, "mib_per_gib": mib_per_gib, "seed": seed, "pid": os.getpid(),
-        "sample_interval_s": sample_interval_s,
+        "sample_interval_s": sample_interval_s, "backend_options": backend_options or {},
     })
     core = open_core(pol, be)
+    store.set_meta("gpus", [g.model.name for g in core.view.gpus])  # as discovered (nvml)
     return Session(core, be, TraceSource(j.spec for j in jobs), store, StoreRecorder(store), run_dir, lock=lock)
 
 
@@ -168,7 +178,8 @@ def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
     run_dir = Path(meta["run_dir"])
     be = make_backend(meta["backend"], models, jobs, run_dir, mib_per_gib=float(meta["mib_per_gib"]),
                       instances=instances, origin_unix=float(meta["origin_unix"]),
-                      sample_interval_s=float(meta.get("sample_interval_s", 1.0)))
+                      sample_interval_s=float(meta.get("sample_interval_s", 1.0)),
+                      backend_options=meta.get("backend_options") or {})
     pol = make_policy(meta["policy"], meta.get("policy_options") or {}, be)
     core = open_core(pol, be)
     restored = restore_core(core, be, store)

@@ -127,8 +127,25 @@ class LocalBackend(Backend):
         for meter in self.meters:
             meter.advance(now)
             meter.series.append((now, meter.power_w()))
-        self._hw = EmulatedMig(self.models, self.mig, self._initial, "EMU")
+        self._hw = self._make_hw()
         return self._hw.gpu_infos()
+
+    # Hooks a real-MIG backend (nvml) overrides; the defaults emulate the instances.
+    def _make_hw(self):
+        """The instance manager: create/destroy/profile_at/gpu_infos (EmulatedMig's interface)."""
+        return EmulatedMig(self.models, self.mig, self._initial, "EMU")
+
+    def _memory_limit_bytes(self, profile: Profile) -> int | None:
+        """The RAM cap that stands in for the instance's memory (None on real MIG)."""
+        return int(profile.memory_mib / 1024.0 * self.mib_per_gib * _MIB)
+
+    def _launch_env(self, gpu: int, start: int) -> dict[str, str]:
+        """Extra environment that pins a job to its instance (CUDA_VISIBLE_DEVICES on real MIG)."""
+        return {}
+
+    def _used_mib(self, run: _Attempt) -> float:
+        """Memory the job uses, in the GPU MiB the policy reasons in."""
+        return self._gpu_mib(run.proc.memory_bytes())
 
     def execute(self, actions: Sequence[Action]) -> None:
         for a in actions:
@@ -233,10 +250,10 @@ class LocalBackend(Backend):
 
     def _process_spec(self, spec: JobSpec, attempt: int, gpu: int, start: int, profile: Profile) -> ProcessSpec:
         assert spec.argv is not None
-        limit = int(profile.memory_mib / 1024.0 * self.mib_per_gib * _MIB)
         probe = self.log_dir / f"{_stem(spec.job_id, attempt)}.probe.json"
-        return ProcessSpec(spec.job_id, attempt, tuple(spec.argv), dict(spec.env), spec.cwd, self.log_dir,
-                           limit, self._cpus_for(gpu, start, profile), probe)
+        env = {**dict(spec.env), **self._launch_env(gpu, start)}
+        return ProcessSpec(spec.job_id, attempt, tuple(spec.argv), env, spec.cwd, self.log_dir,
+                           self._memory_limit_bytes(profile), self._cpus_for(gpu, start, profile), probe)
 
     def _launch(self, a: Launch, now: float) -> None:
         spec = a.spec
@@ -283,7 +300,7 @@ class LocalBackend(Backend):
             elif now >= run.next_sample_s:
                 assert self.sample_interval_s is not None
                 run.next_sample_s = now + self.sample_interval_s
-                used_mib = self._gpu_mib(run.proc.memory_bytes())
+                used_mib = self._used_mib(run)
                 reading = run.proc.probe()
                 progress = None
                 if reading is not None:

@@ -1,0 +1,1 @@
+"""The `nvml` backend: real MIG through NVML (`pip install 'migsched[nvml]'`), imported lazily."""

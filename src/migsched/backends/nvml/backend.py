@@ -1,0 +1,255 @@
+"""`nvml`: real MIG through NVML, with jobs run by the `local` process machinery.
+
+What changes against `local` (everything else, logs, supervisor, kills, resume, is the same):
+
+* GPUs, their models and their geometry are discovered through NVML (`Nvml.model`: NVML wins
+  over the catalogue); instances that exist already are adopted. Instances migsched did not
+  create are *reserved* (kept busy, never used or destroyed) unless `manage_existing`.
+* `CreateInstance` creates the GPU instance with its explicit placement
+  (`nvmlDeviceCreateGpuInstanceWithPlacement`) and its full-size compute instance; a job is
+  pinned to it with `CUDA_VISIBLE_DEVICES=MIG-<uuid>`. No RAM cap: the instance's memory is real.
+* `DestroyInstance` destroys the compute instances, then the GPU instance; NVML's "in use"
+  (reported briefly after a process exits) is retried with doubling waits (0.1 s to 3.2 s,
+  about 6 s in all) while the loop goes on, then reported as a failed action.
+* Memory samples: GPU memory of the processes on the job's MIG device
+  (`nvmlDeviceGetComputeRunningProcesses` on the MIG handle), or the probe's CUDA allocator
+  figures when larger.
+* Energy: the whole-GPU energy counter (`nvmlDeviceGetTotalEnergyConsumption`), read at open
+  and at the end, marked measured; where the counter is missing, power readings integrated over
+  the loop's ticks.
+* MIG mode is never changed unless `allow_mig_change`; without it a GPU in the wrong mode is
+  refused with the command that changes it and what that costs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from migsched.backends.local.backend import LocalBackend, _Attempt
+from migsched.backends.nvml.errors import NvmlError
+from migsched.backends.nvml.nvmllib import Nvml
+from migsched.core.backend import Capabilities, GpuInfo, InstanceInfo, RunSettings
+from migsched.core.events import Action, ActionFailed, DestroyInstance, Event, InstanceDestroyed
+from migsched.errors import MigschedError
+from migsched.hardware.catalog import Profile
+
+_MIB = 1024 * 1024
+log = logging.getLogger(__name__)
+
+
+class MigModeError(MigschedError):
+    """A GPU's MIG mode is not what the policy needs, and changing it was not allowed."""
+
+
+class NvmlMig:
+    """The instance manager of `NvmlBackend` (the interface of `backends.emulated.EmulatedMig`)."""
+
+    def __init__(self, nvml: Nvml, models, mig: bool, reserved: set[tuple[int, int]]) -> None:
+        self.nvml, self.models, self.mig, self.reserved = nvml, list(models), mig, reserved
+        self.whole = [m.whole_gpu for m in self.models]
+        self.profiles: dict[tuple[int, int], Profile] = {}
+        self.uuids: dict[tuple[int, int], str] = {}
+        self._infos: list[GpuInfo] = []
+        for g, gpu in enumerate(nvml.gpus()):
+            insts = []
+            for inst in (nvml.instances(g) if mig else []):
+                prof = self.models[g].profile(inst.profile)
+                self.profiles[(g, inst.start)] = prof
+                if inst.mig_uuid:
+                    self.uuids[(g, inst.start)] = inst.mig_uuid
+                insts.append(InstanceInfo(prof.name, inst.start, reserved=(g, inst.start) in reserved))
+            self._infos.append(GpuInfo(g, self.models[g], gpu.uuid, gpu.mig_current, tuple(insts)))
+
+    def gpu_infos(self) -> list[GpuInfo]:
+        return self._infos
+
+    def create(self, gpu: int, profile: str, start: int) -> tuple[Profile | None, str]:
+        try:
+            prof = self.models[gpu].profile(profile)
+            inst = self.nvml.create(gpu, prof, start)
+        except MigschedError as exc:
+            return None, str(exc)
+        self.profiles[(gpu, start)] = prof
+        if inst.mig_uuid:
+            self.uuids[(gpu, start)] = inst.mig_uuid
+        return prof, ""
+
+    def destroy_once(self, gpu: int, start: int) -> NvmlError | None:
+        """One attempt; None when gone, else the error (`in_use` to retry)."""
+        if (gpu, start) in self.reserved:
+            return NvmlError("nvmlGpuInstanceDestroy", gpu, 4, f"the instance at {start} is not migsched's to destroy")
+        try:
+            self.nvml.destroy(gpu, start)
+        except NvmlError as exc:
+            if exc.code == 6:  # already gone (destroyed behind our back): that is what was asked
+                self._forget(gpu, start)
+                return None
+            return exc
+        self._forget(gpu, start)
+        return None
+
+    def _forget(self, gpu: int, start: int) -> None:
+        self.profiles.pop((gpu, start), None)
+        self.uuids.pop((gpu, start), None)
+
+    def profile_at(self, gpu: int, start: int) -> Profile | None:
+        if not self.mig:
+            return self.whole[gpu] if 0 <= gpu < len(self.whole) else None
+        return self.profiles.get((gpu, start))
+
+
+class NvmlBackend(LocalBackend):
+    """Real MIG through NVML; see the module docstring.
+
+    Args:
+        run_dir: logs, exit records and probe files.
+        nvml: the NVML facade (default: `Nvml()`, loading pynvml).
+        owned: (gpu, start) of instances an earlier session of this run created (from the store).
+        manage_existing: use and destroy instances migsched did not create.
+        allow_mig_change: change a GPU's MIG mode when the policy needs the other one.
+    """
+
+    name = "nvml"
+    capabilities = Capabilities(mig="real", energy="measured", progress=True, clock="wall", resume=True)
+
+    def __init__(self, run_dir: str | Path, *, nvml: Nvml | None = None, owned: set[tuple[int, int]] | None = None,
+                 manage_existing: bool = False, allow_mig_change: bool = False, retry_waits_s: Sequence[float] =
+                 (0.1, 0.2, 0.4, 0.8, 1.6, 3.2), **kw) -> None:
+        self._nvml = nvml
+        self.owned = set(owned or ())
+        self.manage_existing = manage_existing
+        self.allow_mig_change = allow_mig_change
+        self.retry_waits_s = tuple(retry_waits_s)
+        self._retries: list[tuple[float, int, DestroyInstance]] = []  # (due monotonic, tries, action)
+        self._waiting: dict[int, list[Action]] = {}  # per GPU, actions behind a destroy being retried
+        super().__init__([], run_dir, **kw)
+
+    def open(self, settings: RunSettings) -> list[GpuInfo]:
+        nvml = self.nvml = self._nvml or Nvml()
+        gpus = nvml.gpus()
+        for g in gpus:
+            if g.mig_current != settings.mig_enabled:
+                self._mig_mode(g, settings.mig_enabled)
+        self.models = [nvml.model(g.index) for g in gpus]
+        self._energy0 = [nvml.energy_mj(g.index) for g in gpus]
+        self._power_j = [0.0] * len(gpus)
+        self._power_t = time.monotonic()
+        return super().open(settings)
+
+    def _mig_mode(self, gpu, want: bool) -> None:
+        word = "enable" if want else "disable"
+        if not self.allow_mig_change:
+            raise MigModeError(
+                f"GPU {gpu.index} ({gpu.name}, {gpu.uuid}) has MIG {'disabled' if want else 'enabled'}; the policy needs "
+                f"it {word}d. {word.capitalize()} it with `sudo nvidia-smi -i {gpu.index} -mig {int(want)}` (on A100/A30 "
+                "this resets the GPU: every process using it must stop first, including nvidia-persistenced and "
+                "monitoring agents), or pass --allow-mig-change to let migsched do it")
+        self.nvml.set_mig_mode(gpu.index, want)
+
+    def _make_hw(self):
+        infos_reserved = set()
+        if self.mig and not self.manage_existing:
+            for g in range(len(self.models)):
+                infos_reserved |= {(g, i.start) for i in self.nvml.instances(g) if (g, i.start) not in self.owned}
+        return NvmlMig(self.nvml, self.models, self.mig, infos_reserved)
+
+    # ---- differences from local -------------------------------------------------------------
+    def _memory_limit_bytes(self, profile: Profile) -> int | None:
+        return None  # the instance's memory is real
+
+    def _launch_env(self, gpu: int, start: int) -> dict[str, str]:
+        uuid = self._hw.uuids.get((gpu, start))
+        return {"CUDA_VISIBLE_DEVICES": uuid} if uuid else {}
+
+    def _used_mib(self, run: _Attempt) -> float:
+        uuid = self._hw.uuids.get((run.gpu, run.start))
+        if uuid is None:
+            return 0.0
+        try:
+            return sum(self.nvml.processes(uuid).values()) / _MIB
+        except NvmlError:
+            return 0.0
+
+    def execute(self, actions: Sequence[Action]) -> None:
+        """Actions of one GPU in order: while a destroy waits out NVML's "in use", the actions
+        after it on that GPU (a create in its slots, a launch there) wait too (the contract)."""
+        for a in actions:
+            gpu = getattr(a, "gpu", None)
+            if gpu is not None and gpu in self._waiting:
+                self._waiting[gpu].append(a)
+            elif isinstance(a, DestroyInstance):
+                self._destroy(a, 0)
+            else:
+                super().execute([a])
+
+    def _destroy(self, a: DestroyInstance, tries: int) -> None:
+        now = self._clock.now_s()
+        busy = any(r.gpu == a.gpu and r.start == a.start for r in self._runs.values())
+        err = None if not busy else NvmlError("nvmlGpuInstanceDestroy", a.gpu, 19, "a job still runs on it")
+        if err is None:
+            err = self._hw.destroy_once(a.gpu, a.start)
+        if err is None:
+            self._ready.append(InstanceDestroyed(now, a.gpu, a.start))
+        elif err.in_use and not busy and tries < len(self.retry_waits_s):
+            self._retries.append((time.monotonic() + self.retry_waits_s[tries], tries + 1, a))
+            self._waiting.setdefault(a.gpu, [])
+            return
+        else:
+            self._ready.append(ActionFailed(now, a, str(err)))
+        queued = self._waiting.pop(a.gpu, None)
+        if queued:
+            self.execute(queued)
+
+    def poll(self, until_s: float) -> list[Event] | None:
+        while True:
+            now_m = time.monotonic()
+            due = [r for r in self._retries if r[0] <= now_m]
+            self._retries = [r for r in self._retries if r[0] > now_m]
+            for _t, tries, a in due:
+                self._destroy(a, tries)
+            self._sample_power()
+            limit = min(until_s, self._clock.now_s() + self.tick_s) if self._retries else until_s
+            events = super().poll(limit)
+            if events:
+                return events
+            if events is None and not self._retries:
+                return None  # nothing runs, nothing to retry
+            if self._clock.now_s() >= until_s:
+                return []
+
+    def _sample_power(self) -> None:
+        now = time.monotonic()
+        dt, self._power_t = now - self._power_t, now
+        for g, e0 in enumerate(self._energy0):
+            if e0 is None:
+                mw = self.nvml.power_mw(g)
+                if mw is not None:
+                    self._power_j[g] += mw / 1000.0 * dt
+
+    def energy_j(self, until_s: float) -> list[float]:
+        out = []
+        for g, e0 in enumerate(self._energy0):
+            e1 = self.nvml.energy_mj(g) if e0 is not None else None
+            out.append((e1 - e0) / 1000.0 if e0 is not None and e1 is not None else self._power_j[g])
+        return out
+
+    def close(self) -> None:
+        """Tear down the idle instances this run created (reserved ones and busy ones stay)."""
+        busy = {(r.gpu, r.start) for r in self._runs.values()}
+        if getattr(self, "_hw", None) is not None:
+            for gpu, start in sorted(set(self._hw.profiles) - self._hw.reserved - busy):
+                try:
+                    self.nvml.destroy_with_retry(gpu, start)
+                    self._hw._forget(gpu, start)
+                except NvmlError as exc:
+                    log.warning("left the instance at slot %d of GPU %d: %s", start, gpu, exc)
+        super().close()
+
+    def power_series(self) -> list[list[tuple[float, float]]]:
+        return [[] for _ in self.models]
+
+
+__all__ = ["MigModeError", "NvmlBackend"]
