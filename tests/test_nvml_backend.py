@@ -67,6 +67,9 @@ def test_a_batch_runs_each_job_on_its_own_mig_device_and_tears_instances_down(nv
     assert state["gpus"][0]["instances"] == []  # torn down after the jobs
     assert not state["gpus"][0]["set_mig_mode_called"]
     assert r.energy_j > 0
+    # every job got a share of the measured energy, and the shares do not exceed the total
+    assert set(r.job_energy_j) == {f"j{i}" for i in range(5)} and all(e > 0 for e in r.job_energy_j.values())
+    assert sum(r.job_energy_j.values()) <= r.energy_j * 1.001
 
 
 def test_migm_runs_a_batch_with_memory_samples_from_the_mig_devices(nv, tmp_path):

@@ -80,6 +80,7 @@ class RunResult:
     backend: str = "sim"
     energy_source: str = "modelled"
     failed_actions: int = 0
+    job_energy_j: dict[str, float] = field(default_factory=dict)  # attributed per job (nvml), else empty
 
     @property
     def jobs_completed(self) -> int:
@@ -205,6 +206,7 @@ def result_of(core: SchedulerCore, backend: Backend, last_s: float, wall_s: floa
         policy_summary=policy.summary(), events_processed=getattr(backend, "events_processed", 0),
         wall_s=wall_s, backend=backend.name, energy_source=backend.capabilities.energy,
         failed_actions=core.counters.failed_actions,
+        job_energy_j=dict(getattr(backend, "job_energy_j", {}) or {}),
     )
 
 

@@ -58,7 +58,8 @@ def result_dict(row: PolicyFigures) -> dict[str, Any]:
         "failed_actions": r.failed_actions,
         "jobs": [{"job_id": j.job_id, "name": j.name, "class": j.job_class, "state": j.state,
                   "arrival_s": _num(j.arrival_s), "finished_s": _num(j.finished_s), "failure": j.failure,
-                  "outcomes": list(j.outcomes)} for j in r.jobs],
+                  "outcomes": list(j.outcomes), "energy_j": _num(r.job_energy_j.get(j.job_id))}
+                 for j in r.jobs],
     }
 
 

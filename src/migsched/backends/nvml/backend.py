@@ -137,6 +137,8 @@ class NvmlBackend(LocalBackend):
         self._energy0 = [nvml.energy_mj(g.index) for g in gpus]
         self._power_j = [0.0] * len(gpus)
         self._power_t = time.monotonic()
+        self._last_mj = list(self._energy0)
+        self.job_energy_j: dict[str, float] = {}
         return super().open(settings)
 
     def _mig_mode(self, gpu, want: bool) -> None:
@@ -221,13 +223,33 @@ class NvmlBackend(LocalBackend):
                 return []
 
     def _sample_power(self) -> None:
+        """Integrate power where the counter is missing, and attribute each interval's energy to
+        jobs: the model's idle power shared equally among the GPU's instances (an idle
+        instance's share goes to nobody), the rest among running jobs by compute slices."""
         now = time.monotonic()
         dt, self._power_t = now - self._power_t, now
         for g, e0 in enumerate(self._energy0):
             if e0 is None:
                 mw = self.nvml.power_mw(g)
-                if mw is not None:
-                    self._power_j[g] += mw / 1000.0 * dt
+                delta = mw / 1000.0 * dt if mw is not None else 0.0
+                self._power_j[g] += delta
+            else:
+                mj = self.nvml.energy_mj(g)
+                if mj is None or self._last_mj[g] is None:
+                    continue
+                delta, self._last_mj[g] = max(0.0, (mj - self._last_mj[g]) / 1000.0), mj
+            self._attribute(g, delta, dt)
+
+    def _attribute(self, gpu: int, delta_j: float, dt_s: float) -> None:
+        runs = [(jid, r) for jid, r in self._runs.items() if r.gpu == gpu]
+        if not runs or delta_j <= 0:
+            return
+        n_inst = max(1, sum(1 for (g, _s) in self._hw.profiles if g == gpu)) if self.mig else 1
+        idle_j = min(delta_j, self.models[gpu].idle_w * dt_s)
+        slices = sum(r.profile.compute_slices for _j, r in runs)
+        for jid, r in runs:
+            share = idle_j / n_inst + (delta_j - idle_j) * r.profile.compute_slices / slices
+            self.job_energy_j[jid] = self.job_energy_j.get(jid, 0.0) + share
 
     def energy_j(self, until_s: float) -> list[float]:
         out = []
