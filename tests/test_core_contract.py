@@ -187,3 +187,12 @@ def test_a_live_submit_queue_feeds_the_same_loop():
 def _settings(policy):
     from migsched.run import settings_for
     return settings_for(policy, ScriptedBackend([A40]))
+
+
+def test_a_create_that_keeps_failing_fails_the_job_after_ten_tries_instead_of_spinning():
+    fake = ScriptedBackend([A40], Script(fail_creates=100))
+    r = run(TraceSource(specs(e("a"))), create_policy("greedy"), fake)
+    a = by_id(r)["a"]
+    assert a.state == "failed" and a.outcomes == ("launch-failed",) * 10
+    assert a.failure.startswith("the backend could not start it 10 times; last: its instance 1g.5gb")
+    assert "scripted: create refused" in a.failure

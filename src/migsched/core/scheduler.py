@@ -298,7 +298,7 @@ class SchedulerCore:
     def _failed(self, ev: ActionFailed, log: _Log) -> None:
         a, v = ev.action, self.view
         if isinstance(a, CreateInstance):
-            self._undo_create(v.gpus[a.gpu], a.start, log)
+            self._undo_create(v.gpus[a.gpu], a.start, log, ev.reason)
         elif isinstance(a, DestroyInstance):
             g = v.gpus[a.gpu]
             profile = g.destroying.pop(a.start, None)
@@ -307,56 +307,49 @@ class SchedulerCore:
             for other in list(g.creating):  # creates planned in its slots cannot happen either
                 inst = g.layout.instance_at(other)
                 if set(inst.slots) & set(profile.slots(a.start)):
-                    self._undo_create(g, other, log)
+                    self._undo_create(g, other, log, f"the destroy it waited for failed: {ev.reason}")
             self._set_layout(g, g.layout.with_instance(profile, a.start))
         elif isinstance(a, Launch):
             job = v.jobs.get(a.job_id)
             if (job is None or not job.placed or (job.gpu, job.start) != (a.gpu, a.start)
                     or job.launched_s is not None or (a.attempt and a.attempt != job.attempt)):
                 return  # already requeued (its instance's create failed) or a stale answer
-            profile = job.profile
-            assert profile is not None
-            placed_s = job.placed_s if job.placed_s is not None else v.now_s
-            self._unplace(job)
-            job.attempts.append(Attempt(a.gpu, a.start, profile.name, profile.memory_mib, placed_s, v.now_s,
-                                        "failed" if ev.permanent else "launch-failed", 0.0))
-            tries = sum(1 for x in job.attempts if x.outcome == "launch-failed")
-            if ev.permanent or tries >= MAX_LAUNCH_FAILURES:
-                job.state = JobState.FAILED
-                job.finished_s = v.now_s
-                job.failure = ev.reason if ev.permanent else (
-                    f"the backend could not start it {tries} times; last: {ev.reason}")
-                log.ended.append(job)
-            else:
-                self._enqueue(job)
-                log.requeued.append(job)
+            self._not_started(job, ev.reason, ev.permanent, log)
         elif isinstance(a, Kill):
             job = v.jobs.get(a.job_id)
             if job is not None:
                 job.killing = ""
 
-    def _undo_create(self, g: GpuView, start: int, log: _Log) -> None:
+    def _undo_create(self, g: GpuView, start: int, log: _Log, reason: str) -> None:
         if start not in g.creating:
             return
         g.creating.discard(start)
         for job in list(self.view.running.values()):
             if job.gpu == g.index and job.start == start and job.launched_s is None:
-                prof = job.profile
-                assert prof is not None
-                placed_s = job.placed_s if job.placed_s is not None else self.view.now_s
-                job.attempts.append(Attempt(g.index, start, prof.name, prof.memory_mib, placed_s,
-                                            self.view.now_s, "launch-failed", 0.0))
-                self._unplace(job)
-                tries = sum(1 for x in job.attempts if x.outcome == "launch-failed")
-                if tries >= MAX_LAUNCH_FAILURES:  # a create that keeps failing must not spin forever
-                    job.state, job.finished_s = JobState.FAILED, self.view.now_s
-                    job.failure = (f"its instance could not be created {tries} times "
-                                   f"({prof.name} at slot {start} of GPU {g.index})")
-                    log.ended.append(job)
-                else:
-                    self._enqueue(job)
-                    log.requeued.append(job)
+                assert job.profile is not None
+                self._not_started(job, f"its instance {job.profile.name} at slot {start} of GPU {g.index} could "
+                                       f"not be created: {reason}", False, log)
         self._set_layout(g, g.layout.release(start))
+
+    def _not_started(self, job: JobView, reason: str, permanent: bool, log: _Log) -> None:
+        """A placed job the backend could not start: the attempt ends as "launch-failed" (or
+        "failed" when retrying cannot help) and the job is queued again, or fails once that
+        happened `MAX_LAUNCH_FAILURES` times (a launch that keeps failing must not spin forever)."""
+        v = self.view
+        gpu, start, profile = job.gpu, job.start, job.profile
+        assert gpu is not None and start is not None and profile is not None
+        placed_s = job.placed_s if job.placed_s is not None else v.now_s
+        self._unplace(job)
+        job.attempts.append(Attempt(gpu, start, profile.name, profile.memory_mib, placed_s, v.now_s,
+                                    "failed" if permanent else "launch-failed", 0.0))
+        tries = sum(1 for x in job.attempts if x.outcome == "launch-failed")
+        if permanent or tries >= MAX_LAUNCH_FAILURES:
+            job.state, job.finished_s = JobState.FAILED, v.now_s
+            job.failure = reason if permanent else f"the backend could not start it {tries} times; last: {reason}"
+            log.ended.append(job)
+        else:
+            self._enqueue(job)
+            log.requeued.append(job)
 
     # ---- actions --------------------------------------------------------------------------
     def _apply_all(self, actions: Iterable[Action]) -> list[Action]:
