@@ -38,23 +38,12 @@ DEFAULT_STATE = Path("migsched-run.db")
 def _comparison(session: Session, last_s: float, wall_s: float) -> Comparison:
     res = result_of(session.core, session.backend, last_s, wall_s)
     bound = 0.0
-    if session.backend.name == "sim":
+    if session.backend.name == "sim":  # ground truth is known: the same bound as `simulate`
         from migsched.metrics import lower_bound_s
-        sim = session.backend
-        jobs = [_Truthy(j, sim.truth[j]) for j in sim.truth]  # type: ignore[attr-defined]
-        bound = lower_bound_s(jobs, [g.model for g in session.core.view.gpus])
+        bound = lower_bound_s(session.jobs, [g.model for g in session.core.view.gpus])
     row = PolicyFigures(res, None, 0, None, None, res.makespan_s / bound if bound > 0 else None)
     notes = (f"backend {res.backend}: MIG {session.backend.capabilities.mig}, energy {res.energy_source}",)
     return Comparison(gpu=res.gpu, gpus=res.gpus, jobs=len(res.jobs), lower_bound_s=bound, rows=(row,), notes=notes)
-
-
-class _Truthy:
-    """A job id, its spec and its truth, shaped like `Job` for the lower bound."""
-
-    def __init__(self, job_id: str, truth) -> None:
-        self.job_id, self.truth = job_id, truth
-        from migsched.jobs.model import JobClass, JobSpec
-        self.spec = JobSpec(job_id, job_id, JobClass.SCIENTIFIC)
 
 
 @app.command("run")

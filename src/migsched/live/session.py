@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class Session:
     run_dir: Path
     restored: Restored | None = None
     lock: RunLock | None = None
+    jobs: list[Job] = field(default_factory=list)  # the jobs as loaded (ground truth for `sim`)
 
 
 class RunLock:
@@ -150,7 +151,8 @@ def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str
     })
     core = open_core(pol, be)
     store.set_meta("gpus", [g.model.name for g in core.view.gpus])  # as discovered (nvml)
-    return Session(core, be, TraceSource(j.spec for j in jobs), store, StoreRecorder(store), run_dir, lock=lock)
+    return Session(core, be, TraceSource(j.spec for j in jobs), store, StoreRecorder(store), run_dir, lock=lock,
+                   jobs=jobs)
 
 
 def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
@@ -184,7 +186,7 @@ def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
     core = open_core(pol, be)
     restored = restore_core(core, be, store)
     fresh = [j.spec for j in jobs if j.job_id not in known]
-    return Session(core, be, TraceSource(fresh), store, StoreRecorder(store), run_dir, restored, lock)
+    return Session(core, be, TraceSource(fresh), store, StoreRecorder(store), run_dir, restored, lock, jobs)
 
 
 def _surviving_instances(store: RunStore, models: list[GpuModel]) -> list[list[tuple[str, int]]]:
