@@ -59,6 +59,20 @@ class JobStarted:
     attempt: int = 0
 
 
+def process_handle(pid: int, create_time: float) -> str:
+    """`JobStarted.handle` of a local process: "pid:create_time" (a reused pid has another time)."""
+    return f"{pid}:{create_time!r}"
+
+
+def parse_process_handle(handle: str) -> tuple[int, float] | None:
+    """(pid, create_time) from a `process_handle`, or None when `handle` is not one."""
+    try:
+        pid, ct = handle.split(":", 1)
+        return int(pid), float(ct)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class MemorySample:
     """Memory the job uses now; `progress` is its own report of the fraction done, if any."""

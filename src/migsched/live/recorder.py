@@ -25,6 +25,7 @@ from migsched.core.events import (
     Kill,
     Launch,
     Reject,
+    parse_process_handle,
 )
 from migsched.core.scheduler import SchedulerCore
 from migsched.core.state import JobState
@@ -39,12 +40,8 @@ def kill_key(job_id: str) -> str:
 
 
 def parse_handle(handle: str) -> tuple[int, float]:
-    """A backend handle "pid:create_time" as numbers; (0, 0.0) for backends without processes."""
-    try:
-        pid, ct = handle.split(":", 1)
-        return int(pid), float(ct)
-    except ValueError:
-        return 0, 0.0
+    """A backend handle as (pid, create_time); (0, 0.0) for backends without processes."""
+    return parse_process_handle(handle) or (0, 0.0)
 
 
 class StoreRecorder:

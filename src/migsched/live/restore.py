@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from migsched.core.backend import Backend
-from migsched.core.events import JobExited
+from migsched.core.events import JobExited, process_handle
 from migsched.core.scheduler import SchedulerCore
 from migsched.core.state import Attempt, JobState
 from migsched.hardware.catalog import GpuModel, Profile
@@ -72,7 +72,7 @@ def restore_core(core: SchedulerCore, backend: Backend, store: RunStore) -> Rest
                              attempts=attempts, failure=row.failure, finished_s=row.finished_s)
             continue
         assert row.gpu is not None and row.start is not None
-        handle = f"{row.pid}:{row.pid_create_time!r}" if row.pid else ""
+        handle = process_handle(row.pid, row.pid_create_time or 0.0) if row.pid else ""
         kill = meta.get(kill_key(row.job_id))
         killing = kill["reason"] if isinstance(kill, dict) and kill.get("attempt") == row.attempt else ""
         rec = backend.recover(spec, row.attempt, row.gpu, row.start, handle, launched_s=row.launched_s,

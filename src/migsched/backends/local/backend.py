@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 
 from migsched.backends.local import memcap
-from migsched.backends.local.process import ExitInfo, ManagedProcess, ProcessSpec
+from migsched.backends.local.process import ExitInfo, ManagedProcess, ProcessSpec, safe_name
 from migsched.backends.sim.energy import GpuMeter
 from migsched.backends.emulated import EmulatedMig
 from migsched.core.backend import Backend, Capabilities, GpuInfo, Recovery, RunSettings
@@ -52,6 +52,8 @@ from migsched.core.events import (
     Launch,
     MemorySample,
     Reject,
+    parse_process_handle,
+    process_handle,
 )
 from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel, Profile
@@ -216,14 +218,14 @@ class LocalBackend(Backend):
         if profile is None:
             raise MigschedError(f"recover {spec.job_id!r}: no instance at slot {start} of GPU {gpu}")
         pspec = self._process_spec(spec, attempt, gpu, start, profile)
-        ident = _parse_handle(handle) or _read_pidfile(pspec) or _find_shim(pspec)
+        ident = parse_process_handle(handle) or _read_pidfile(pspec) or _find_shim(pspec)
         proc = ManagedProcess.adopt(pspec, *ident) if ident else None
         if proc is not None:
             self._track(proc, spec.job_id, attempt, gpu, start, profile, now,
                         launched_s=launched_s if launched_s is not None else now)
             if stopping:
                 proc.terminate(self.kill_grace_s)
-            return Recovery("running", handle=f"{proc.pid}:{proc.create_time!r}")
+            return Recovery("running", handle=process_handle(proc.pid, proc.create_time))
         info = ManagedProcess.read_exit_record(pspec)
         if info is not None:  # it ended while no scheduler watched: at its own end time
             ended_s = min(now, max(0.0, info.ended_unix - self._clock.origin_unix))
@@ -250,7 +252,7 @@ class LocalBackend(Backend):
 
     def _process_spec(self, spec: JobSpec, attempt: int, gpu: int, start: int, profile: Profile) -> ProcessSpec:
         assert spec.argv is not None
-        probe = self.log_dir / f"{_stem(spec.job_id, attempt)}.probe.json"
+        probe = self.log_dir / f"{safe_name(spec.job_id)}.{attempt}.probe.json"  # beside ProcessSpec.file_stem's files
         env = {**dict(spec.env), **self._launch_env(gpu, start)}
         return ProcessSpec(spec.job_id, attempt, tuple(spec.argv), env, spec.cwd, self.log_dir,
                            self._memory_limit_bytes(profile), self._cpus_for(gpu, start, profile), probe)
@@ -275,7 +277,7 @@ class LocalBackend(Backend):
             return
         _write_pidfile(pspec, proc)
         self._track(proc, a.job_id, a.attempt, a.gpu, a.start, profile, now, launched_s=now)
-        self._ready.append(JobStarted(now, a.job_id, a.gpu, a.start, handle=f"{proc.pid}:{proc.create_time!r}",
+        self._ready.append(JobStarted(now, a.job_id, a.gpu, a.start, handle=process_handle(proc.pid, proc.create_time),
                                       attempt=a.attempt))
 
     def _track(self, proc: ManagedProcess, job_id: str, attempt: int, gpu: int, start: int, profile: Profile,
@@ -322,10 +324,6 @@ class LocalBackend(Backend):
         return JobExited(now, job_id, status, peak, info.detail, attempt)
 
 
-def _stem(job_id: str, attempt: int) -> str:
-    from migsched.backends.local.process import safe_name
-    return f"{safe_name(job_id)}.{attempt}"
-
 
 def _pidfile(pspec: ProcessSpec) -> Path:
     return pspec.log_dir / f"{pspec.file_stem}.pid.json"
@@ -346,12 +344,6 @@ def _read_pidfile(pspec: ProcessSpec) -> tuple[int, float] | None:
         return int(data["pid"]), float(data["create_time"])
     return None
 
-
-def _parse_handle(handle: str) -> tuple[int, float] | None:
-    with contextlib.suppress(ValueError):
-        pid, ct = handle.split(":", 1)
-        return int(pid), float(ct)
-    return None
 
 
 def _find_shim(pspec: ProcessSpec) -> tuple[int, float] | None:
