@@ -74,7 +74,6 @@ class Decision:
     wake_at_s: float | None = None
 
 
-NOTHING = Decision()
 
 
 class Policy(ABC):
@@ -126,4 +125,4 @@ class Policy(ABC):
         return {}
 
 
-__all__ = ["Changes", "Decision", "NOTHING", "Policy"]
+__all__ = ["Changes", "Decision", "Policy"]
