@@ -16,11 +16,11 @@ from typing import Any, Optional
 import typer
 import yaml
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from migsched.cli.app import app
-from migsched.errors import MigschedError
+from migsched.cli.app import app, console
+from migsched.errors import MigschedError, plural
+from migsched.limits import MAX_MIX_JOBS
 from migsched.workloads import (
     get_template,
     list_mixes,
@@ -95,7 +95,7 @@ def workloads_cmd(
         hint = "-" if r["hint_gib"] is None else f"{r['hint_gib']:.2f}"
         table.add_row(r["name"], r["class"], r["kind"], f"{r['peak_gib']:.2f}", hint,
                       f"{r['runtime_s']:.0f}", f"{r['speed_1g']:.2f}", _SOURCE_LABELS.get(r["family"], r["family"]))
-    Console().print(table)
+    console().print(table)  # as wide as needed when piped: no cell is cut
 
 
 def _show_template(name: str, as_json: bool) -> None:
@@ -132,7 +132,7 @@ def _print_mixes(as_json: bool) -> None:
     for m in mixes:
         params = ", ".join(f"{k}={v}" for k, v in m["params"].items()) or "-"
         table.add_row(m["name"], params, m["description"])
-    Console().print(table)
+    console().print(table)  # as wide as needed when piped: no cell is cut
 
 
 def _dump(doc: dict[str, Any], fmt: str, header: str) -> str:
@@ -144,7 +144,7 @@ def _dump(doc: dict[str, Any], fmt: str, header: str) -> str:
 @app.command("mix")
 def mix_cmd(
     name: Optional[str] = typer.Argument(None, help="Mix generator (see `migsched mixes`)."),
-    jobs: int = typer.Option(32, "--jobs", "-n", help="Number of jobs."),
+    jobs: int = typer.Option(32, "--jobs", "-n", min=1, max=MAX_MIX_JOBS, help=f"Number of jobs (1..{MAX_MIX_JOBS:,})."),
     seed: int = typer.Option(0, "--seed", "-s", help="Seed of the mix's own random generator."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here (.yaml/.yml or .json); stdout YAML without it."),
     ratio: Optional[str] = typer.Option(None, "--ratio", help='compute:memory-bound ratio, e.g. "3:1" (scientific, mixed, online).'),
@@ -181,5 +181,5 @@ def mix_cmd(
         raise OutputFormatError(f"cannot write {str(out)!r}: {exc.strerror}") from None
     s = mix_summary(doc)
     classes = ", ".join(f"{k} {v}" for k, v in sorted(s["by_class"].items()))
-    print(f"wrote {s['jobs']} jobs ({classes}) to {out}; serial 7g run time {s['serial_runtime_s']:.0f} s, "
+    print(f"wrote {plural('job', s['jobs'])} ({classes}) to {out}; serial 7g run time {s['serial_runtime_s']:.0f} s, "
           f"largest peak {s['max_peak_gib']:.2f} GiB", file=sys.stderr)

@@ -52,6 +52,25 @@ class Describe:
     generated_tokens: int | None = None
 
 
+CHECKPOINT_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSpec:
+    """How a job saves its state and resumes from it (the job file's `checkpoint:`, docs/checkpoint.md).
+
+    Attributes:
+        signal: the signal that asks the program to save and exit (one of `CHECKPOINT_SIGNALS`).
+        grace_s: how long the program may take to save and exit before it is SIGKILLed (and its
+            progress counts as lost).
+        resume_s: the extra start-up time of a run that loads a checkpoint.
+    """
+
+    signal: str = "SIGTERM"
+    grace_s: float = 30.0
+    resume_s: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     """One job instance as submitted: everything a real scheduler may know about it.
@@ -69,6 +88,7 @@ class JobSpec:
         argv: the program and its arguments, run without a shell; None for simulation-only jobs.
         env, cwd: extra environment and working directory of a real run.
         describe: self-description for analytic estimators.
+        checkpoint: how the job saves and resumes (None: it cannot; a move restarts it from zero).
     """
 
     job_id: str
@@ -83,6 +103,7 @@ class JobSpec:
     describe: Describe = field(default_factory=Describe)
     family: str = ""
     argv: tuple[str, ...] | None = None
+    checkpoint: CheckpointSpec | None = None
 
     def __post_init__(self) -> None:
         if not self.family:
@@ -115,6 +136,9 @@ class TruthModel:
         memory_points: the memory curve, (fraction of run, GiB) points, piecewise linear from 0 to 1.
         power_w: dynamic power above idle when running alone on the whole GPU.
         startup_s: process start, CUDA context and load time before progress starts.
+        checkpoint_save_s: how long the job takes to save a checkpoint when asked (None: the
+            simulator's default, `min(resume_s, grace_s)`; above `grace_s` the save never ends in
+            time and the job is killed, docs/checkpoint.md).
     """
 
     runtime_s: float
@@ -122,6 +146,7 @@ class TruthModel:
     memory_points: tuple[tuple[float, float], ...]
     power_w: float
     startup_s: float
+    checkpoint_save_s: float | None = None
 
     @property
     def peak_gib(self) -> float:

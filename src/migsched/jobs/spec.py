@@ -2,23 +2,40 @@
 
 Errors name the job, the field, the bad value and what is allowed, e.g.
 `job 'bfs' (jobs[2]) field model.speedup: key 5 is not allowed; keys must be among 1, 2, 3, 4, 7`.
-The format is documented in docs/job-file.md.
+The format, and the bound of every field (`migsched.limits`), is documented in docs/job-file.md.
+
+Types are strict where a wrong type would pass silently: numbers must be numbers (`"10"` and
+`true` are not), whole numbers must be integers (`count: 2.0` is not), `version` is the integer 1
+(not `1.0`, `"1"` or `true`), flags are booleans and text is text. Every number is finite and
+within its documented bound; nothing is clamped.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from migsched.errors import JobFileError
+from migsched.jobs.yaml_io import parse_document, read_text
+from migsched.limits import (
+    MAX_DESCRIBE_COUNT,
+    MAX_ENV_VARS,
+    MAX_JOBS,
+    MAX_MEMORY_GIB,
+    MAX_MEMORY_POINTS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TIME_S,
+)
 from migsched.jobs.model import (
+    CHECKPOINT_SIGNALS,
     DEFAULT_STARTUP_S,
+    CheckpointSpec,
     SPEEDUP_KEYS,
     Describe,
     Job,
@@ -30,6 +47,27 @@ from migsched.jobs.model import (
 
 MemoryShape = Literal["constant", "ramp", "linear"]
 
+# Strict numbers with their bounds (docs/job-file.md, Limits). `strict`: no strings or booleans.
+Seconds = Annotated[float, Field(strict=True, ge=0, le=MAX_TIME_S)]
+Gib = Annotated[float, Field(strict=True, gt=0, le=MAX_MEMORY_GIB)]
+Count = Annotated[int, Field(strict=True, gt=0, le=MAX_DESCRIBE_COUNT)]
+Text = Annotated[str, Field(strict=True, max_length=MAX_TEXT_CHARS)]
+Name = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_NAME_CHARS)]
+
+
+@lru_cache(maxsize=1)
+def max_power_w() -> tuple[float, str]:
+    """The largest dynamic power (max_w - idle_w) of any catalogued GPU, and which GPU it is."""
+    from migsched.hardware.catalog import all_models
+
+    best = max(all_models(), key=lambda m: m.max_w - m.idle_w)
+    return float(best.max_w - best.idle_w), f"{best.name}: {best.max_w:g} W board limit - {best.idle_w:g} W idle"
+
+
+def _number(v: Any) -> bool:
+    """True for an int or float that is not a bool (YAML `true` is no number)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
 
 class _Strict(BaseModel):
     # allow_inf_nan=False: an infinite run time or a NaN memory point would hang or silently
@@ -40,14 +78,24 @@ class _Strict(BaseModel):
 class ModelEntry(_Strict):
     """`model:` — the simulator's ground truth for a job (ignored by real runs)."""
 
-    runtime_s: float = Field(gt=0, description="run time on a whole 7g instance")
+    runtime_s: float = Field(strict=True, gt=0, le=MAX_TIME_S, description="run time on a whole 7g instance")
     speedup: dict[int, float] = Field(default_factory=lambda: {7: 1.0})
-    peak_gib: float | None = Field(default=None, gt=0)
+    peak_gib: Gib | None = None
     memory: MemoryShape | list[tuple[float, float]] = "constant"
-    ramp_fraction: float = Field(default=0.1, ge=0, le=1)
-    start_gib: float = Field(default=0.0, ge=0)
-    power_w: float = Field(default=100.0, ge=0)
-    startup_s: float | None = Field(default=None, ge=0)
+    ramp_fraction: float = Field(default=0.1, strict=True, ge=0, le=1)
+    start_gib: float = Field(default=0.0, strict=True, ge=0, le=MAX_MEMORY_GIB)
+    power_w: float = Field(default=100.0, strict=True, ge=0)
+    startup_s: Seconds | None = None
+
+    @field_validator("power_w")
+    @classmethod
+    def _power(cls, v: float) -> float:
+        top, which = max_power_w()
+        if v > top:
+            raise ValueError(f"{v:g} W is more dynamic power than any catalogued GPU has ({top:g} W, {which}); "
+                             f"valid range 0..{top:g} W")
+        return v
+    checkpoint_save_s: float | None = Field(default=None, ge=0, le=24 * 3600)
 
     @field_validator("speedup", mode="before")
     @classmethod
@@ -66,7 +114,9 @@ class ModelEntry(_Strict):
                 raise ValueError(f"key {k!r} is not an integer; keys must be among 1, 2, 3, 4, 7")
             if key not in SPEEDUP_KEYS:
                 raise ValueError(f"key {key} is not allowed; keys must be among 1, 2, 3, 4, 7")
-            if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 < float(s) <= 2:
+            if key in out:
+                raise ValueError(f"key {key} is given twice (as {k!r} and an earlier spelling)")
+            if not _number(s) or not 0 < s <= 2:  # compared as given: float(10**400) would raise
                 raise ValueError(f"speed {s!r} for key {key} must be a number in (0, 2]")
             out[key] = float(s)
         if 7 in out and abs(out[7] - 1.0) > 1e-9:
@@ -81,21 +131,22 @@ class ModelEntry(_Strict):
         if isinstance(v, list):
             if not v:
                 raise ValueError("the memory point list is empty")
+            if len(v) > MAX_MEMORY_POINTS:
+                raise ValueError(f"{len(v)} points are more than the limit of {MAX_MEMORY_POINTS}")
             last = -1.0
             for pt in v:
                 if not (isinstance(pt, (list, tuple)) and len(pt) == 2):
                     raise ValueError(f"point {pt!r} is not [fraction_of_run, gib]")
-                try:
-                    f, g = float(pt[0]), float(pt[1])
-                except (TypeError, ValueError):
-                    raise ValueError(f"point {pt!r} is not [fraction_of_run, gib] numbers") from None
-                if not (math.isfinite(f) and math.isfinite(g)):
+                if not (_number(pt[0]) and _number(pt[1])):
+                    raise ValueError(f"point {pt!r} is not [fraction_of_run, gib] numbers")
+                if not (math.isfinite(pt[0]) and math.isfinite(pt[1])):
                     raise ValueError(f"point {pt!r}: fraction and memory must be finite numbers")
+                f, g = pt
                 if not 0 <= f <= 1 or f < last:
                     raise ValueError(f"point {pt!r}: fractions must rise from 0 to 1")
-                if g < 0:
-                    raise ValueError(f"point {pt!r}: memory must be >= 0 GiB")
-                last = f
+                if not 0 <= g <= MAX_MEMORY_GIB:
+                    raise ValueError(f"point {pt!r}: memory must be in 0..{MAX_MEMORY_GIB:g} GiB")
+                last = float(f)
         return v
 
     @model_validator(mode="after")
@@ -127,39 +178,75 @@ class ModelEntry(_Strict):
 class DescribeEntry(_Strict):
     """`describe:` — what a job says about itself (for analytic estimators)."""
 
-    params_m: float | None = Field(default=None, gt=0)
+    params_m: Annotated[float, Field(strict=True, gt=0, le=MAX_DESCRIBE_COUNT)] | None = None
     dtype: Literal["fp32", "fp16", "bf16", "int8", "int4"] | None = None
     optimizer: Literal["none", "sgd", "momentum", "adam", "adamw"] | None = None
-    batch_size: int | None = Field(default=None, gt=0)
-    layers: int | None = Field(default=None, gt=0)
-    kv_heads: int | None = Field(default=None, gt=0)
-    head_dim: int | None = Field(default=None, gt=0)
-    context_tokens: int | None = Field(default=None, ge=0)
-    generated_tokens: int | None = Field(default=None, ge=0)
+    batch_size: Count | None = None
+    layers: Count | None = None
+    kv_heads: Count | None = None
+    head_dim: Count | None = None
+    context_tokens: Annotated[int, Field(strict=True, ge=0, le=MAX_DESCRIBE_COUNT)] | None = None
+    generated_tokens: Annotated[int, Field(strict=True, ge=0, le=MAX_DESCRIBE_COUNT)] | None = None
+
+
+MAX_CHECKPOINT_S = 3600.0  # an hour to save or to load a checkpoint is a mistake, not a plan
+
+
+class CheckpointEntry(_Strict):
+    """`checkpoint:` — the program saves its state on `signal` and resumes from it (docs/checkpoint.md)."""
+
+    signal: Literal[CHECKPOINT_SIGNALS] = "SIGTERM"  # type: ignore[valid-type]
+    grace_s: float = Field(default=30.0, gt=0, le=MAX_CHECKPOINT_S)
+    resume_s: float = Field(default=0.0, ge=0, le=MAX_CHECKPOINT_S)
 
 
 class JobEntry(_Strict):
     """One entry of `jobs:`."""
 
-    name: str = Field(min_length=1)
+    name: Name
     class_: JobClass = Field(alias="class")
-    count: int = Field(default=1, ge=1)
-    arrival_s: float = Field(default=0.0, ge=0)
-    hint_gib: float | None = Field(default=None, gt=0)
-    reports_progress: bool = False
-    family: str | None = Field(default=None, min_length=1)
-    command: str | list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
+    count: int = Field(default=1, strict=True, ge=1, le=MAX_JOBS)
+    arrival_s: Seconds = 0.0
+    hint_gib: Gib | None = None
+    reports_progress: StrictBool = False
+    family: Name | None = None
+    command: Text | list[Text] | None = None
+    env: dict[Annotated[str, Field(strict=True, min_length=1, max_length=MAX_NAME_CHARS)], Text] = Field(
+        default_factory=dict, max_length=MAX_ENV_VARS)
+    cwd: Text | None = None
     describe: DescribeEntry | None = None
     model: ModelEntry | None = None
+
+    @field_validator("class_", mode="before")
+    @classmethod
+    def _class(cls, v: Any) -> Any:
+        if not isinstance(v, str):  # JobClass(True) or JobClass(3) must not be tried
+            raise ValueError(f"must be one of {', '.join(c.value for c in JobClass)}")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command_size(cls, v: str | list[str] | None) -> str | list[str] | None:
+        total = len(v) if isinstance(v, str) else sum(len(a) + 1 for a in v or ())
+        if total > MAX_TEXT_CHARS:
+            raise ValueError(f"the command is {total} characters long; the limit is {MAX_TEXT_CHARS}")
+        return v
+    checkpoint: CheckpointEntry | None = None
 
 
 class JobFile(_Strict):
     """A whole job file: `version: 1` and a list of jobs."""
 
-    version: Literal[1]
-    jobs: list[JobEntry] = Field(min_length=1)
+    version: int = Field(strict=True)
+    jobs: list[JobEntry] = Field(min_length=1, max_length=MAX_JOBS)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        # The integer 1 only: `1.0`, `"1"` and `true` (== 1 in Python) are other types.
+        if type(v) is not int or v != 1:
+            raise ValueError("version must be 1, the integer (not 1.0, \"1\" or true)")
+        return v
     # Unique names are checked in `load_jobs_dict`, which can name the entry (a model validator's
     # error has no location).
 
@@ -181,11 +268,37 @@ def _format_errors(exc: ValidationError, data: Any) -> str:
         field = ".".join(str(x) for x in loc) or "(entry)"
         msg = err["msg"].removeprefix("Value error, ")
         value = err.get("input")
-        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
-        if err["type"] == "literal_error" and loc == ["version"]:
-            msg = "version must be 1"
+        kind = err["type"]
+        hint = ""
+        if kind in ("int_type", "float_type", "bool_type") and isinstance(value, str):
+            hint = ", a string: write numbers and true/false without quotes"
+        elif kind == "int_type" and isinstance(value, float):
+            hint = ": write a whole number without a decimal point"
+        elif kind == "less_than_equal":
+            hint = ": the bound is documented in docs/job-file.md, Limits"
+        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {_short(value)}{hint})"
         lines.append(f"{where} field {field}: {msg}{shown}")
+        if len(lines) == _MAX_ERRORS_SHOWN and len(exc.errors()) > _MAX_ERRORS_SHOWN:
+            lines.append(f"and {len(exc.errors()) - _MAX_ERRORS_SHOWN} more problems")
+            break
     return "invalid job file: " + "; ".join(lines)
+
+
+_MAX_ERRORS_SHOWN = 20  # a 100,000-job file with one mistake repeated must not print 100,000 lines
+
+
+def _short(value: Any) -> str:
+    """`repr(value)`, cut to 80 characters: a message quotes the bad value, not a whole file."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _what(data: Any) -> str:
+    """What a parsed document is, in words: "nothing (the document is empty)", "a list", ..."""
+    if data is None:
+        return "nothing (the document is empty)"
+    names = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
+    return names.get(type(data), f"a {type(data).__name__}")
 
 
 def _argv(e: JobEntry, idx: int) -> tuple[str, ...] | None:
@@ -215,11 +328,17 @@ def load_jobs_dict(data: Any, *, require_model: bool = False) -> list[Job]:
             and what is allowed.
     """
     if not isinstance(data, dict):
-        raise JobFileError(f"invalid job file: the top level must be a mapping with version and jobs, got {type(data).__name__}")
+        raise JobFileError(f"invalid job file: the top level must be a mapping with version and jobs, got {_what(data)}")
     try:
         doc = JobFile.model_validate(data)
     except ValidationError as exc:
         raise JobFileError(_format_errors(exc, data)) from None
+    total = sum(e.count for e in doc.jobs)  # before expanding: `count: 10**9` must not allocate
+    if total > MAX_JOBS:
+        biggest = max(range(len(doc.jobs)), key=lambda i: doc.jobs[i].count)
+        raise JobFileError(f"invalid job file: the batch expands to {total:,} jobs (count summed over "
+                           f"{len(doc.jobs)} entries; the largest is {doc.jobs[biggest].name!r} (jobs[{biggest}]) with "
+                           f"count {doc.jobs[biggest].count:,}); the limit is {MAX_JOBS:,} jobs (docs/job-file.md)")
     first: dict[str, int] = {}
     for idx, e in enumerate(doc.jobs):
         if e.name in first:
@@ -238,8 +357,10 @@ def load_jobs_dict(data: Any, *, require_model: bool = False) -> list[Job]:
                 memory_points=e.model.memory_points(),
                 power_w=e.model.power_w,
                 startup_s=e.model.startup_s if e.model.startup_s is not None else DEFAULT_STARTUP_S[e.class_],
+                checkpoint_save_s=e.model.checkpoint_save_s,
             )
         desc = Describe(**e.describe.model_dump()) if e.describe else Describe()
+        ckpt = CheckpointSpec(**e.checkpoint.model_dump()) if e.checkpoint else None
         for k in range(e.count):
             spec = JobSpec(
                 job_id=e.name if e.count == 1 else f"{e.name}#{k}",
@@ -254,6 +375,7 @@ def load_jobs_dict(data: Any, *, require_model: bool = False) -> list[Job]:
                 env=tuple(sorted(e.env.items())),
                 cwd=e.cwd,
                 describe=desc,
+                checkpoint=ckpt,
             )
             jobs.append(Job(spec, truth))
     return jobs
@@ -263,15 +385,19 @@ def load_jobs(path: str | Path, *, require_model: bool = False) -> list[Job]:
     """Read a YAML or JSON job file (see `load_jobs_dict`).
 
     Raises:
-        JobFileError: the file is missing, unparsable or invalid.
+        JobFileError: the file is missing, larger than `MAX_FILE_BYTES`, not UTF-8, empty,
+            unparsable (or names a key twice) or invalid; the message names the path.
     """
     p = Path(path)
+    text = read_text(p, "job file")
+    data = parse_document(text, p, "job file") if text.strip() else None
+    if data is None:
+        raise JobFileError(f"job file {str(p)!r} is empty; it needs `version: 1` and a list of jobs "
+                           "(docs/job-file.md)")
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise JobFileError(f"cannot read job file {str(p)!r}: {exc.strerror}") from None
-    try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise JobFileError(f"job file {str(p)!r} is not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
-    return load_jobs_dict(data, require_model=require_model)
+        return load_jobs_dict(data, require_model=require_model)
+    except JobFileError as exc:
+        msg = str(exc)
+        head = "invalid job file: "
+        raise JobFileError(f"invalid job file {str(p)!r}: {msg.removeprefix(head)}" if msg.startswith(head)
+                           else f"job file {str(p)!r}: {msg}") from None

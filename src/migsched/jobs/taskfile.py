@@ -29,26 +29,12 @@ from pathlib import Path
 from migsched.errors import JobFileError, UnknownNameError
 from migsched.jobs.model import Job, JobClass, JobSpec
 from migsched.jobs.spec import load_jobs
+from migsched.jobs.yaml_io import read_text
+from migsched.limits import MAX_JOBS, MAX_TEXT_CHARS
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def _read_text(path: Path, kind: str) -> str:
-    """The file as text, or JobFileError naming it when missing, unreadable or binary."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise JobFileError(f"cannot read {kind} {str(path)!r}: {exc.strerror}") from None
-    if b"\0" in data:
-        raise JobFileError(f"{kind} {str(path)!r} is not a text file (it has a NUL byte at offset {data.index(0)}); "
-                           "give a text file with one command per line or a YAML/JSON job file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise JobFileError(f"{kind} {str(path)!r} is not UTF-8 text (byte {data[exc.start]:#04x} at offset "
-                           f"{exc.start}); save it as UTF-8") from None
 
 
 def _commands(text: str, where: str) -> list[tuple[int, int, str]]:
@@ -143,9 +129,16 @@ def load_tasks(path: str | Path, job_class: JobClass | str = JobClass.SCIENTIFIC
         raise UnknownNameError("job class", job_class, [c.value for c in JobClass]) from None
     p = Path(path)
     where = f"task file {str(p)!r}"
-    commands = _commands(_read_text(p, "task file"), where)
+    commands = _commands(read_text(p, "task file"), where)
     if not commands:
         raise JobFileError(f"{where} holds no task (only blank lines and # comments); write one command per line")
+    if len(commands) > MAX_JOBS:
+        raise JobFileError(f"{where} holds {len(commands):,} tasks; the limit is {MAX_JOBS:,} (docs/job-file.md, "
+                           "Limits); split it into several runs")
+    for first, last, text in commands:
+        if len(text) > MAX_TEXT_CHARS:
+            raise JobFileError(f"{where} line {first}: the command is {len(text):,} characters long; the limit is "
+                               f"{MAX_TEXT_CHARS:,} (Linux's longest single argument)")
     width = max(4, len(str(len(commands))))
     jobs = []
     for k, (first, last, text) in enumerate(commands, start=1):
@@ -171,11 +164,7 @@ def load_job_source(path: str | Path, *, require_model: bool = False,
     """
     p = Path(path)
     if p.suffix.lower() in JOB_FILE_SUFFIXES:
-        text = _read_text(p, "job file")  # load_jobs would let a binary file through as UnicodeDecodeError
-        if not text.strip():
-            raise JobFileError(f"job file {str(p)!r} is empty; it needs `version: 1` and a list of jobs "
-                               "(docs/job-file.md)")
-        return load_jobs(p, require_model=require_model)
+        return load_jobs(p, require_model=require_model)  # empty, binary and non-UTF-8 files are errors there
     jobs = load_tasks(p, job_class)
     if require_model:
         raise JobFileError(f"task file {str(p)!r} cannot be simulated: a task line has no `model:` (run time, "

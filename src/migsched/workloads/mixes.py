@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from migsched.errors import MigschedError, UnknownNameError
+from migsched.errors import InputLimitError, MigschedError, UnknownNameError
+from migsched.limits import MAX_MIX_ARRIVAL_MEAN_S, MAX_MIX_JOBS, MAX_TIME_S, check_range
 from migsched.workloads.catalog import Template, list_templates, to_job_entry
 
 
@@ -219,23 +220,33 @@ def make_mix(name: str, jobs: int, seed: int, **params: Any) -> dict[str, Any]:
         MixParameterError: a bad job count, ratio or arrival mean.
     """
     mix = _get(name)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise MixParameterError(f"jobs must be a whole number >= 1, got {jobs!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= MAX_MIX_JOBS:
+        raise MixParameterError(f"jobs must be a whole number in 1..{MAX_MIX_JOBS:,} (docs/job-file.md, Limits), "
+                                f"got {jobs!r}")
     for key in params:
         if key not in mix.params:
             raise UnknownNameError(f"{name} mix parameter", key, list(mix.params) or ["(none)"])
     args = {k: (params[k] if params.get(k) is not None else default) for k, default in mix.params.items()}
     if "arrival_mean_s" in args:
+        mean = args["arrival_mean_s"]
         try:
-            args["arrival_mean_s"] = float(args["arrival_mean_s"])
-        except (TypeError, ValueError):
-            raise MixParameterError(f"arrival_mean_s must be a number, got {args['arrival_mean_s']!r}") from None
+            mean = float(mean) if isinstance(mean, str) else mean
+        except ValueError:
+            raise MixParameterError(f"arrival_mean_s must be a number, got {mean!r}") from None
+        try:
+            args["arrival_mean_s"] = check_range("arrival_mean_s", mean, 0.0, MAX_MIX_ARRIVAL_MEAN_S, " s")
+        except InputLimitError as exc:
+            raise MixParameterError(str(exc)) from None
         if not args["arrival_mean_s"] > 0:
-            raise MixParameterError(f"arrival_mean_s must be > 0, got {args['arrival_mean_s']!r}")
+            raise MixParameterError(f"arrival_mean_s must be > 0, got {mean!r}")
     rng = random.Random(seed)
     picks = mix.build(rng, jobs, **args)
     rng.shuffle(picks)
     arrivals = _arrivals(rng, jobs, args["arrival_mean_s"]) if "arrival_mean_s" in args else [0.0] * jobs
+    if arrivals[-1] > MAX_TIME_S:  # the file must load: arrival_s is bounded (docs/job-file.md)
+        raise MixParameterError(f"arrival_mean_s {args['arrival_mean_s']:g} s x {jobs} jobs puts the last arrival at "
+                                f"{arrivals[-1]:.0f} s, beyond the {MAX_TIME_S:.0f} s limit on arrival_s; use a "
+                                "smaller arrival_mean_s or fewer jobs")
     width = max(3, len(str(jobs - 1)))
     entries = [
         to_job_entry(t, name=f"{t.name}-{i:0{width}d}", arrival_s=arrivals[i])
