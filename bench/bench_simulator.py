@@ -4,11 +4,18 @@
     python bench/bench_simulator.py                      # 1k/10k/100k jobs x 1/8/1,000 GPUs
     python bench/bench_simulator.py --quick              # skip 100k jobs on 1 and 8 GPUs
     python bench/bench_simulator.py --jobs 10000 --gpus 1000 --policies greedy
+    python bench/bench_simulator.py --scale --policies greedy migm --arrivals offline
+                                       # 1k on 10, 10k on 100, 100k on 1,000 GPUs: linearity, migm/greedy
 
 Each configuration runs in a fresh child process (this script with `--one`), so that its peak
 RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) is its own and not the largest run so far.
 Job generation is not timed; `wall_s` is the `simulate(..., record_power=False)` call alone and
 `cpu_s` its process CPU time (steadier than wall time on a shared machine).
+
+`--scale` runs jobs and GPUs in proportion (`SCALE_STEPS`: 1,000 jobs on 10 GPUs, 10,000 on 100,
+100,000 on 1,000) instead of every (jobs, GPUs) pair, and adds a table of CPU microseconds per job
+(flat when cost grows linearly with jobs) and of each policy's CPU time over the first policy's
+at the same size (e.g. migm / greedy, both measured in the same invocation).
 
 The workload is a seeded synthetic mix of small scientific-like jobs (`make_jobs`): peaks of
 2-70 GiB, mostly small, run times of 30-3,000 s, varied scaling over compute slices, a hint
@@ -39,6 +46,7 @@ from migsched.run import simulate
 JOB_COUNTS = (1_000, 10_000, 100_000)
 GPU_COUNTS = (1, 8, 1_000)
 QUICK_SKIP = {(100_000, 1), (100_000, 8)}
+SCALE_STEPS = ((1_000, 10), (10_000, 100), (100_000, 1_000))
 DEFAULT_MODEL = "A100-80GB"
 DEFAULT_LAYOUT = "3g.40gb@4,2g.20gb@2,1g.10gb@0,1g.10gb@1"  # 4 instances, all 7 compute slices
 LOW_HINT_FRACTION = 0.03  # jobs whose hint is too low for their peak (OOM, then a larger instance)
@@ -157,6 +165,24 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def scale_markdown(rows: list[dict]) -> str:
+    """Per policy and size: CPU us per job, and CPU time relative to the first policy's."""
+    done = [r for r in rows if "skipped" not in r]
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    sizes = list(dict.fromkeys((r["jobs"], r["gpus"], r["arrivals"]) for r in rows))
+    by = {(r["policy"], r["jobs"], r["gpus"], r["arrivals"]): r for r in done}
+    head = "| arrivals | jobs | GPUs | " + " | ".join(f"{p} CPU us/job" for p in policies)
+    head += "".join(f" | {p} / {policies[0]}" for p in policies[1:]) + " |"
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for n, g, arr in sizes:
+        cells = [f"{by[(p, n, g, arr)]['cpu_s'] / n * 1e6:,.0f}" if (p, n, g, arr) in by else "-" for p in policies]
+        base = by.get((policies[0], n, g, arr))
+        ratios = [f"{by[(p, n, g, arr)]['cpu_s'] / base['cpu_s']:.2f}" if base and (p, n, g, arr) in by else "-"
+                  for p in policies[1:]]
+        out.append(f"| {arr} | {n:,} | {g:,} | " + " | ".join(cells + ratios) + " |")
+    return "\n".join(out)
+
+
 def _write_json(path: Path, doc: dict) -> None:
     """Write the results so far (after every run, so an interrupted sweep keeps what it measured)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="skip 100k jobs on 1 and 8 GPUs (reported as skipped)")
+    ap.add_argument("--scale", action="store_true",
+                    help="jobs and GPUs in proportion (1k/10, 10k/100, 100k/1,000) plus a linearity table")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per run before it is reported as timed out")
     ap.add_argument("--json", type=Path, default=Path("bench/results.json"))
     ap.add_argument("--md", type=Path, help="also write the Markdown table here")
@@ -202,34 +230,36 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     for policy in _available_policies(a.policies):
         for arrivals in a.arrivals:
-            for n in a.jobs:
-                for g in a.gpus:
-                    base = {"jobs": n, "gpus": g, "policy": policy, "arrivals": arrivals}
-                    if a.quick and (n, g) in QUICK_SKIP:
-                        rows.append({**base, "skipped": "--quick"})
-                        print(f"{policy} {arrivals} {n} jobs {g} GPUs: skipped (--quick)", flush=True)
-                        continue
-                    cmd = [sys.executable, os.path.abspath(__file__), "--one", "--jobs", str(n), "--gpus", str(g),
-                           "--policies", policy, "--arrivals", arrivals, "--seed", str(a.seed),
-                           "--model", a.model, "--layout", a.layout]
-                    try:
-                        p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
-                    except subprocess.TimeoutExpired:
-                        rows.append({**base, "skipped": f"timed out after {a.timeout:.0f} s"})
-                        print(f"{policy} {arrivals} {n} jobs {g} GPUs: timed out", flush=True)
-                        continue
-                    if p.returncode != 0:
-                        err = (p.stderr.strip().splitlines() or ["?"])[-1]
-                        rows.append({**base, "skipped": f"error: {err}"})
-                        print(f"{policy} {arrivals} {n} jobs {g} GPUs: error: {err}", flush=True)
-                        continue
-                    r = json.loads(p.stdout.strip().splitlines()[-1])
-                    rows.append(r)
-                    _write_json(a.json, {"command": command, "date": date, "machine": mach, "results": rows})
-                    print(f"{policy} {arrivals} {n} jobs {g} GPUs: {r['wall_s']:.2f} s ({r['cpu_s']:.2f} s CPU), "
-                          f"{r['jobs_per_s']:,.0f} jobs/s, {r['events_per_s']:,.0f} events/s, "
-                          f"{r['peak_rss_mib']:.0f} MiB", flush=True)
+            pairs = SCALE_STEPS if a.scale else [(n, g) for n in a.jobs for g in a.gpus]
+            for n, g in pairs:
+                base = {"jobs": n, "gpus": g, "policy": policy, "arrivals": arrivals}
+                if a.quick and (n, g) in QUICK_SKIP:
+                    rows.append({**base, "skipped": "--quick"})
+                    print(f"{policy} {arrivals} {n} jobs {g} GPUs: skipped (--quick)", flush=True)
+                    continue
+                cmd = [sys.executable, os.path.abspath(__file__), "--one", "--jobs", str(n), "--gpus", str(g),
+                       "--policies", policy, "--arrivals", arrivals, "--seed", str(a.seed),
+                       "--model", a.model, "--layout", a.layout]
+                try:
+                    p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
+                except subprocess.TimeoutExpired:
+                    rows.append({**base, "skipped": f"timed out after {a.timeout:.0f} s"})
+                    print(f"{policy} {arrivals} {n} jobs {g} GPUs: timed out", flush=True)
+                    continue
+                if p.returncode != 0:
+                    err = (p.stderr.strip().splitlines() or ["?"])[-1]
+                    rows.append({**base, "skipped": f"error: {err}"})
+                    print(f"{policy} {arrivals} {n} jobs {g} GPUs: error: {err}", flush=True)
+                    continue
+                r = json.loads(p.stdout.strip().splitlines()[-1])
+                rows.append(r)
+                _write_json(a.json, {"command": command, "date": date, "machine": mach, "results": rows})
+                print(f"{policy} {arrivals} {n} jobs {g} GPUs: {r['wall_s']:.2f} s ({r['cpu_s']:.2f} s CPU), "
+                      f"{r['jobs_per_s']:,.0f} jobs/s, {r['events_per_s']:,.0f} events/s, "
+                      f"{r['peak_rss_mib']:.0f} MiB", flush=True)
     table = markdown(rows)
+    if a.scale:
+        table += "\n\n" + scale_markdown(rows)
     print()
     print(table)
     _write_json(a.json, {"command": command, "date": date, "machine": mach, "results": rows})

@@ -30,6 +30,8 @@ from migsched.core.events import (
     Launch,
     MemorySample,
 )
+from migsched.core.events import KillReason
+from migsched.core.policy import Policy
 from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel
 from migsched.partition.layout import Layout
@@ -47,6 +49,9 @@ class Script:
         fail_launch: job id -> (reason, permanent) for launches that fail (once each).
         instances: per GPU index, instances that exist at discovery.
         samples_mib: per job id, memory reported in each sample.
+        save_s: how long a checkpoint (`Kill(checkpoint=True)`) takes to save and exit.
+        save_fails: job ids whose save does not end within their grace period (they are
+            killed then, without a checkpoint).
     """
 
     run_s: dict[str, float] = field(default_factory=dict)
@@ -58,6 +63,8 @@ class Script:
     instances: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
     samples_mib: dict[str, float] = field(default_factory=dict)
     create_s: float = 1.0
+    save_s: float = 1.0
+    save_fails: set[str] = field(default_factory=set)
 
 
 class ScriptedBackend(Backend):
@@ -76,6 +83,8 @@ class ScriptedBackend(Backend):
         self.running: dict[str, int] = {}  # job id -> token
         self.settings: RunSettings = RunSettings(True, None)
         self.exists: set[tuple[int, int]] = set()
+        self.work: dict[str, tuple[float, float, float]] = {}  # job id -> (work starts, run s, fraction at start)
+        self.saved: dict[str, float] = {}  # job id -> fraction its checkpoint holds
 
     @property
     def clock(self) -> VirtualClock:
@@ -133,20 +142,30 @@ class ScriptedBackend(Backend):
                 t0 = now + sc.create_s  # waits for a create issued at the same time
                 self._n += 1
                 token = self.running[a.job_id] = self._n
+                f0 = self.saved.pop(a.job_id, 0.0) if a.resume else 0.0
+                self.work[a.job_id] = (t0, sc.run_s.get(a.job_id, sc.default_run_s), f0)
                 self._push(t0, JobStarted(t0, a.job_id, a.gpu, a.start))
                 if self.settings and self.settings.sample_interval_s and a.job_id in sc.samples_mib:
                     t = t0 + self.settings.sample_interval_s
                     while t < t0 + sc.run_s.get(a.job_id, sc.default_run_s):
                         self._push(t, MemorySample(t, a.job_id, sc.samples_mib[a.job_id], t - t0))
                         t += self.settings.sample_interval_s
-                t1 = t0 + sc.run_s.get(a.job_id, sc.default_run_s)
+                t1 = t0 + (1.0 - f0) * sc.run_s.get(a.job_id, sc.default_run_s)
                 self._push(t1, _Exit(t1, a.job_id, token, sc.status.get(a.job_id, ExitStatus.OK)))
             elif isinstance(a, Kill):
                 if a.job_id not in self.running or self.running[a.job_id] == -1:
                     self._push(now, ActionFailed(now, a, f"{a.job_id!r} is not running"))
                     continue
                 self.running[a.job_id] = -1
-                self._push(now + 0.5, JobExited(now + 0.5, a.job_id, ExitStatus.KILLED))
+                if a.checkpoint and a.job_id in sc.save_fails:
+                    self._push(now + 30.0, JobExited(now + 30.0, a.job_id, ExitStatus.KILLED, detail="save too slow"))
+                elif a.checkpoint:  # saves the work done so far
+                    t0, run_s, f0 = self.work[a.job_id]
+                    f = self.saved[a.job_id] = min(1.0, f0 + max(0.0, now - t0) / run_s)
+                    t = now + sc.save_s
+                    self._push(t, JobExited(t, a.job_id, ExitStatus.KILLED, checkpointed=True, progress=f))
+                else:
+                    self._push(now + 0.5, JobExited(now + 0.5, a.job_id, ExitStatus.KILLED))
 
     def poll(self, until_s: float) -> list[Event] | None:
         while self._heap and self._heap[0][0] <= until_s:
@@ -179,3 +198,41 @@ class _Exit:
     job_id: str
     token: int
     status: ExitStatus
+
+
+class MovePolicy(Policy):
+    """A test policy that moves one job: it runs the queue head on `first` at slot 0 of GPU 0,
+    stops it at `at_s` (`Kill(MOVE, checkpoint=...)`) and runs it again on `then` there.
+
+    `view` is the core's view at the latest call, for tests to read the jobs from.
+    """
+
+    name = "test-move"
+
+    def __init__(self, first: str, then: str, at_s: float, checkpoint: bool = True) -> None:
+        self.first, self.then, self.at_s, self.checkpoint = first, then, at_s, checkpoint
+        self.moved = False
+        self.view = None
+
+    def schedule(self, view):
+        self.view = view
+        if view.now_s >= self.at_s and not self.moved:
+            for job in view.running.values():
+                if job.launched_s is not None and not job.killing:
+                    self.moved = True
+                    return [Kill(job.job_id, KillReason.MOVE, checkpoint=self.checkpoint)]
+        if not view.queue:
+            return []
+        job = view.queue[0]
+        want = self.then if job.attempts else self.first
+        inst = next((i for i in view.gpus[0].layout.instances if i.start == 0), None)
+        if inst is None:
+            return [CreateInstance(0, want, 0)]
+        if inst.busy:
+            return []
+        if inst.profile.name != want:
+            return [DestroyInstance(0, 0)]
+        return [Launch(job.job_id, 0, 0)]
+
+    def wake_at_s(self, view):
+        return None if self.moved else self.at_s

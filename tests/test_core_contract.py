@@ -166,7 +166,7 @@ def test_migm_blocked_restart_fires_at_its_wait_whatever_the_sample_interval(sam
                    "speedup": {1: 0.2, 2: 0.4, 3: 0.6, 4: 0.7, 7: 1.0}}, "hint_gib": 4.0},
         {"name": "big", "class": "scientific", "hint_gib": 70.0, "arrival_s": 1.0,
          "model": {"runtime_s": 100.0, "peak_gib": 70.0, "speedup": {1: 1.0}, "startup_s": 0.0}}]})
-    r = simulate(jobs, A80, policy="migm", costs=SimCosts(sample_interval_s=sample_s))
+    r = simulate(jobs, A80, policy="migm", spare_share=0.0, costs=SimCosts(sample_interval_s=sample_s))
     killed = [s for s in r.timeline.jobs if s.label == "long-train" and s.outcome.startswith("killed")]
     assert r.policy_summary.get("blocked_restarts") == 1 and len(killed) == 1
     assert killed[0].t1_s == pytest.approx(301.0 + SimCosts().kill_s)

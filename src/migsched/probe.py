@@ -18,6 +18,18 @@ history is the scheduler's business). Readings are rate-limited (at most one wri
 
 This module imports only the standard library and never imports torch: if the job already
 imported torch and CUDA is available, `report` fills in the CUDA allocator's numbers itself.
+
+Checkpoints (jobs with `checkpoint:` in the job file, docs/checkpoint.md): `checkpoint_dir()` is
+where to save (it persists across the job's attempts), `resuming()` says whether to load from it,
+and `checkpoint_requested()` turns True once the scheduler sent the job's checkpoint signal:
+
+    if probe.resuming():
+        step = load(probe.checkpoint_dir())
+    while step < total:
+        train_step(); step += 1
+        if probe.checkpoint_requested():
+            save(probe.checkpoint_dir(), step)
+            sys.exit(0)
 """
 
 from __future__ import annotations
@@ -30,9 +42,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROBE_ENV = "MIGSCHED_PROBE_FILE"
+RESUME_ENV = "MIGSCHED_RESUME"  # "1": load the checkpoint; "0": start from zero
+CHECKPOINT_DIR_ENV = "MIGSCHED_CHECKPOINT_DIR"  # the job's checkpoint folder, kept across attempts
+CHECKPOINT_SIGNAL_ENV = "MIGSCHED_CHECKPOINT_SIGNAL"  # the signal's name, e.g. "SIGTERM"
 MIN_INTERVAL_S = 0.2
 _last_write_s = -float("inf")
 _warned = False
+_checkpoint_asked = False
+_watched: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +147,51 @@ def _write(path: Path, reading: dict[str, object]) -> bool:
     return True
 
 
+def checkpoint_dir() -> Path | None:
+    """Where the job saves its checkpoint (the same folder in every attempt); None outside a
+    checkpointable job run by migsched."""
+    path = os.environ.get(CHECKPOINT_DIR_ENV)
+    return Path(path) if path else None
+
+
+def resuming() -> bool:
+    """True when this run should continue from the checkpoint in `checkpoint_dir()`: the previous
+    attempt exited after the checkpoint signal. (If it left no checkpoint there, start from zero.)"""
+    return os.environ.get(RESUME_ENV) == "1"
+
+
+def watch_checkpoint() -> int:
+    """Install the handler that `checkpoint_requested` reads (idempotent); returns the signal number.
+
+    The signal is the job's `checkpoint.signal` (exported as `MIGSCHED_CHECKPOINT_SIGNAL`;
+    SIGTERM outside migsched). Call it early: a signal that comes before the handler is installed
+    ends the program with the signal's default action (and its progress is lost).
+    """
+    import signal
+
+    global _watched
+    if _watched is None:
+        name = os.environ.get(CHECKPOINT_SIGNAL_ENV) or "SIGTERM"
+        signum = getattr(signal, name, None)
+        if not isinstance(signum, signal.Signals):
+            raise ValueError(f"{CHECKPOINT_SIGNAL_ENV}={name!r} is not a signal; "
+                             "use SIGTERM, SIGINT, SIGUSR1 or SIGUSR2")
+
+        def asked(number: int, frame: object) -> None:
+            global _checkpoint_asked
+            _checkpoint_asked = True
+
+        signal.signal(signum, asked)
+        _watched = int(signum)
+    return _watched
+
+
+def checkpoint_requested() -> bool:
+    """True once the scheduler asked the job to save and exit (installs the handler on first use)."""
+    watch_checkpoint()
+    return _checkpoint_asked
+
+
 def _number(value: object, *, integer: bool = False) -> float | int | None:
     if value is None:
         return None
@@ -206,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         except (ProcessLookupError, PermissionError):
             pass
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):  # checkpoint signals too
+        signal.signal(signum, forward)
     named = pattern.groupindex
     last: tuple[float | int, float | int | None] | None = None
     written = True

@@ -133,13 +133,14 @@ class Backend(ABC):
     default_sample_interval_s: float = 2.0
 
     def recover(self, spec: JobSpec, attempt: int, gpu: int, start: int, handle: str, *,
-                launched_s: float | None = None, stopping: bool = False) -> Recovery:
+                launched_s: float | None = None, stopping: bool = False, checkpoint: bool = False) -> Recovery:
         """After a scheduler restart: what became of attempt `attempt` of the job `spec`.
 
         Only backends with `capabilities.resume` implement it; a found process is adopted and
         reports its events from then on (its elapsed time counted from `launched_s`). With
         `stopping`, the previous scheduler had decided to kill it: the backend stops it again,
-        and a signal exit is reported as killed.
+        and a signal exit is reported as killed (`checkpoint`: that kill asked for a checkpoint,
+        so the job's checkpoint signal is sent again and an exit in time is `checkpointed`).
         """
         raise NotImplementedError(f"backend {self.name!r} cannot resume runs")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from migsched.core.sampling import SamplePlan
 from migsched.jobs.model import JobSpec
 
 
@@ -98,7 +99,10 @@ class JobExited:
     """The job's process ended; `peak_mib` is the most memory it was seen to use.
 
     `attempt` is the `Launch.attempt` that started it (0: not given); an exit of an older
-    attempt than the job's current one is ignored.
+    attempt than the job's current one is ignored. `checkpointed` answers a `Kill` with
+    `checkpoint=True`: the program exited after the checkpoint signal, within its grace period
+    (status KILLED), so its state is saved; `progress` is the fraction of its work that state
+    holds, when the backend knows it (docs/checkpoint.md).
     """
 
     time_s: float
@@ -107,6 +111,8 @@ class JobExited:
     peak_mib: float = 0.0
     detail: str = ""
     attempt: int = 0
+    checkpointed: bool = False
+    progress: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +129,21 @@ class ActionFailed:
     permanent: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class GpuLost:
+    """A GPU is gone for the rest of the run (its node died or left a cluster: the `ray` backend).
+
+    The core requeues the jobs placed on it (as killed, or as not started) and fences it: its
+    layout becomes one busy instance covering every slot, so no policy places anything there.
+    """
+
+    time_s: float
+    gpu: int
+    reason: str
+
+
 Event = (JobArrived | InstanceCreated | InstanceDestroyed | JobStarted | MemorySample | JobExited
-         | ActionFailed)
+         | ActionFailed | GpuLost)
 
 
 # ---- actions (core -> backend) ----------------------------------------------------------------
@@ -149,9 +168,12 @@ class DestroyInstance:
 class Launch:
     """Start `job_id` on the instance at (`gpu`, `start`).
 
-    Policies give the first three fields; the core fills in `attempt` (1 for the first run) and
+    Policies give the first three fields; the core fills in `attempt` (1 for the first run),
     `spec`, the job's launch description (command, env, cwd), which is all a backend learns of a
-    job and only when it launches it.
+    job and only when it launches it, and `resume`: True when the job's latest run saved a
+    checkpoint, so this run continues from it (the program is told so, docs/checkpoint.md).
+    `samples` (filled in by the core from `Policy.sample_plan`) says when to sample this
+    attempt's memory (`core.sampling`); None: not given, the backend's `RunSettings` decide.
     """
 
     job_id: str
@@ -159,6 +181,8 @@ class Launch:
     start: int
     attempt: int = 0
     spec: JobSpec | None = field(default=None, compare=False, repr=False)
+    resume: bool = False
+    samples: SamplePlan | None = field(default=None, compare=False, repr=False)
 
 
 class KillReason(StrEnum):
@@ -166,14 +190,24 @@ class KillReason(StrEnum):
 
     EARLY_RESTART = "early-restart"
     PREEMPT = "preempt"
+    MOVE = "move"  # to run it again on another instance (with `checkpoint`: keeping its progress)
 
 
 @dataclass(frozen=True, slots=True)
 class Kill:
-    """Stop a running job; the backend answers with `JobExited(status=KILLED)`."""
+    """Stop a running job; the backend answers with `JobExited(status=KILLED)`.
+
+    `checkpoint=True` (only for a job whose spec has `checkpoint`) asks the program to save its
+    state first: the backend sends the job's checkpoint signal and waits up to its `grace_s`.
+    An exit within the grace period comes back `checkpointed` and the job is queued again with
+    its progress; otherwise it is SIGKILLed and restarts from zero. A checkpoint is a stop,
+    so it shares the kill's bookkeeping (in flight, resumed after a scheduler restart), and a
+    backend that cannot checkpoint degrades to a plain kill that says so (docs/checkpoint.md).
+    """
 
     job_id: str
     reason: KillReason = KillReason.EARLY_RESTART
+    checkpoint: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,10 @@ raises `SchedulingError` on a broken contract.
 
 Simple policies subclass `Policy` and implement `schedule(view)` (and `on_memory_sample` if they
 want samples); `Policy.decide` calls them. Policies that keep their own indexes read `changes`.
+
+Memory samples come on demand (`core.sampling`): a policy with `wants_memory_samples` is asked
+`sample_plan(job)` at every launch, and the backend samples that attempt only as the plan says.
+The default plan follows `sample_interval_s`: dense early, geometrically sparser later, capped.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from migsched.core.events import Action, ActionFailed, MemorySample
+from migsched.core.sampling import DEFAULT_PLAN, NO_SAMPLES, SamplePlan
 from migsched.core.state import ClusterView, JobView
 
 
@@ -83,7 +88,8 @@ class Policy(ABC):
         name: the registry name (`--policy NAME`).
         mig_enabled: False for policies that run GPUs with MIG off (the serial baseline).
         wants_memory_samples: True to receive memory samples (they cost simulator events and
-            real sampling); `sample_interval_s` is the period asked for (None: the backend's).
+            real sampling); `sample_interval_s` is the base period asked for (None: the
+            backend's); `sample_plan` says per attempt when (default: `DEFAULT_PLAN`).
         clairvoyant: True for references that read ground truth (never offered for real runs).
     """
 
@@ -116,6 +122,17 @@ class Policy(ABC):
         """React to a running job's memory sample (e.g. early restart). Default: nothing."""
         return []
 
+    def sample_plan(self, job: JobView) -> SamplePlan:
+        """When to sample the attempt of `job` that is being launched (`NO_SAMPLES`: never).
+
+        Default: nothing without `wants_memory_samples`; else `DEFAULT_PLAN` on the base period
+        (`sample_interval_s`, which reaches the backend as `RunSettings.sample_interval_s`):
+        the first 8 samples one period apart, then each gap twice the previous one, at most 24.
+        Override to sample a job more (a forecast is close to its instance's memory) or less (its
+        family's peak is known).
+        """
+        return DEFAULT_PLAN if self.wants_memory_samples else NO_SAMPLES
+
     def wake_at_s(self, view: ClusterView) -> float | None:
         """When to be called again even without events (None: only on events)."""
         return None
@@ -125,4 +142,4 @@ class Policy(ABC):
         return {}
 
 
-__all__ = ["Changes", "Decision", "Policy"]
+__all__ = ["Changes", "Decision", "Policy", "SamplePlan"]

@@ -22,12 +22,11 @@ Mechanism that is the same for every policy lives here, not in policies:
 
 from __future__ import annotations
 
-import bisect
-import dataclasses
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from migsched.core.apply import apply_action, enqueue
 from migsched.core.backend import GpuInfo
 from migsched.core.discovery import build_gpu_views
 from migsched.core.events import (
@@ -37,6 +36,7 @@ from migsched.core.events import (
     DestroyInstance,
     Event,
     ExitStatus,
+    GpuLost,
     InstanceCreated,
     InstanceDestroyed,
     JobArrived,
@@ -53,7 +53,7 @@ from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView
 from migsched.core.timeline import Timeline
 from migsched.errors import MigschedError, SchedulingError
 from migsched.jobs.model import JobSpec
-from migsched.partition.layout import Layout
+from migsched.partition.layout import Instance, Layout
 
 _MAX_ROUNDS = 1_000_000  # policy calls per handle(): a policy that never settles is a bug
 MAX_LAUNCH_FAILURES = 10  # launches of one job the backend could not carry out before it fails
@@ -68,6 +68,7 @@ class Counters:
     reconfigurations: int = 0  # GPU-instance creates + destroys after setup
     wasted_gpu_s: float = 0.0  # run time lost to OOM and kills, weighted by the instance's compute share
     failed_actions: int = 0    # actions the backend could not carry out
+    checkpoints: int = 0       # kills that saved the job's state (moves that kept its progress)
 
 
 @dataclass(slots=True)
@@ -164,11 +165,12 @@ class SchedulerCore:
     def restore_job(self, spec: JobSpec, *, seq: int, arrived_s: float, state: JobState,
                     attempts: Sequence[Attempt] = (), gpu: int | None = None, start: int | None = None,
                     launched_s: float | None = None, failure: str | None = None,
-                    finished_s: float | None = None, killing: str = "") -> JobView:
+                    finished_s: float | None = None, killing: str = "", checkpointing: bool = False) -> JobView:
         """Re-create a job known from a previous session of the run (`--resume`).
 
         A running job must sit on an instance the backend reported; the instance becomes busy;
-        `killing` is the reason of a kill the previous session had decided and not seen end.
+        `killing` is the reason of a kill the previous session had decided and not seen end
+        (`checkpointing`: that kill asked for a checkpoint).
         Instances no restored job owns stay idle: they are free for the policy to use or destroy.
         """
         v = self.view
@@ -189,7 +191,7 @@ class SchedulerCore:
             job.state = JobState.RUNNING
             job.gpu, job.start, job.profile = gpu, start, inst.profile
             job.launched_s = job.placed_s = launched_s
-            job.killing = killing
+            job.killing, job.checkpointing = killing, checkpointing and bool(killing)
             v.running[job.job_id] = job
             self.timeline.job_up(launched_s or v.now_s, job.job_id, gpu, start, inst.profile.size,
                                  inst.profile.compute_slices)
@@ -241,6 +243,25 @@ class SchedulerCore:
             self.counters.failed_actions += 1
             log.failed.append(ev)
             self._failed(ev, log)
+        elif isinstance(ev, GpuLost):
+            self._gpu_lost(ev, log)
+
+    def _gpu_lost(self, ev: GpuLost, log: _Log) -> None:
+        """A GPU that is gone (`GpuLost`): requeue what was placed on it, then fence it with one
+        busy instance over every slot, so that no policy places or creates anything there."""
+        v = self.view
+        g = v.gpus[ev.gpu]
+        for job in [j for j in v.running.values() if j.gpu == ev.gpu]:
+            if job.launched_s is None:
+                self._not_started(job, f"GPU {ev.gpu} was lost: {ev.reason}", False, log)
+            elif self._exited(JobExited(ev.time_s, job.job_id, ExitStatus.KILLED, 0.0, ev.reason, job.attempt)):
+                log.ended.append(job)
+        for inst in g.layout.instances:
+            self.timeline.instance_down(ev.time_s, g.index, inst.start)
+        g.creating.clear()
+        g.destroying.clear()
+        fence = g.model.largest if g.mig else g.model.whole_gpu
+        self._set_layout(g, Layout(g.model, (Instance(fence, fence.starts[0], busy=True),)))
 
     def _exited(self, ev: JobExited) -> bool:
         v = self.view
@@ -253,8 +274,9 @@ class SchedulerCore:
         reason = job.killing
         outcome = ev.status.value if ev.status is not ExitStatus.KILLED else f"killed:{reason or 'killed'}"
         peak = max(ev.peak_mib, max((s.used_mib for s in job.samples), default=0.0))
+        saved = _saved_progress(job, ev)
         job.attempts.append(Attempt(job.gpu, job.start, job.profile.name, job.profile.memory_mib,
-                                    launched, ev.time_s, outcome, peak))
+                                    launched, ev.time_s, outcome, peak, saved))
         self.timeline.job_down(ev.time_s, job.job_id, outcome)
         profile = self._unplace(job)
         lost_s = (ev.time_s - launched) * profile.compute_slices / gpu.model.compute_slices
@@ -275,8 +297,11 @@ class SchedulerCore:
             else:
                 self.counters.oom_restarts += 1
                 self._enqueue(job)
-        else:  # killed
-            self.counters.wasted_gpu_s += lost_s
+        else:  # killed (with a checkpoint: its work is kept, `JobView.saved_progress`)
+            if saved is not None:
+                self.counters.checkpoints += 1
+            else:
+                self.counters.wasted_gpu_s += lost_s
             if reason == KillReason.EARLY_RESTART.value:
                 self.counters.early_restarts += 1
             self._enqueue(job)
@@ -287,12 +312,13 @@ class SchedulerCore:
         v = self.view
         assert job.gpu is not None and job.start is not None and job.profile is not None
         gpu = v.gpus[job.gpu]
-        self._set_layout(gpu, gpu.layout.mark(job.start, False))
+        self._set_layout(gpu, gpu.layout.mark(job.start, False), busy_only=True)
         v.running.pop(job.job_id, None)
         profile = job.profile
         job.gpu = job.start = job.profile = job.launched_s = job.placed_s = None
         job.samples = []
         job.killing = ""
+        job.checkpointing = False
         return profile
 
     def _failed(self, ev: ActionFailed, log: _Log) -> None:
@@ -318,7 +344,7 @@ class SchedulerCore:
         elif isinstance(a, Kill):
             job = v.jobs.get(a.job_id)
             if job is not None:
-                job.killing = ""
+                job.killing, job.checkpointing = "", False
 
     def _undo_create(self, g: GpuView, start: int, log: _Log, reason: str) -> None:
         if start not in g.creating:
@@ -353,89 +379,25 @@ class SchedulerCore:
 
     # ---- actions --------------------------------------------------------------------------
     def _apply_all(self, actions: Iterable[Action]) -> list[Action]:
-        return [self._apply(a) for a in actions]
-
-    def _apply(self, a: Action) -> Action:
-        v = self.view
-        try:
-            if isinstance(a, CreateInstance):
-                gpu = self._mig_gpu(a.gpu)
-                self._set_layout(gpu, gpu.layout.with_instance(gpu.model.profile(a.profile), a.start))
-                gpu.creating.add(a.start)
-                self._count_reconf()
-            elif isinstance(a, DestroyInstance):
-                gpu = self._mig_gpu(a.gpu)
-                profile = gpu.layout.instance_at(a.start).profile
-                self._set_layout(gpu, gpu.layout.release(a.start))
-                gpu.creating.discard(a.start)
-                gpu.destroying[a.start] = profile
-                self._count_reconf()
-            elif isinstance(a, Launch):
-                job = v.jobs.get(a.job_id)
-                if job is None or job.state is not JobState.QUEUED:
-                    raise SchedulingError(f"cannot launch {a.job_id!r}: it is not queued")
-                gpu = v.gpus[a.gpu]
-                inst = gpu.layout.instance_at(a.start)
-                if inst.busy:
-                    raise SchedulingError(f"cannot launch {a.job_id!r} on busy {inst} of GPU {a.gpu}")
-                self._set_layout(gpu, gpu.layout.mark(a.start, True))
-                self._dequeue(job)
-                job.state = JobState.RUNNING
-                job.gpu, job.start, job.profile = a.gpu, a.start, inst.profile
-                job.placed_s = v.now_s
-                v.running[job.job_id] = job
-                return dataclasses.replace(a, attempt=job.attempt, spec=job.spec)
-            elif isinstance(a, Kill):
-                job = v.running.get(a.job_id)
-                if job is None:
-                    raise SchedulingError(f"cannot kill {a.job_id!r}: it is not running")
-                if job.killing:
-                    raise SchedulingError(f"cannot kill {a.job_id!r}: a kill ({job.killing}) is already under way")
-                job.killing = a.reason.value
-            elif isinstance(a, Reject):
-                job = v.jobs.get(a.job_id)
-                if job is None or job.state is not JobState.QUEUED:
-                    raise SchedulingError(f"cannot reject {a.job_id!r}: it is not queued")
-                self._dequeue(job)
-                job.state = JobState.FAILED
-                job.failure = a.reason
-                job.finished_s = v.now_s
-            else:
-                raise SchedulingError(f"unknown action {a!r}")
-        except SchedulingError:
-            raise
-        except MigschedError as exc:
-            raise SchedulingError(f"policy {self.policy.name!r} action {a} is illegal: {exc}") from exc
-        return a
-
-    def _mig_gpu(self, index: int) -> GpuView:
-        gpu = self.view.gpus[index]
-        if not gpu.mig:
-            raise SchedulingError(f"GPU {index} runs with MIG off; it has no GPU instances to change")
-        return gpu
+        return [apply_action(self, a) for a in actions]
 
     def _count_reconf(self) -> None:
         if self._setup_done:
             self.counters.reconfigurations += 1
 
-    def _set_layout(self, gpu: GpuView, layout: Layout) -> None:
-        self.view.set_layout(gpu.index, layout)
+    def _set_layout(self, gpu: GpuView, layout: Layout, *, busy_only: bool = False) -> None:
+        self.view.set_layout(gpu.index, layout, busy_only=busy_only)
 
     def _enqueue(self, job: JobView) -> None:
-        job.state = JobState.QUEUED
-        q = self.view.queue
-        if not q or q[-1].seq < job.seq:
-            q.append(job)  # an arrival: the latest seq so far
-        else:
-            bisect.insort(q, job, key=lambda j: j.seq)  # a restart keeps its FIFO place
+        enqueue(self.view, job)
 
-    def _dequeue(self, job: JobView) -> None:
-        q = self.view.queue
-        if q and q[0] is job:
-            q.popleft()  # the usual case: FIFO policies start the head job
-            return
-        i = bisect.bisect_left(q, job.seq, key=lambda j: j.seq)
-        if i < len(q) and q[i] is job:
-            del q[i]
-        else:
-            q.remove(job)
+
+def _saved_progress(job: JobView, ev: JobExited) -> float | None:
+    """What a checkpointed exit saved: the backend's figure, else the job's last progress report,
+    else where this run began; None unless the exit answers a checkpoint (docs/checkpoint.md)."""
+    if not (ev.status is ExitStatus.KILLED and ev.checkpointed and job.checkpointing):
+        return None
+    if ev.progress is not None:
+        return ev.progress
+    reported = next((s.progress for s in reversed(job.samples) if s.progress is not None), None)
+    return reported if reported is not None else (job.saved_progress or 0.0)

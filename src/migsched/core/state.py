@@ -42,7 +42,9 @@ class Attempt:
     """One run of a job on an instance and how it ended.
 
     `peak_mib` is the most memory seen; for an OOM it is at least the instance's memory, so the
-    job is known to need more than `memory_mib`.
+    job is known to need more than `memory_mib`. `saved_progress` is set when the attempt ended
+    with a checkpoint (`Kill(checkpoint=True)` answered in time): the fraction of the job's work
+    its saved state holds (0.0 when the backend could not tell); None when it saved nothing.
     """
 
     gpu: int
@@ -53,6 +55,7 @@ class Attempt:
     ended_s: float
     outcome: str  # ok | oom | killed:<reason> | failed | launch-failed (never started; queued again)
     peak_mib: float
+    saved_progress: float | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -73,6 +76,7 @@ class JobView:
     finished_s: float | None = None
     failure: str | None = None
     killing: str = ""  # the kill reason while a Kill is in flight
+    checkpointing: bool = False  # the Kill in flight asked for a checkpoint
 
     @property
     def job_id(self) -> str:
@@ -93,6 +97,28 @@ class JobView:
     def attempt(self) -> int:
         """The number of the current (or next) attempt, 1 for the first run."""
         return len(self.attempts) + 1
+
+    @property
+    def checkpointable(self) -> bool:
+        """True when the job can save its state and resume (its spec has `checkpoint`)."""
+        return self.spec.checkpoint is not None
+
+    @property
+    def saved_progress(self) -> float | None:
+        """The fraction of work its next run resumes from, or None when it starts from zero.
+
+        That of the latest attempt that ran (an attempt that never started keeps the checkpoint);
+        any run that ended without a checkpoint (OOM, kill, a save past its grace) loses it.
+        """
+        for a in reversed(self.attempts):
+            if a.outcome != "launch-failed":
+                return a.saved_progress
+        return None
+
+    @property
+    def moves(self) -> int:
+        """How many of its runs ended with a checkpoint (moves that kept its progress)."""
+        return sum(1 for a in self.attempts if a.saved_progress is not None)
 
     @property
     def needs_more_than_mib(self) -> float:
@@ -224,8 +250,12 @@ class ClusterView:
         self._fits = [_fitting(geo, k) if g.mig else frozenset()
                       for g, k, geo in zip(self.gpus, self._keys, self._geoms)]
 
-    def set_layout(self, index: int, layout: Layout) -> None:
-        """Give GPU `index` a new layout, keeping `groups`, `idle_groups` and the fit index."""
+    def set_layout(self, index: int, layout: Layout, *, busy_only: bool = False) -> None:
+        """Give GPU `index` a new layout, keeping `groups`, `idle_groups` and the fit index.
+
+        `busy_only`: the caller knows that only busy flags changed (a launch or an exit), so the
+        room for new instances is the same and the fit index is left alone.
+        """
         gpu = self.gpus[index]
         old = self._state_keys[index]
         members = self.groups.get(old)
@@ -242,7 +272,7 @@ class ClusterView:
             if _has_idle(new):
                 self.idle_groups[new] = members
         members.add(index)
-        if not gpu.mig:
+        if busy_only or not gpu.mig:
             return
         key = layout.key
         if key == self._keys[index]:

@@ -88,7 +88,8 @@ class StoreRecorder:
             # where the attempt's end sent the job (the policy may have launched it again since)
             went = job.state.value if job.state in (JobState.DONE, JobState.FAILED) else "queued"
             failure = job.failure if job.state is JobState.FAILED else None
-            st.attempt_ended(job.job_id, len(job.attempts), a.outcome, went, a.ended_s, failure, a.peak_mib)
+            st.attempt_ended(job.job_id, len(job.attempts), a.outcome, went, a.ended_s, failure, a.peak_mib,
+                             a.saved_progress if went == "queued" else None)
             st.log(a.ended_s, a.outcome, job.job_id, failure or f"-> {went}")
         if self.on_change is not None:
             self.on_change(core)
@@ -115,6 +116,7 @@ class StoreRecorder:
             elif isinstance(a, Reject):
                 st.job_failed(a.job_id, a.reason, now)
                 st.log(now, "rejected", a.job_id, a.reason)
-            elif isinstance(a, Kill):  # remembered, so that a resumed run finishes the kill
-                st.set_meta(kill_key(a.job_id), {"attempt": core.view.jobs[a.job_id].attempt, "reason": a.reason.value})
-                st.log(now, "kill", a.job_id, a.reason.value)
+            elif isinstance(a, Kill):  # remembered, so that a resumed run finishes the kill (or checkpoint)
+                st.set_meta(kill_key(a.job_id), {"attempt": core.view.jobs[a.job_id].attempt, "reason": a.reason.value,
+                                                 "checkpoint": a.checkpoint})
+                st.log(now, "checkpoint" if a.checkpoint else "kill", a.job_id, a.reason.value)

@@ -11,6 +11,10 @@ For every job the store knows:
   or failure is treated as if it had been seen live; never started -> the attempt ends as
   "launch-failed" and the job is queued again.
 
+Checkpoints survive too: an attempt that ended with one keeps its `saved_progress`, so the
+requeued job's next launch resumes; a checkpoint the previous session had asked for and not seen
+end is asked again (`recover(checkpoint=True)`).
+
 Instances the store lists are the backend's to report (the emulated ones are passed to the
 `local` backend); those no restored job owns are idle, free for the policy.
 """
@@ -54,7 +58,7 @@ def _attempts(core: SchedulerCore, rows: list[AttemptRow]) -> list[Attempt]:
         prof = _profile(core.view.gpus[r.gpu].model, r.profile)
         launched = r.started_s if r.started_s is not None else r.begun_s
         out.append(Attempt(r.gpu, r.start, prof.name, prof.memory_mib, launched, r.ended_s or launched,
-                           r.outcome, r.peak_mib))
+                           r.outcome, r.peak_mib, r.saved_progress))
     return out
 
 
@@ -75,8 +79,10 @@ def restore_core(core: SchedulerCore, backend: Backend, store: RunStore) -> Rest
         handle = process_handle(row.pid, row.pid_create_time or 0.0) if row.pid else ""
         kill = meta.get(kill_key(row.job_id))
         killing = kill["reason"] if isinstance(kill, dict) and kill.get("attempt") == row.attempt else ""
+        checkpointing = bool(killing) and bool(kill.get("checkpoint"))
+        extra = {"checkpoint": True} if checkpointing else {}  # only then: backends without checkpoints work on
         rec = backend.recover(spec, row.attempt, row.gpu, row.start, handle, launched_s=row.launched_s,
-                              stopping=bool(killing))
+                              stopping=bool(killing), **extra)
         if rec.state == "absent":
             store.attempt_ended(row.job_id, row.attempt, "launch-failed", "queued", now)
             store.log(now, "resume", row.job_id, "never started: queued again")
@@ -88,7 +94,8 @@ def restore_core(core: SchedulerCore, backend: Backend, store: RunStore) -> Rest
             continue
         launched = row.launched_s if row.launched_s is not None else (row.begun_s or now)
         core.restore_job(spec, seq=row.seq, arrived_s=spec.arrival_s, state=JobState.RUNNING, attempts=attempts,
-                         gpu=row.gpu, start=row.start, launched_s=launched, killing=killing)
+                         gpu=row.gpu, start=row.start, launched_s=launched, killing=killing,
+                         checkpointing=checkpointing)
         if row.state == "launching":
             pid, ct = parse_handle(rec.handle)
             store.attempt_started(row.job_id, row.attempt, pid, ct, launched)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from migsched.jobs.model import Describe, JobClass, JobSpec
+from migsched.jobs.model import CheckpointSpec, Describe, JobClass, JobSpec
 from migsched.store.rows import StoreError
 
 
@@ -34,6 +34,12 @@ class _DescribeDoc(_Strict):
     generated_tokens: int | None = None
 
 
+class _CheckpointDoc(_Strict):
+    signal: str
+    grace_s: float
+    resume_s: float
+
+
 class _SpecDoc(_Strict):
     job_id: str
     name: str
@@ -47,6 +53,7 @@ class _SpecDoc(_Strict):
     env: list[tuple[str, str]] = Field(default_factory=list)
     cwd: str | None = None
     describe: _DescribeDoc = Field(default_factory=_DescribeDoc)
+    checkpoint: _CheckpointDoc | None = None  # absent in stores written before checkpoints
 
 
 def _finite(where: str, value: float | None) -> None:
@@ -77,6 +84,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         "env": [[k, v] for k, v in spec.env],
         "cwd": spec.cwd,
         "describe": describe,
+        "checkpoint": None if spec.checkpoint is None else asdict(spec.checkpoint),
     }
 
 
@@ -110,4 +118,5 @@ def spec_from_dict(data: Any) -> JobSpec:
         env=tuple((k, v) for k, v in doc.env),
         cwd=doc.cwd,
         describe=Describe(**doc.describe.model_dump()),
+        checkpoint=None if doc.checkpoint is None else CheckpointSpec(**doc.checkpoint.model_dump()),
     )

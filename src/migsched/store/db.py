@@ -179,7 +179,7 @@ class RunStore:
         """The attempts of one job, oldest first (empty for an unknown job or one never launched)."""
         rows = self._live().execute(
             "SELECT job_id, attempt, gpu, start, profile, begun_s, pid, pid_create_time, started_s, ended_s, outcome, "
-            "failure, peak_mib FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,)).fetchall()
+            "failure, peak_mib, saved_progress FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,)).fetchall()
         return [AttemptRow(*r) for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -246,12 +246,14 @@ class RunStore:
         return True
 
     def attempt_ended(self, job_id: str, attempt: int, outcome: str, new_state: str, time_s: float,
-                      failure: str | None = None, peak_mib: float = 0.0) -> bool:
+                      failure: str | None = None, peak_mib: float = 0.0, saved_progress: float | None = None) -> bool:
         """Record how an attempt ended and where the job goes: 'queued' (retry), 'done' or 'failed'.
 
         `outcome` is 'ok', 'oom', 'failed' or 'killed:<reason>'; 'done' goes with 'ok' and only
-        with it. A launching attempt may end too (its launch failed). Returns False (and changes
-        nothing) for a stale call: an older attempt, or one already ended.
+        with it. A launching attempt may end too (its launch failed). `saved_progress` (0..1) is
+        set when the attempt ended with a checkpoint, which only a kill (`killed:<reason>`) that
+        requeues the job can. Returns False (and changes nothing) for a stale call: an older
+        attempt, or one already ended.
 
         Raises:
             AttemptError: unknown job, an attempt never begun, or a bad outcome/new_state.
@@ -262,6 +264,11 @@ class RunStore:
         if (new_state == "done") != (outcome == "ok"):
             raise AttemptError(f"attempt_ended: outcome {outcome!r} with new_state {new_state!r}: a job is done "
                                "exactly when its attempt ended 'ok'")
+        if saved_progress is not None and not (outcome.startswith("killed:") and new_state == "queued"
+                                               and 0.0 <= saved_progress <= 1.0):
+            raise AttemptError(f"attempt_ended: saved_progress {saved_progress!r} with outcome {outcome!r} and "
+                               f"new_state {new_state!r}: only a kill that requeues the job saves a checkpoint, "
+                               "and its progress is a fraction from 0 to 1")
         with self._write(f"attempt_ended({job_id!r}, {attempt})") as c:
             state, current = self._job(c, job_id, attempt)
             if attempt > current:
@@ -269,8 +276,9 @@ class RunStore:
                                    f"(its latest is {current})")
             if attempt < current or state not in ("launching", "running"):
                 return False
-            c.execute("UPDATE attempts SET ended_s = ?, outcome = ?, failure = ?, peak_mib = ? "
-                      "WHERE job_id = ? AND attempt = ?", (time_s, outcome, failure, peak_mib, job_id, attempt))
+            c.execute("UPDATE attempts SET ended_s = ?, outcome = ?, failure = ?, peak_mib = ?, saved_progress = ? "
+                      "WHERE job_id = ? AND attempt = ?",
+                      (time_s, outcome, failure, peak_mib, saved_progress, job_id, attempt))
             if new_state == "queued":  # back in the queue: it holds no instance and no process
                 c.execute("UPDATE jobs SET state = 'queued', gpu = NULL, start = NULL, profile = NULL, pid = NULL, "
                           "pid_create_time = NULL, begun_s = NULL, launched_s = NULL, "

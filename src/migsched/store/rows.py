@@ -94,7 +94,11 @@ class JobRow:
 
 @dataclass(frozen=True, slots=True)
 class AttemptRow:
-    """One attempt of one job (the history behind `JobRow.outcomes`)."""
+    """One attempt of one job (the history behind `JobRow.outcomes`).
+
+    `saved_progress`: the fraction of work the checkpoint this attempt saved holds (it ended with
+    a checkpoint, docs/checkpoint.md); None when it saved none.
+    """
 
     job_id: str
     attempt: int
@@ -109,6 +113,7 @@ class AttemptRow:
     outcome: str | None
     failure: str | None
     peak_mib: float
+    saved_progress: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

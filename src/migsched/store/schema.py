@@ -19,7 +19,7 @@ from pathlib import Path
 
 from migsched.store.rows import INSTANCE_STATES, JOB_STATES, SchemaVersionError, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: attempts.saved_progress (checkpoints); a version-1 store is migrated on open
 APPLICATION_ID = 0x6D696773  # b"migs": tells a migsched store from any other SQLite file
 FILE_MODE = 0o600
 SIBLINGS = ("-wal", "-shm", "-journal")
@@ -53,6 +53,7 @@ CREATE TABLE attempts (
     pid INTEGER, pid_create_time REAL, started_s REAL,
     ended_s REAL, outcome TEXT, failure TEXT,
     peak_mib REAL NOT NULL DEFAULT 0,
+    saved_progress REAL CHECK (saved_progress BETWEEN 0 AND 1),
     PRIMARY KEY (job_id, attempt)
 ) STRICT, WITHOUT ROWID;
 CREATE TABLE instances (
@@ -156,6 +157,7 @@ def open_file(path: Path) -> sqlite3.Connection:
         try:
             _check(conn, path)
             _settings(conn, path)
+            _migrate(conn)
         except BaseException:
             conn.close()
             raise
@@ -180,10 +182,32 @@ def _check(conn: sqlite3.Connection, path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{shown} is not a migsched run store (no meta table: {exc})") from None
     found = json.loads(row[0]) if row else None
-    if found != SCHEMA_VERSION:
+    if found != SCHEMA_VERSION and not (isinstance(found, int) and found in MIGRATIONS):
         if isinstance(found, int) and found > SCHEMA_VERSION:
             why = "it was written by a newer migsched; upgrade migsched to read it"
         else:
             why = "this migsched does not migrate it; finish that run with the migsched that started it"
         raise SchemaVersionError(f"run store {shown} has schema version {found!r}, but this migsched "
                                  f"supports version {SCHEMA_VERSION} only; {why}")
+
+
+# Per older schema version, the statements that bring it to the next one (in one transaction).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE attempts ADD COLUMN saved_progress REAL CHECK (saved_progress BETWEEN 0 AND 1)",),
+}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store of an older schema version (one `_check` let through) up to SCHEMA_VERSION."""
+    found = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    while found != SCHEMA_VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[found]:
+                conn.execute(statement)
+            found += 1
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (json.dumps(found),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

@@ -11,7 +11,12 @@ instance would give it, scaled down so tests stay small:
 * memory samples: RSS of the job's whole process tree (psutil), mapped back to "GPU MiB" by the
   same scale, plus the progress the job reports through `migsched.probe`;
 * energy: the simulator's power model with each job at its instance's full share (modelled,
-  and labelled so).
+  and labelled so);
+* checkpoints (jobs with `checkpoint:`): `Kill(checkpoint=True)` sends the job's signal to its
+  process group and waits up to its `grace_s`; an exit before that is `checkpointed`, after it
+  the job is SIGKILLed. Every attempt of such a job gets `MIGSCHED_CHECKPOINT_DIR` (one folder
+  per job, kept across attempts), `MIGSCHED_CHECKPOINT_SIGNAL` and `MIGSCHED_RESUME` (1 when the
+  launch resumes, else 0); docs/checkpoint.md.
 
 Processes run under a supervisor (`shim.py`) in their own session, so a SIGKILLed scheduler
 leaves them running; `recover` finds them again by pid *and* start time (or by the attempt's
@@ -24,6 +29,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +43,7 @@ from migsched.backends.sim.energy import GpuMeter
 from migsched.backends.emulated import EmulatedMig
 from migsched.core.backend import Backend, Capabilities, GpuInfo, Recovery, RunSettings
 from migsched.core.clock import WallClock
+from migsched.core.sampling import SampleCursor, SamplePlan
 from migsched.core.events import (
     Action,
     ActionFailed,
@@ -57,7 +64,8 @@ from migsched.core.events import (
 )
 from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel, Profile
-from migsched.jobs.model import JobSpec
+from migsched.jobs.model import CheckpointSpec, JobSpec
+from migsched.probe import CHECKPOINT_DIR_ENV, CHECKPOINT_SIGNAL_ENV, RESUME_ENV, read_probe
 
 _MIB = 1024 * 1024
 
@@ -72,6 +80,8 @@ class _Attempt:
     next_sample_s: float
     power_w: float
     attempt: int
+    checkpoint: CheckpointSpec | None = None
+    cursor: SampleCursor | None = None  # its memory samples (core.sampling); None: not sampled
 
 
 class LocalBackend(Backend):
@@ -167,7 +177,7 @@ class LocalBackend(Backend):
                 if run is None:
                     self._ready.append(ActionFailed(now, a, f"job {a.job_id!r} is not running here"))
                 else:
-                    run.proc.terminate(self.kill_grace_s)
+                    self._stop(run, a.checkpoint)
             elif isinstance(a, Reject):
                 pass
 
@@ -207,12 +217,15 @@ class LocalBackend(Backend):
 
     # ---- recovery ----------------------------------------------------------------------------
     def recover(self, spec: JobSpec, attempt: int, gpu: int, start: int, handle: str, *,
-                launched_s: float | None = None, stopping: bool = False) -> Recovery:
+                launched_s: float | None = None, stopping: bool = False, checkpoint: bool = False) -> Recovery:
         """Adopt attempt `attempt` of a job a previous scheduler started, or read how it ended.
 
         `stopping`: the previous scheduler had decided to kill it (early restart, preemption); an
         adopted process is stopped again and a signal exit counts as that kill, not a failure.
+        `checkpoint`: that kill asked for a checkpoint; the signal is sent again, and an exit
+        other than by SIGKILL counts as checkpointed.
         """
+        checkpoint = checkpoint and stopping and spec.checkpoint is not None
         now = self._clock.now_s()
         profile = self._profile_at(gpu, start)
         if profile is None:
@@ -221,17 +234,19 @@ class LocalBackend(Backend):
         ident = parse_process_handle(handle) or _read_pidfile(pspec) or _find_shim(pspec)
         proc = ManagedProcess.adopt(pspec, *ident) if ident else None
         if proc is not None:
-            self._track(proc, spec.job_id, attempt, gpu, start, profile, now,
-                        launched_s=launched_s if launched_s is not None else now)
+            run = self._track(proc, spec, attempt, gpu, start, profile, now,
+                              launched_s=launched_s if launched_s is not None else now)
             if stopping:
-                proc.terminate(self.kill_grace_s)
+                self._stop(run, checkpoint)
             return Recovery("running", handle=process_handle(proc.pid, proc.create_time))
         info = ManagedProcess.read_exit_record(pspec)
         if info is not None:  # it ended while no scheduler watched: at its own end time
             ended_s = min(now, max(0.0, info.ended_unix - self._clock.origin_unix))
             ev = self._exit_event(ended_s, spec.job_id, info, profile, 0, attempt)
             if stopping and ev.status in (ExitStatus.FAILED, ExitStatus.KILLED):
-                ev = JobExited(ev.time_s, ev.job_id, ExitStatus.KILLED, ev.peak_mib, ev.detail, attempt)
+                saved = checkpoint and info.returncode != -signal.SIGKILL
+                ev = JobExited(ev.time_s, ev.job_id, ExitStatus.KILLED, ev.peak_mib, ev.detail, attempt,
+                               checkpointed=saved, progress=_progress(pspec) if saved else None)
             return Recovery("ended", exit=ev)
         if ident is not None:  # it was started and is gone without a record (the machine restarted?)
             return Recovery("ended", exit=JobExited(now, spec.job_id, ExitStatus.KILLED, 0.0,
@@ -250,10 +265,14 @@ class LocalBackend(Backend):
         first = (start * n) // model.memory_slices
         return tuple(self.cpus[(first + i) % n] for i in range(min(k, n)))
 
-    def _process_spec(self, spec: JobSpec, attempt: int, gpu: int, start: int, profile: Profile) -> ProcessSpec:
+    def _process_spec(self, spec: JobSpec, attempt: int, gpu: int, start: int, profile: Profile,
+                      resume: bool = False) -> ProcessSpec:
         assert spec.argv is not None
         probe = self.log_dir / f"{safe_name(spec.job_id)}.{attempt}.probe.json"  # beside ProcessSpec.file_stem's files
         env = {**dict(spec.env), **self._launch_env(gpu, start)}
+        if spec.checkpoint is not None:
+            env |= {CHECKPOINT_DIR_ENV: str(self.checkpoint_dir(spec.job_id)),
+                    CHECKPOINT_SIGNAL_ENV: spec.checkpoint.signal, RESUME_ENV: "1" if resume else "0"}
         return ProcessSpec(spec.job_id, attempt, tuple(spec.argv), env, spec.cwd, self.log_dir,
                            self._memory_limit_bytes(profile), self._cpus_for(gpu, start, profile), probe)
 
@@ -269,26 +288,48 @@ class LocalBackend(Backend):
         if profile is None:
             self._ready.append(ActionFailed(now, a, f"no instance at slot {a.start} of GPU {a.gpu}"))
             return
-        pspec = self._process_spec(spec, a.attempt, a.gpu, a.start, profile)
+        pspec = self._process_spec(spec, a.attempt, a.gpu, a.start, profile, resume=a.resume)
         try:
+            if spec.checkpoint is not None:
+                self.checkpoint_dir(spec.job_id).mkdir(mode=0o700, parents=True, exist_ok=True)
             proc = ManagedProcess.start(pspec, mechanism=self.mechanism)
         except (OSError, ValueError) as exc:
             self._ready.append(ActionFailed(now, a, f"cannot start {spec.argv[0]!r}: {exc}"))
             return
         _write_pidfile(pspec, proc)
-        self._track(proc, a.job_id, a.attempt, a.gpu, a.start, profile, now, launched_s=now)
+        self._track(proc, spec, a.attempt, a.gpu, a.start, profile, now, launched_s=now, samples=a.samples)
         self._ready.append(JobStarted(now, a.job_id, a.gpu, a.start, handle=process_handle(proc.pid, proc.create_time),
                                       attempt=a.attempt))
 
-    def _track(self, proc: ManagedProcess, job_id: str, attempt: int, gpu: int, start: int, profile: Profile,
-               now: float, launched_s: float) -> None:
+    def _track(self, proc: ManagedProcess, spec: JobSpec, attempt: int, gpu: int, start: int, profile: Profile,
+               now: float, launched_s: float, samples: SamplePlan | None = None) -> _Attempt:
+        """Watch a started (or adopted) process; `samples` is its attempt's plan (None: a fixed
+        period when the run asked for samples, as for an adopted process)."""
         model = self.models[gpu]
         power = (model.max_w - model.idle_w) * min(1.0, profile.sm_count / model.sm_count)
-        interval = self.sample_interval_s
-        nxt = now + interval if interval is not None else math.inf
-        self._runs[job_id] = _Attempt(proc, gpu, start, profile, launched_s, nxt, power, attempt)
+        if samples is None and self.sample_interval_s is not None:
+            samples = SamplePlan.periodic()
+        cursor = None
+        if samples is not None:
+            cursor = SampleCursor.start(samples, self.sample_interval_s or self.default_sample_interval_s, now)
+        nxt = cursor.next_s if cursor is not None and cursor.next_s is not None else math.inf
+        run = self._runs[spec.job_id] = _Attempt(proc, gpu, start, profile, launched_s, nxt, power, attempt,
+                                                 spec.checkpoint, cursor)
         self.meters[gpu].change(now, power)
         self.meters[gpu].series.append((now, self.meters[gpu].power_w()))
+        return run
+
+    def checkpoint_dir(self, job_id: str) -> Path:
+        """The folder a checkpointable job saves into, the same for all its attempts."""
+        return self.run_dir / "checkpoints" / safe_name(job_id)
+
+    def _stop(self, run: _Attempt, checkpoint: bool) -> None:
+        """A kill: the checkpoint signal and the job's grace period when asked and possible (a job
+        without `checkpoint:` is stopped as any other), else SIGTERM and `kill_grace_s`."""
+        if checkpoint and run.checkpoint is not None:
+            run.proc.checkpoint(signal.Signals[run.checkpoint.signal], run.checkpoint.grace_s)
+        else:
+            run.proc.terminate(self.kill_grace_s)
 
     def _check(self, now: float) -> list[Event]:
         out: list[Event] = []
@@ -298,10 +339,9 @@ class LocalBackend(Backend):
                 del self._runs[job_id]
                 self.meters[run.gpu].change(now, -run.power_w)
                 self.meters[run.gpu].series.append((now, self.meters[run.gpu].power_w()))
-                out.append(self._exit_event(now, job_id, info, run.profile, run.proc.peak_memory_bytes, run.attempt))
+                out.append(self._exit_event(now, job_id, info, run.profile, run.proc.peak_memory_bytes, run.attempt,
+                                            _progress(run.proc.spec)))
             elif now >= run.next_sample_s:
-                assert self.sample_interval_s is not None
-                run.next_sample_s = now + self.sample_interval_s
                 used_mib = self._used_mib(run)
                 reading = run.proc.probe()
                 progress = None
@@ -310,6 +350,9 @@ class LocalBackend(Backend):
                     dev = reading.reserved_bytes or reading.allocated_bytes
                     if dev:
                         used_mib = max(used_mib, dev / _MIB)
+                assert run.cursor is not None
+                nxt = run.cursor.took(now, used_mib)
+                run.next_sample_s = nxt if nxt is not None else math.inf
                 out.append(MemorySample(now, job_id, used_mib, now - run.launched_s, progress))
         return out
 
@@ -318,11 +361,18 @@ class LocalBackend(Backend):
         return rss_bytes / _MIB * 1024.0 / self.mib_per_gib
 
     def _exit_event(self, now: float, job_id: str, info: ExitInfo, profile: Profile, peak_bytes: int,
-                    attempt: int) -> JobExited:
+                    attempt: int, progress: float | None = None) -> JobExited:
         status = ExitStatus(info.status.value)
         peak = float(profile.memory_mib) if status is ExitStatus.OOM else self._gpu_mib(peak_bytes)
-        return JobExited(now, job_id, status, peak, info.detail, attempt)
+        return JobExited(now, job_id, status, peak, info.detail, attempt, checkpointed=info.checkpointed,
+                         progress=progress if info.checkpointed else None)
 
+
+
+def _progress(pspec: ProcessSpec) -> float | None:
+    """The job's last progress report (what a checkpoint it saved on exit holds), if any."""
+    reading = read_probe(pspec.probe_path)
+    return None if reading is None else reading.progress
 
 
 def _pidfile(pspec: ProcessSpec) -> Path:

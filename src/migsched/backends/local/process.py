@@ -9,6 +9,8 @@ reused is never mistaken for it.
 Signals: `terminate` sends SIGTERM to the job's process group (not to the shim, which must live
 to write the exit record) and `poll` escalates to SIGKILL of every process group in the job's
 tree once the grace period has passed. A process the scheduler stopped ends as `killed`.
+`checkpoint` is the same with the job's checkpoint signal: an exit before the SIGKILL is
+`checkpointed` (the program saved its state, docs/checkpoint.md).
 
 The mechanics only: the backend maps these onto events and actions.
 """
@@ -71,12 +73,14 @@ class ExitInfo:
         detail: a human reason: "exit code 3: ValueError: bad input",
             "program not found: 'nosuchprog'", "out of memory: MemoryError in stderr".
         ended_unix: when it ended (seconds since the epoch).
+        checkpointed: it was asked to checkpoint and exited within the grace period.
     """
 
     status: ExitStatus
     returncode: int
     detail: str
     ended_unix: float
+    checkpointed: bool = False
 
 
 def safe_name(job_id: str) -> str:
@@ -186,12 +190,14 @@ def classify_exit(
     grace_s: float | None = None,
     peak_memory_bytes: int = 0,
     memory_limit_bytes: int | None = None,
+    checkpoint_signal: int | None = None,
 ) -> ExitInfo:
     """Turn an exit record into ok / oom / failed / killed with a reason.
 
     Order: the program could not start -> failed; the scheduler stopped it -> killed; the cgroup
     OOM killer ran -> oom; exit code 0 -> ok; an out-of-memory message in the stderr tail -> oom;
-    SIGKILL while the tree was within 10% of the cap -> oom; anything else -> failed.
+    SIGKILL while the tree was within 10% of the cap -> oom; anything else -> failed. Stopped
+    with `checkpoint_signal`: any exit but the grace period's SIGKILL is killed and checkpointed.
     """
 
     def info(status: ExitStatus, detail: str) -> ExitInfo:
@@ -203,7 +209,12 @@ def classify_exit(
     if terminated:
         if escalated and record.signal == signal.SIGKILL:
             after = "" if grace_s is None else f" after the {grace_s:g} s grace period"
-            return info(ExitStatus.KILLED, f"killed by SIGKILL{after}")
+            lost = "; the checkpoint was not saved in time" if checkpoint_signal else ""
+            return info(ExitStatus.KILLED, f"killed by SIGKILL{after}{lost}")
+        if checkpoint_signal:
+            how = _signal_name(record.signal) if record.signal else f"exit code {record.returncode}"
+            return ExitInfo(ExitStatus.KILLED, record.returncode,
+                            f"checkpointed after {_signal_name(checkpoint_signal)} ({how})", record.ended_unix, True)
         how = _signal_name(record.signal) if record.signal else f"exit code {record.returncode}"
         return info(ExitStatus.KILLED, f"stopped by the scheduler ({how})")
     if record.oom_kill:
@@ -261,6 +272,7 @@ class ManagedProcess:
         self._escalated = False
         self._grace_s: float | None = None
         self._kill_at: float | None = None
+        self._checkpoint_signal: int | None = None
 
     @classmethod
     def start(
@@ -366,6 +378,7 @@ class ManagedProcess:
                 grace_s=self._grace_s,
                 peak_memory_bytes=self._peak_bytes,
                 memory_limit_bytes=self.spec.memory_limit_bytes,
+                checkpoint_signal=self._checkpoint_signal,
             )
         return self._exit
 
@@ -412,8 +425,10 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signum)
         if not groups and self._shim_alive():
+            # the shim forwards (or acts on) SIGTERM and SIGINT only; another signal would kill it
+            to_shim = signum if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL) else signal.SIGTERM
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, signum)
+                os.kill(self.pid, to_shim)
 
     def _direct_children(self) -> list[psutil.Process]:
         try:
@@ -423,6 +438,16 @@ class ManagedProcess:
 
     def terminate(self, grace_s: float = 5.0) -> None:
         """Ask the job to stop (SIGTERM to its process group); `poll` SIGKILLs it after `grace_s`."""
+        self._stop(signal.SIGTERM, grace_s)
+
+    def checkpoint(self, signum: int, grace_s: float) -> None:
+        """Ask the job to save its state and exit (`signum` to its process group); `poll` SIGKILLs
+        it after `grace_s`, and only an exit before that counts as checkpointed."""
+        if self._exit is None and not self._escalated:
+            self._checkpoint_signal = signum
+        self._stop(signum, grace_s)
+
+    def _stop(self, signum: int, grace_s: float) -> None:
         if grace_s < 0:
             raise ValueError(f"grace_s must be >= 0; got {grace_s}")
         if self._exit is not None or self._escalated:
@@ -432,7 +457,7 @@ class ManagedProcess:
         kill_at = time.monotonic() + grace_s
         if self._kill_at is None or kill_at < self._kill_at:
             self._kill_at, self._grace_s = kill_at, grace_s
-        self._signal_tree(signal.SIGTERM)
+        self._signal_tree(signum)
         if grace_s == 0:
             self._signal_tree(signal.SIGKILL)
 

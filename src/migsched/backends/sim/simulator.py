@@ -9,8 +9,11 @@ What is simulated (costs in `costs.py`, power in `energy.py`, documented in docs
     of its instance; its memory follows its curve over the fraction of work done, and it fails
     with out-of-memory at the moment the curve crosses the instance's memory;
   * a kill ends the process after `kill_s`; work done is lost (restarts begin from scratch);
-  * memory samples every `sample_interval_s` for policies that ask for them, with the job's
-    progress when the job reports it;
+  * a checkpoint (`Kill(checkpoint=True)`) ends it after its save time, keeping the work done,
+    and a `Launch(resume=True)` pays `resume_s` and goes on from there (`checkpoint.py`);
+  * memory samples when the attempt's `SamplePlan` (`Launch.samples`) asks, on the base period
+    `sample_interval_s`, with the job's progress when the job reports it; late, sparse samples
+    are put on a coarse time grid so that those of many jobs come in one batch (`_sample_at`);
   * the hardware's own layout per GPU: an action the MIG rules forbid (or a launch on an
     instance that does not exist) is answered with `ActionFailed`, as NVML would refuse it.
 
@@ -26,6 +29,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from migsched.backends.sim.checkpoint import checkpoint_save_s, oom_fraction_from, resume_point
 from migsched.backends.sim.costs import SimCosts
 from migsched.backends.sim.energy import GpuMeter, job_power_w
 from migsched.backends.emulated import EmulatedMig
@@ -47,6 +51,7 @@ from migsched.core.events import (
     MemorySample,
     Reject,
 )
+from migsched.core.sampling import SampleCursor, SamplePlan
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.jobs.model import JobSpec, TruthModel
 from migsched.jobs.truth import speed_on
@@ -72,6 +77,8 @@ class _Run:
     power_w: float
     computing: bool = False
     attempt: int = 0
+    from_fraction: float = 0.0  # the work a resumed run starts with (its checkpoint)
+    cursor: SampleCursor | None = None  # where its samples stand (None: not sampled)
 
 
 class Simulator(Backend):
@@ -102,6 +109,7 @@ class Simulator(Backend):
         self._runs: dict[str, _Run] = {}
         self._token = 0
         self._occupied: set[tuple[int, int]] = set()
+        self._saved: dict[str, float] = {}  # job id -> fraction of work its checkpoint holds
         self.events_processed = 0
         rng = random.Random(self.seed)
         self._jitter: dict[str, float] = {}
@@ -162,16 +170,19 @@ class Simulator(Backend):
                 pass  # nothing to undo: the job never ran
 
     def poll(self, until_s: float) -> list[Event] | None:
-        while self._heap and self._heap[0][0] <= until_s:
-            t = self._heap[0][0]
+        heap, pop, fire = self._heap, heapq.heappop, self._fire
+        while heap and heap[0][0] <= until_s:
+            t = heap[0][0]
+            self._clock.advance_to(t)
             out: list[Event] = []
-            while self._heap and self._heap[0][0] == t:
-                _, _, _, kind, payload = heapq.heappop(self._heap)
-                self._clock.advance_to(t)
-                self.events_processed += 1
-                ev = self._fire(kind, payload)
+            n = 0
+            while heap and heap[0][0] == t:
+                _, _, _, kind, payload = pop(heap)
+                n += 1
+                ev = fire(kind, payload)
                 if ev is not None:
                     out.append(ev)
+            self.events_processed += n
             if out:
                 return out
         if math.isinf(until_s):
@@ -208,27 +219,36 @@ class Simulator(Backend):
         t_launch = max(self.now_s, self._inst_ready_s.get((a.gpu, a.start), 0.0))
         speed = speed_on(truth, model, profile)
         work_s = truth.runtime_s * self._jitter[job.job_id] / speed
-        compute_s = t_launch + truth.startup_s
-        oom_at = truth.oom_fraction(profile.memory_mib / 1024.0)
-        end_s = compute_s + (work_s if oom_at is None else oom_at * work_s)
+        f0, resume_s = resume_point(self._saved, job.job_id, a.resume, job.checkpoint)
+        power_s = t_launch + truth.startup_s  # loading a checkpoint draws power, starting up does not
+        compute_s = power_s + resume_s
+        oom_at = oom_fraction_from(truth, profile.memory_mib / 1024.0, f0)
+        end_s = compute_s + ((1.0 if oom_at is None else oom_at) - f0) * work_s
         p = job_power_w(truth.power_w, speed, speed_on(truth, model, self._hw.whole[a.gpu]), model, profile)
         self._token += 1
         run = _Run(job, truth, a.gpu, a.start, profile, self._token, t_launch, compute_s, work_s, end_s,
                    oom_at is not None, p)
         run.attempt = a.attempt
+        run.from_fraction = f0
         self._runs[job.job_id] = run
         self._occupied.add((a.gpu, a.start))
         self._push(t_launch, "started", run)
-        self._push(compute_s, "compute", run)
+        self._push(power_s, "compute", run)
         status = ExitStatus.OOM if run.oom else ExitStatus.OK
         peak_mib = profile.memory_mib if run.oom else truth.peak_gib * 1024.0
         self._push(end_s, "exit", (run, run.token, status, float(peak_mib)))
-        if self.sample_interval_s is not None:
-            self._schedule_sample(run, compute_s)
+        plan = a.samples if a.samples is not None else (
+            SamplePlan.periodic() if self.sample_interval_s is not None else None)
+        if plan is not None and plan.max_samples > 0:
+            run.cursor = SampleCursor.start(plan, self.sample_interval_s or self.costs.sample_interval_s, compute_s)
+            self._schedule_sample(run)
 
-    def _schedule_sample(self, run: _Run, after_s: float) -> None:
-        assert self.sample_interval_s is not None
-        t = after_s + self.sample_interval_s
+    def _schedule_sample(self, run: _Run) -> None:
+        cur = run.cursor
+        assert cur is not None
+        if cur.next_s is None:
+            return
+        t = _sample_at(cur.next_s, cur.plan.gap_s(cur.taken, cur.base_s), cur.base_s)
         if t < run.end_s:
             self._push(t, "sample", (run, run.token))
 
@@ -237,6 +257,9 @@ class Simulator(Backend):
         if run is None or run.token < 0:
             self._push(self.now_s, "failed", (a, f"job {a.job_id!r} is not running in the simulator"))
             return
+        if a.checkpoint and run.job.checkpoint is not None:
+            self._checkpoint(run)
+            return
         if run.computing:
             self.meters[run.gpu].change(self.now_s, -run.power_w)
             run.computing = False
@@ -244,13 +267,41 @@ class Simulator(Backend):
         run.token = -1  # cancels its pending compute/exit/sample events
         self._push(self.now_s + self.costs.kill_s, "exit", (run, -1, ExitStatus.KILLED, peak_mib))
 
+    def _checkpoint(self, run: _Run) -> None:
+        """Stop progress now, save, exit: in time keeps the work done, past `grace_s` loses it."""
+        ckpt = run.job.checkpoint
+        assert ckpt is not None
+        f = self._progress(run, self.now_s)
+        peak_mib = run.truth.memory_gib(f) * 1024.0
+        run.token = -1  # cancels its pending compute/exit/sample events; power runs until the exit
+        save_s = checkpoint_save_s(run.truth, ckpt)
+        if save_s <= ckpt.grace_s:
+            self._saved[run.job.job_id] = f
+            self._push(self.now_s + save_s, "exit", (run, -1, ExitStatus.KILLED, peak_mib, f,
+                                                     f"checkpointed at {f:.1%} after {ckpt.signal}"))
+        else:
+            self._push(self.now_s + ckpt.grace_s, "exit", (run, -1, ExitStatus.KILLED, peak_mib, None,
+                                                           f"killed by SIGKILL after the {ckpt.grace_s:g} s grace "
+                                                           f"period: the checkpoint was not saved in time"))
+
     def _progress(self, run: _Run, t_s: float) -> float:
         if t_s <= run.compute_s:
-            return 0.0
-        return min(1.0, (t_s - run.compute_s) / run.work_s)
+            return run.from_fraction
+        return min(1.0, run.from_fraction + (t_s - run.compute_s) / run.work_s)
 
     def _fire(self, kind: str, payload: object) -> Event | None:
-        t = self.now_s
+        t = self._clock.now_s()
+        if kind == "sample":  # first: the most frequent kind
+            run, token = payload  # type: ignore[misc]
+            if token != run.token or self._runs.get(run.job.job_id) is not run:
+                return None
+            f = self._progress(run, t)
+            used = run.truth.memory_gib(f) * 1024.0
+            assert run.cursor is not None
+            run.cursor.took(t, used)
+            self._schedule_sample(run)
+            progress = f if run.job.reports_progress else None
+            return MemorySample(t, run.job.job_id, used, t - run.launch_s, progress)
         if kind == "failed":
             action, reason, *perm = payload  # type: ignore[misc]
             return ActionFailed(t, action, reason, bool(perm and perm[0]))
@@ -271,17 +322,8 @@ class Simulator(Backend):
                 run.computing = True
                 self.meters[run.gpu].change(t, run.power_w)
             return None
-        if kind == "sample":
-            run, token = payload  # type: ignore[misc]
-            if token != run.token or self._runs.get(run.job.job_id) is not run:
-                return None
-            f = self._progress(run, t)
-            used = run.truth.memory_gib(f) * 1024.0
-            self._schedule_sample(run, t)
-            progress = f if run.job.reports_progress else None
-            return MemorySample(t, run.job.job_id, used, t - run.launch_s, progress)
         if kind == "exit":
-            run, token, status, peak_mib = payload  # type: ignore[misc]
+            run, token, status, peak_mib, *ckpt = payload  # type: ignore[misc]
             if token != run.token or self._runs.get(run.job.job_id) is not run:
                 return None
             del self._runs[run.job.job_id]
@@ -289,5 +331,19 @@ class Simulator(Backend):
             if run.computing:
                 self.meters[run.gpu].change(t, -run.power_w)
                 run.computing = False
+            if ckpt:  # the answer to a checkpoint: (saved fraction or None, detail)
+                return JobExited(t, run.job.job_id, status, peak_mib, ckpt[1], run.attempt,
+                                 checkpointed=ckpt[0] is not None, progress=ckpt[0])
             return JobExited(t, run.job.job_id, status, peak_mib, attempt=run.attempt)
         raise AssertionError(kind)
+
+
+def _sample_at(t_s: float, gap_s: float, base_s: float) -> float:
+    """When a sample due at `t_s` after a gap of `gap_s` is taken: as due while gaps are short,
+    else at the next multiple of a power of two at most an eighth of the gap, so that the sparse
+    samples of many running jobs fall on the same instants and reach the core as one batch (a
+    real backend reads every process at one tick, too)."""
+    if gap_s < 8.0 * base_s:
+        return t_s
+    q = 2.0 ** math.floor(math.log2(gap_s / 8.0))
+    return math.ceil(t_s / q) * q

@@ -1,0 +1,219 @@
+"""Memory samples on demand (`migsched.core.sampling`): the plan, the core, the simulator, local.
+
+A policy says per attempt when it wants samples; the backend samples only then, and the number
+of samples of an attempt is bounded whatever its run time.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from migsched.backends.local.backend import LocalBackend
+from migsched.backends.sim import Simulator
+from migsched.core.backend import RunSettings
+from migsched.core.events import CreateInstance, JobExited, Launch, MemorySample
+from migsched.core.sampling import DEFAULT_PLAN, NO_SAMPLES, SampleCursor, SamplePlan
+from migsched.core.source import TraceSource
+from migsched.errors import MigschedError
+from migsched.hardware import get_model
+from migsched.jobs import load_jobs_dict
+from migsched.jobs.model import JobClass, JobSpec
+from migsched.policies.greedy import GreedyPolicy
+from migsched.policies.registry import create_policy
+from migsched.run import run, simulate
+
+A40 = get_model("A100-40GB")
+
+
+def jobs(*entries):
+    return load_jobs_dict({"version": 1, "jobs": list(entries)}, require_model=True)
+
+
+def job(name, runtime_s, *, memory="constant", peak_gib=4.0, hint_gib=9.0, count=1, reports_progress=False):
+    return {"name": name, "class": "scientific", "count": count, "hint_gib": hint_gib,
+            "reports_progress": reports_progress,
+            "model": {"runtime_s": runtime_s, "peak_gib": peak_gib, "memory": memory, "startup_s": 1,
+                      "speedup": {1: 1.0}}}
+
+
+class Recording(GreedyPolicy):
+    """Greedy that wants samples, records them, and asks for `plans[job name]` (else the default)."""
+
+    wants_memory_samples = True
+
+    def __init__(self, plans=None) -> None:
+        super().__init__()
+        self.plans = plans or {}
+        self.seen: list[tuple[str, float]] = []
+
+    def sample_plan(self, job):
+        return self.plans.get(job.spec.name, super().sample_plan(job))
+
+    def on_memory_sample(self, view, job, sample):
+        self.seen.append((sample.job_id, sample.time_s))
+        return []
+
+
+# ---- the plan itself ----------------------------------------------------------------------
+def test_the_default_plan_is_dense_early_then_geometric_and_capped():
+    offs = DEFAULT_PLAN.offsets_s(2.0)
+    assert offs[:8] == pytest.approx([2.0 * k for k in range(1, 9)])  # every 2 s for 16 s
+    gaps = [b - a for a, b in zip(offs, offs[1:])]
+    assert gaps[7:10] == pytest.approx([4.0, 8.0, 16.0])  # then each gap twice the one before
+    assert len(offs) == DEFAULT_PLAN.max_samples == 24
+    # the count grows with the log of the run time, and stops at the cap
+    assert len(DEFAULT_PLAN.offsets_s(2.0, 100.0)) < len(DEFAULT_PLAN.offsets_s(2.0, 10_000.0)) < 24
+    assert len(DEFAULT_PLAN.offsets_s(2.0, 1e7)) == 24
+
+
+def test_a_periodic_plan_keeps_its_period_and_an_explicit_interval_wins_over_the_base():
+    assert SamplePlan.periodic(max_samples=5).offsets_s(3.0) == pytest.approx([3, 6, 9, 12, 15])
+    assert SamplePlan(interval_s=0.5, dense=2, growth=2.0, max_samples=4).offsets_s(9.0) == \
+        pytest.approx([0.5, 1.0, 2.0, 4.0])
+    assert SamplePlan(dense=0, growth=2.0, max_gap_s=5.0, max_samples=5).offsets_s(1.0) == \
+        pytest.approx([2.0, 6.0, 11.0, 16.0, 21.0])
+
+
+@pytest.mark.parametrize(("field", "value"), [("interval_s", 0.0), ("interval_s", float("inf")), ("dense", -1),
+                                              ("growth", 0.5), ("max_samples", -1), ("max_gap_s", 0.0),
+                                              ("stop_when_flat", 0)])
+def test_a_bad_plan_is_refused_naming_the_field_and_the_value(field, value):
+    with pytest.raises(MigschedError, match=rf"SamplePlan\.{field} must be .*got {value!r}"):
+        SamplePlan(**{field: value})
+
+
+def test_the_cursor_stops_at_the_cap_and_when_memory_stays_flat():
+    cur = SampleCursor.start(SamplePlan.periodic(max_samples=2), 1.0, 10.0)
+    assert cur.next_s == 11.0 and cur.took(11.0, 5.0) == 12.0 and cur.took(12.0, 6.0) is None
+    flat = SampleCursor.start(SamplePlan(stop_when_flat=2), 1.0, 0.0)
+    assert flat.took(1.0, 5.0) is not None and flat.took(2.0, 5.0) is not None  # first flat
+    assert flat.took(3.0, 5.0) is None  # second flat in a row: the peak is known
+    assert SampleCursor.start(NO_SAMPLES, 1.0, 0.0).next_s is None
+
+
+# ---- the core and the simulator -----------------------------------------------------------------
+def _samples_of(runtime_s: float, policy=None) -> tuple[int, int]:
+    pol = policy or Recording()
+    r = simulate(jobs(job("s", runtime_s)), A40, policy=pol, record_power=False)
+    assert r.jobs_completed == 1
+    return len(pol.seen), r.events_processed
+
+
+def test_samples_per_attempt_are_bounded_whatever_the_run_time():
+    short_n, short_events = _samples_of(100.0)
+    long_n, long_events = _samples_of(1e7)
+    assert short_n >= 8 and long_n == DEFAULT_PLAN.max_samples
+    assert long_events - short_events <= DEFAULT_PLAN.max_samples  # 1e7 s costs about what 100 s does
+    # the contract before plans (one sample every 2 s): 5,000 samples for 10^4 s, 5 million for 10^7 s
+    assert _samples_of(1e4, Recording({"s": SamplePlan.periodic()}))[0] in (4_999, 5_000)
+
+
+def test_migm_on_a_very_long_job_costs_about_what_a_short_one_does():
+    # (tail_restart off: its 30 s re-check wakes the policy every 30 s of the tail, a cost in
+    # simulated time of the policy's own that this test does not measure)
+    events = {}
+    for runtime_s in (100.0, 1e7):
+        r = simulate(jobs(job("s", runtime_s, count=3)), A40, policy=create_policy("migm", tail_restart=False),
+                     record_power=False)
+        assert r.jobs_completed == 3
+        events[runtime_s] = r.events_processed
+    assert events[1e7] <= events[100.0] + 3 * DEFAULT_PLAN.max_samples
+    assert events[1e7] < 300
+
+
+def test_each_attempt_is_sampled_as_its_plan_says():
+    pol = Recording({"quiet": NO_SAMPLES, "few": SamplePlan.periodic(max_samples=3)})
+    simulate(jobs(job("quiet", 100.0), job("few", 100.0), job("dflt", 100.0)), A40, policy=pol,
+             record_power=False)
+    counts = {jid: sum(1 for j, _ in pol.seen if j == jid) for jid in ("quiet", "few", "dflt")}
+    assert counts["quiet"] == 0 and counts["few"] == 3 and counts["dflt"] > 8
+
+
+def test_a_policy_without_samples_gets_none_and_its_launches_carry_no_plan():
+    pol = GreedyPolicy()
+    launches = []
+    inner = pol.decide
+
+    def decide(view, changes):
+        d = inner(view, changes)
+        launches.extend(a for a in d.actions if isinstance(a, Launch))
+        return d
+
+    pol.decide = decide
+    r = simulate(jobs(job("s", 1e5)), A40, policy=pol, record_power=False)
+    assert r.events_processed < 10 and pol.sample_plan(None) is NO_SAMPLES  # type: ignore[arg-type]
+
+
+def test_flat_memory_stops_sampling_when_the_plan_says_the_peak_is_known():
+    pol = Recording({"flat": SamplePlan(stop_when_flat=3), "grow": SamplePlan(stop_when_flat=3)})
+    simulate(jobs(job("flat", 1000.0), job("grow", 1000.0, memory="linear")), A40, policy=pol,
+             record_power=False)
+    assert sum(1 for j, _ in pol.seen if j == "flat") == 4  # the first, then three without growth
+    assert sum(1 for j, _ in pol.seen if j == "grow") > 8
+
+
+def test_late_sparse_samples_of_different_jobs_come_in_one_batch():
+    # two long jobs that start 0.12 s apart: their dense samples differ, their sparse ones coincide
+    pol = Recording()
+    simulate(jobs(job("a", 5000.0), job("b", 5000.0, hint_gib=4.5)), A40, policy=pol, record_power=False)
+    times = {jid: [t for j, t in pol.seen if j == jid] for jid in ("a", "b")}
+    assert set(times["a"][:8]).isdisjoint(times["b"][:8])
+    assert len(set(times["a"][-4:]) & set(times["b"][-4:])) >= 2
+
+
+def test_the_core_fills_in_the_plan_of_each_launch():
+    pol = Recording({"few": SamplePlan.periodic(max_samples=3)})
+    seen = []
+
+    class Observer:
+        def after_handle(self, core, events):
+            pass
+
+        def before_execute(self, core, actions):
+            seen.extend(a for a in actions if isinstance(a, Launch))
+
+    sim = Simulator([A40], {j.job_id: j.truth for j in jobs(job("few", 10.0), job("dflt", 10.0))})
+    run(TraceSource(j.spec for j in jobs(job("few", 10.0), job("dflt", 10.0))), pol, sim, Observer())
+    plans = {a.job_id: a.samples for a in seen}
+    assert plans == {"few": SamplePlan.periodic(max_samples=3), "dflt": DEFAULT_PLAN}
+
+
+# ---- the local backend ----------------------------------------------------------------------------
+def test_the_local_backend_honours_the_plan(tmp_path):
+    be = LocalBackend([A40], tmp_path, sample_interval_s=0.05, tick_s=0.01)
+    try:
+        be.open(RunSettings(True, 0.05))
+        spec = JobSpec("j", "j", JobClass.SCIENTIFIC, hint_gib=1.0, argv=(sys.executable, "-c", "import time; time.sleep(1.0)"))
+        be.execute([CreateInstance(0, "1g.5gb", 0), Launch("j", 0, 0, 1, spec, samples=SamplePlan.periodic(max_samples=3))])
+        samples, ended = [], False
+        while not ended:
+            batch = be.poll(be.clock.now_s() + 5.0)
+            assert batch, "the job did not end in time"
+            samples += [e for e in batch if isinstance(e, MemorySample)]
+            ended = any(isinstance(e, JobExited) for e in batch)
+        assert len(samples) == 3
+    finally:
+        be.stop_all()
+        be.close()
+
+
+# ---- the run loop's garbage collection ---------------------------------------------------------
+def test_the_run_keeps_its_jobs_out_of_full_collections_and_gives_them_back_at_the_end():
+    import gc
+
+    frozen = []
+
+    class Observer:
+        def after_handle(self, core, events):
+            frozen.append(gc.get_freeze_count())
+
+        def before_execute(self, core, actions):
+            pass
+
+    batch = jobs(job("s", 50.0, count=20))
+    sim = Simulator([A40], {j.job_id: j.truth for j in batch})
+    run(TraceSource(j.spec for j in batch), Recording(), sim, Observer())
+    assert frozen and min(frozen) > 0  # the jobs and the set-up were frozen during the run
+    assert gc.get_freeze_count() == 0  # and unfrozen after it
