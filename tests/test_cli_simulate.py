@@ -44,7 +44,7 @@ def job_file(tmp_path):
 
 
 def test_simulate_json_and_report(capsys, tmp_path, job_file):
-    out_json, report = tmp_path / "out" / "cmp.json", tmp_path / "report"
+    out_json, report = tmp_path / "cmp.json", tmp_path / "report"
     code, out, _ = run(capsys, "simulate", str(job_file), "--gpu", "A100-40GB", "--gpus", "2",
                        "--json", str(out_json), "--report", str(report))
     assert code == 0
@@ -84,11 +84,11 @@ def test_simulate_selected_policies_and_layout(capsys, tmp_path, job_file):
     assert all(r["throughput_gain"] is None for r in results)  # no serial run
 
 
-def test_simulate_failed_jobs_are_listed(capsys, job_file):
+def test_simulate_failed_jobs_are_listed_and_exit_1(capsys, job_file):
     # One 1g.5gb instance holds none of the 8 GiB-hinted trainers: static rejects them.
     code, out, _ = run(capsys, "simulate", str(job_file), "--gpu", "A100-40GB", "--policy", "static",
                        "--layout", "1g.5gb@0")
-    assert code == 0
+    assert code == 1
     assert "did not complete" in out and "train#0" in out
 
 

@@ -1,4 +1,12 @@
-"""Reference figures computed from the jobs' ground truth: the makespan lower bound.
+"""Figures over a batch or a run: the makespan lower bound, and runs lost by cause.
+
+`lost_runs_by_cause(result)` counts the job runs that ended by running out of memory or by a
+kill, per cause, with the GPU·s each cause wasted (run time × the instance's compute share); the
+causes sum to the run's `wasted_gpu_s`. Causes are the attempt outcomes: "oom", and for kills
+the `KillReason` the policy gave ("early-restart", "preempt": migm's tail upgrades and blocked
+restarts, and any reason added later), or "external" for a kill no policy asked for.
+
+The lower bound is computed from the jobs' ground truth:
 
 No schedule of a batch can finish before
 
@@ -17,10 +25,62 @@ time and restarts only add to a schedule, so they are left out.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from migsched.jobs.truth import speed_on
 from migsched.hardware.catalog import GpuModel
 from migsched.jobs.model import Job
+from migsched.jobs.truth import speed_on
+
+if TYPE_CHECKING:
+    from migsched.run import RunResult
+
+#: Known causes, in display order, with a short label for tables and legends.
+CAUSE_LABELS: dict[str, str] = {
+    "oom": "OOM",
+    "early-restart": "early",
+    "preempt": "upgrade/tail",
+    "move": "move",
+    "external": "user/other",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LostRuns:
+    """Runs that ended by one cause and the GPU·s they used (wasted: the job ran again)."""
+
+    runs: int
+    wasted_gpu_s: float
+
+
+def cause_of(outcome: str) -> str | None:
+    """The cause of an attempt's `outcome`, or None for a run that was not lost (ok, failed)."""
+    if outcome == "oom":
+        return "oom"
+    if outcome.startswith("killed"):
+        reason = outcome.partition(":")[2]
+        return "external" if reason in ("", "killed") else reason
+    return None
+
+
+def cause_label(cause: str) -> str:
+    """The short display label of a cause ("upgrade/tail" for "preempt"); unknown ones as they are."""
+    return CAUSE_LABELS.get(cause, cause)
+
+
+def lost_runs_by_cause(result: RunResult) -> dict[str, LostRuns]:
+    """Runs ended by OOM or a kill, per cause (known causes first, in `CAUSE_LABELS` order)."""
+    runs: dict[str, int] = {}
+    wasted: dict[str, float] = {}
+    for job in result.jobs:
+        for a in job.runs:
+            cause = cause_of(a.outcome)
+            if cause is None:
+                continue
+            runs[cause] = runs.get(cause, 0) + 1
+            wasted[cause] = wasted.get(cause, 0.0) + max(a.ended_s - a.launched_s, 0.0) * a.compute_share
+    order = [c for c in CAUSE_LABELS if c in runs] + sorted(c for c in runs if c not in CAUSE_LABELS)
+    return {c: LostRuns(runs[c], wasted[c]) for c in order}
 
 
 def lower_bound_s(jobs: Sequence[Job], gpus: Sequence[GpuModel]) -> float:

@@ -1,25 +1,33 @@
 """`migsched simulate`, `migsched demo` and `migsched policies`: compare policies on a batch.
 
 * `simulate JOBS --gpu MODEL [--gpus N] [--policy P]... [--layout L] [--seed S]
-  [--json FILE] [--report DIR] [--optimal | --optimal-s SECONDS]` simulates the job file under
-  every registered policy (or those named), prints one comparison table and optionally writes
-  the JSON document and a report folder (PNGs + results.md);
-* `demo [--report DIR] [--gpus N]` does the same for a bundled job mix on A100-80GB;
+  [--json FILE|-] [--report DIR] [--schedule FILE.json|.csv] [--optimal | --optimal-s SECONDS]
+  [--wide] [--quiet]` simulates the job file under every registered policy (or those named),
+  prints one comparison table and optionally writes the JSON document, a report folder (PNGs +
+  results.md) and the per-job schedule;
+* `demo [--report DIR] [--gpus N] [--schedule FILE] [--wide] [--quiet]` does the same for a
+  bundled job mix on A100-80GB;
 * `policies` lists the registered policies.
 
 `--optimal` takes no value (Typer cannot give an option an optional value): it runs the
 clairvoyant `optimal` reference with a 30 s solver limit; `--optimal-s SECONDS` sets another limit
 and implies `--optimal`.
 
-The progress bar goes to stderr and disappears when done. User mistakes (unknown
-model or policy, bad job file or layout, unwritable output) raise `MigschedError`, which
-`migsched.cli.main` prints as one line with exit status 2.
+Before any simulation: output paths are checked, jobs that fit no instance are listed on stderr,
+and option mistakes raise. `--json -` writes the JSON to stdout; the human output then goes to
+stderr, so stdout is pure JSON. The progress bar (stderr, terminals only) shows the simulations
+done and, for the current one, the jobs ended and the simulated time.
+
+Exit status (`EXIT_*`): 0 when every job completed under every policy; 1 when some job did not
+complete; 2 for a user mistake (unknown model or policy, bad job file, layout or output path),
+printed as one line by `migsched.cli.main`; 130 when interrupted.
 """
 
 from __future__ import annotations
 
-import sys
+import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -27,21 +35,27 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from migsched.cli.app import app
-from migsched.compare import Comparison, compare, planned_runs, resolve_policies
-from migsched.errors import MigschedError
+from migsched.cli.app import app, console
+from migsched.compare import Comparison, compare, planned_runs, resolve_policies, unplaceable_jobs
 from migsched.hardware.catalog import GpuModel, get_model
 from migsched.jobs import Job, load_jobs, load_jobs_dict
+from migsched.limits import MAX_DEMO_GPUS, MAX_GPUS, MAX_SOLVER_S, MIN_SOLVER_S, check_range
 from migsched.policies.registry import get_policy_class, policy_names
-from migsched.report.table import WIDE_TABLE_MIN_WIDTH
 from migsched.report import (
+    OutputError,
+    check_file,
+    check_folder,
     failure_lines,
+    fit_table,
     layout_lines,
     lower_bound_line,
-    rich_table,
+    schedule_format,
     write_json,
     write_report,
+    write_schedule,
 )
+
+__all__ = ["EXIT_FAILED_JOBS", "EXIT_OK", "OutputError", "Outputs"]
 
 DEFAULT_OPTIMAL_S = 30.0
 DEMO_GPU = "A100-80GB"
@@ -49,88 +63,199 @@ DEMO_GPU = "A100-80GB"
 # With fewer jobs per GPU the batch is short and one long job's tail decides the makespan.
 DEMO_JOBS_PER_GPU = 32
 DEMO_SEED = 1
+EXIT_OK = 0
+EXIT_FAILED_JOBS = 1
+#: Jobs named in the up-front warning about jobs that fit no instance.
+WARN_FIRST = 5
+#: Width prose lines (lower bound, notes) are wrapped to when the output is not a terminal.
+PROSE_WIDTH = 80
 
 
-class OutputError(MigschedError, OSError):
-    """A report or JSON file that cannot be written (the message names the path)."""
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """What a command writes besides the table, and how it talks.
+
+    Attributes:
+        json_path: `--json` (a file, or "-" for stdout); None for none.
+        report_dir: `--report` folder; None for none.
+        schedule_path: `--schedule` file (.json or .csv); None for none.
+        wide: `--wide`: every column of the table.
+        quiet: `--quiet`: no progress, table or "wrote" lines; warnings and errors still go to stderr.
+    """
+
+    json_path: Path | None = None
+    report_dir: Path | None = None
+    schedule_path: Path | None = None
+    wide: bool = False
+    quiet: bool = False
+
+    @property
+    def json_to_stdout(self) -> bool:
+        """Whether stdout carries the JSON document (the human output then goes to stderr)."""
+        return self.json_path is not None and str(self.json_path) == "-"
+
+    def check(self) -> None:
+        """Check every output path before any work (`OutputError` names the option and path)."""
+        if self.json_path is not None:
+            check_file(self.json_path, "--json", allow_stdout=True)
+        if self.schedule_path is not None:
+            schedule_format(self.schedule_path)
+            check_file(self.schedule_path, "--schedule")
+        if self.report_dir is not None:
+            check_folder(self.report_dir, "--report")
+
+    def human(self) -> Console:
+        """Where the table and messages go: stdout, or stderr when stdout carries the JSON."""
+        return console(stderr=self.json_to_stdout)
 
 
 def _console(stderr: bool = False) -> Console:
-    # Per call, so that tests capturing sys.stdout see the output; wide when not a terminal.
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 200, highlight=False)
+    """A console on stdout or stderr (kept for the other command modules)."""
+    return console(stderr=stderr)
+
+
+def warn_unplaceable(jobs: Sequence[Job], model: GpuModel) -> int:
+    """Print on stderr, before any run, the jobs no instance of `model` can hold; how many."""
+    bad = unplaceable_jobs(jobs, model)
+    if bad:
+        shown = ", ".join(f"{u.job_id} ({u.source} {u.need_gib:.1f} GiB)" for u in bad[:WARN_FIRST])
+        more = f" and {len(bad) - WARN_FIRST} more" if len(bad) > WARN_FIRST else ""
+        typer.echo(f"warning: {len(bad)} job(s) fit no instance of {model.name} (largest "
+                   f"{bad[0].largest_gib:.0f} GiB) and will fail: {shown}{more}", err=True)
+    return len(bad)
 
 
 def _run_with_progress(jobs: Sequence[Job], model: GpuModel, gpus: int, policies: list[str] | None,
-                       layout: str | None, seed: int, optimal_s: float | None) -> Comparison:
-    """`compare` with a progress bar on stderr: one step per simulation (static layouts included)."""
+                       layout: str | None, seed: int, optimal_s: float | None,
+                       quiet: bool = False) -> Comparison:
+    """`compare` with a progress bar on stderr: the simulations done (static layouts included)
+    and, for the one running, the jobs ended and the simulated time."""
     names = resolve_policies(policies, optimal_s)  # unknown names fail here, before any work
-    total = planned_runs(model, names, layout)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=_console(stderr=True), transient=True) as bar:
-        task = bar.add_task("simulating", total=total)
+    total = planned_runs(model, names, layout, gpus)  # at most: the static mix search may stop early
+    err = console(stderr=True)
+    if quiet or not err.is_terminal:
+        return compare(jobs, model, gpus, names, seed=seed, optimal_s=optimal_s, layout=layout)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[extra]}"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        runs = bar.add_task("simulations", total=total, extra="")
+        done = bar.add_task("  jobs ended", total=len(jobs), extra="")
 
         def step(label: str, finished: bool) -> None:
             if finished:
-                bar.update(task, advance=1)
+                bar.update(runs, advance=1)
             else:
-                bar.update(task, description=f"simulating {label[:60]}")
+                bar.update(runs, description=f"simulating {label[:40]}")
+                bar.update(done, completed=0, extra="")
 
-        return compare(jobs, model, gpus, names, seed=seed, optimal_s=optimal_s, layout=layout, progress=step)
+        def jobs_ended(n: int, of: int, now_s: float) -> None:
+            bar.update(done, completed=n, extra=f"t={now_s:,.0f} s")
+
+        return compare(jobs, model, gpus, names, seed=seed, optimal_s=optimal_s, layout=layout,
+                       progress=step, on_jobs=jobs_ended)
 
 
-def _show(cmp: Comparison) -> None:
+def _show(cmp: Comparison, out: Outputs | None = None) -> None:
     """Print the table, the lower bound, the static layouts, notes and the first failures."""
-    con = _console()
-    con.print(rich_table(cmp, transposed=con.width < WIDE_TABLE_MIN_WIDTH))
+    out = out or Outputs()
+    if out.quiet:
+        return
+    con = out.human()
+    width = con.width if con.is_terminal else None
+    con.print(fit_table(cmp, width, wide=out.wide))
+
+    def say(line: str) -> None:  # prose wraps at the terminal, or at PROSE_WIDTH when piped
+        lines = [line] if con.is_terminal else textwrap.wrap(line, PROSE_WIDTH, subsequent_indent="  ") or [""]
+        for text in lines:
+            con.print(text, markup=False)
+
     for line in [lower_bound_line(cmp) if cmp.lower_bound_s > 0 else "", *layout_lines(cmp)]:
-        if not line:
-            continue
-        con.print(line, markup=False)
+        if line:
+            say(line)
     for note in cmp.notes:
         if not note.startswith("static:"):
-            con.print(f"note: {note}", markup=False)
+            say(f"note: {note}")
     fails = failure_lines(cmp)
     if fails:
-        con.print("Jobs that did not complete (first few per policy):", markup=False)
+        say("Jobs that did not complete (first few per policy):")
         for line in fails:
-            con.print(line, markup=False)
+            con.print(line, markup=False)  # job ids and reasons: never broken
 
 
-def _write_outputs(cmp: Comparison, json_path: Path | None, report_dir: Path | None) -> None:
+def _write_outputs(cmp: Comparison, json_path: Path | None, report_dir: Path | None,
+                   out: Outputs | None = None) -> None:
+    """Write the JSON, the report and the schedule that were asked for (paths checked before)."""
+    out = out or Outputs(json_path, report_dir)
+    say = (lambda text: None) if out.quiet else (lambda text: typer.echo(text, err=out.json_to_stdout))
+    target: Path | None = None
     try:
-        if json_path is not None:
-            typer.echo(f"wrote {write_json(cmp, json_path)}")
-        if report_dir is not None:
-            paths = write_report(cmp, report_dir)
-            typer.echo(f"wrote {len(paths)} files to {report_dir} (results.md, "
-                       f"{sum(p.suffix == '.png' for p in paths)} PNGs)")
+        if out.json_path is not None:
+            target = out.json_path
+            p = write_json(cmp, out.json_path)
+            if not out.json_to_stdout:
+                say(f"wrote {p}")
+        if out.schedule_path is not None:
+            target = out.schedule_path
+            say(f"wrote {write_schedule(cmp, out.schedule_path)}")
+        if out.report_dir is not None:
+            target = out.report_dir
+            paths = write_report(cmp, out.report_dir)
+            say(f"wrote {len(paths)} files to {out.report_dir} (results.md, "
+                f"{sum(p.suffix == '.png' for p in paths)} PNGs)")
     except OSError as exc:
-        target = exc.filename or json_path or report_dir
-        raise OutputError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"cannot write {str(exc.filename or target)!r}: {exc.strerror or exc}") from None
+
+
+def exit_status(cmp: Comparison) -> int:
+    """`EXIT_FAILED_JOBS` when some policy left a job incomplete, else `EXIT_OK`."""
+    return EXIT_FAILED_JOBS if any(r.jobs_failed for r in cmp.results) else EXIT_OK
+
+
+_JSON_HELP = "Write the comparison as JSON to this file ('-': stdout; the table then goes to stderr)."
+_REPORT_HELP = "Write PNG timelines, cluster view, power plot and results.md into this folder."
+_SCHEDULE_HELP = "Write every job's attempts (instance, start, end, outcome, why) to FILE.json or FILE.csv."
+_WIDE_HELP = "Show every column of the table (restarts by cause, utilisation, ...)."
+_QUIET_HELP = "Print no progress, table or file list (warnings and errors still go to stderr)."
 
 
 # ---- simulate -------------------------------------------------------------------------------------
+def _solver_s(value: float | None) -> float | None:
+    """--optimal-s: a finite number of seconds within the documented bound (nan and inf are not)."""
+    return None if value is None else check_range("--optimal-s", value, MIN_SOLVER_S, MAX_SOLVER_S, " s")
+
+
 @app.command("simulate")
 def simulate_cmd(
     jobs_file: Annotated[Path, typer.Argument(metavar="JOBS", help="Job file (YAML or JSON, version 1) with model: entries.")],
-    gpu: Annotated[str, typer.Option("--gpu", help="GPU model, e.g. A100-80GB (see `migsched gpus`).")],
-    gpus: Annotated[int, typer.Option("--gpus", min=1, help="Number of GPUs.")] = 1,
+    gpu: Annotated[str, typer.Option("--gpu", metavar="MODEL", help="GPU model, e.g. A100-80GB (see `migsched gpus`).")],
+    gpus: Annotated[int, typer.Option("--gpus", min=1, max=MAX_GPUS, help=f"Number of GPUs (at most {MAX_GPUS:,}).")] = 1,
     policy: Annotated[list[str] | None, typer.Option("--policy", help="Policy to run (repeatable); default: every registered one.")] = None,
-    layout: Annotated[str | None, typer.Option("--layout", help="Fixed layout for `static` (PROFILE@START,...) instead of the best maximal one.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON to this file.")] = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write PNG timelines, power plot and results.md into this folder.")] = None,
+    layout: Annotated[str | None, typer.Option("--layout", help="Fixed layout for `static` instead of the sweep: PROFILE@START,... for every GPU, or one per GPU separated by ';' ('2× L1; L2' repeats L1 on two GPUs).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help=_JSON_HELP)] = None,
+    report: Annotated[Path | None, typer.Option("--report", metavar="DIR", help=_REPORT_HELP)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed (the same for every policy).")] = 0,
     optimal: Annotated[bool, typer.Option("--optimal", help=f"Also run the clairvoyant optimal reference ({DEFAULT_OPTIMAL_S:.0f} s solver limit).")] = False,
-    optimal_s: Annotated[float | None, typer.Option("--optimal-s", min=0.1, help="Solver time limit for optimal in seconds (implies --optimal).")] = None,
-) -> None:
-    """Simulate a job file under each policy and compare makespan, energy and gains against serial."""
+    optimal_s: Annotated[float | None, typer.Option("--optimal-s", callback=_solver_s, help=f"Solver time limit for optimal in seconds, {MIN_SOLVER_S:g}..{MAX_SOLVER_S:g} (implies --optimal).")] = None,
+    schedule: Annotated[Path | None, typer.Option("--schedule", metavar="FILE", help=_SCHEDULE_HELP)] = None,
+    wide: Annotated[bool, typer.Option("--wide", help=_WIDE_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
+) -> int:
+    """Simulate a job file under each policy and compare makespan, energy and gains against serial.
+
+    Exits 0 when every job completed under every policy, 1 when some did not, 2 on a mistake.
+    """
     model = get_model(gpu)
     jobs = load_jobs(jobs_file, require_model=True)
+    out = Outputs(json_out, report, schedule, wide, quiet)
+    out.check()
+    warn_unplaceable(jobs, model)
     limit = optimal_s if optimal_s is not None else (DEFAULT_OPTIMAL_S if optimal else None)
-    cmp = _run_with_progress(jobs, model, gpus, policy or None, layout, seed, limit)
-    _show(cmp)
-    _write_outputs(cmp, json_out, report)
+    cmp = _run_with_progress(jobs, model, gpus, policy or None, layout, seed, limit, quiet)
+    _show(cmp, out)
+    _write_outputs(cmp, None, None, out)
+    return exit_status(cmp)
 
 
 # ---- demo -----------------------------------------------------------------------------------------
@@ -145,15 +270,22 @@ def demo_jobs(gpus: int) -> tuple[list[Job], str]:
 
 @app.command("demo")
 def demo_cmd(
-    report: Annotated[Path, typer.Option("--report", help="Folder for the PNGs and results.md.")] = Path("migsched-report"),
-    gpus: Annotated[int, typer.Option("--gpus", min=1, help="Number of A100-80GB GPUs.")] = 2,
-) -> None:
+    report: Annotated[Path, typer.Option("--report", metavar="DIR", help="Folder for the PNGs and results.md.")] = Path("migsched-report"),
+    gpus: Annotated[int, typer.Option("--gpus", min=1, max=MAX_DEMO_GPUS, help=f"Number of A100-80GB GPUs (at most {MAX_DEMO_GPUS}).")] = 2,
+    schedule: Annotated[Path | None, typer.Option("--schedule", metavar="FILE", help=_SCHEDULE_HELP)] = None,
+    wide: Annotated[bool, typer.Option("--wide", help=_WIDE_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
+) -> int:
     """Compare every policy on a bundled job mix on A100-80GB and write a report."""
+    out = Outputs(None, report, schedule, wide, quiet)
+    out.check()
     jobs, source = demo_jobs(gpus)
-    typer.echo(f"demo: {len(jobs)} jobs from {source} on {gpus}× {DEMO_GPU}")
-    cmp = _run_with_progress(jobs, get_model(DEMO_GPU), gpus, None, None, 0, None)
-    _show(cmp)
-    _write_outputs(cmp, None, report)
+    if not quiet:
+        typer.echo(f"demo: {len(jobs)} jobs from {source} on {gpus}× {DEMO_GPU}")
+    cmp = _run_with_progress(jobs, get_model(DEMO_GPU), gpus, None, None, 0, None, quiet)
+    _show(cmp, out)
+    _write_outputs(cmp, None, None, out)
+    return exit_status(cmp)
 
 
 # ---- policies -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from migsched.core.scheduler import SchedulerCore
 from migsched.core.state import JobState
+from migsched.metrics import cause_label
 
 
 def restart_counts(core: SchedulerCore) -> Counter:
@@ -39,7 +40,7 @@ def progress_renderable(core: SchedulerCore, title: str, max_gpus: int = 8):
     counts = Text(f"queued {states[JobState.QUEUED]}{more} · running {states[JobState.RUNNING]} · "
                   f"done {states[JobState.DONE]} · failed {states[JobState.FAILED]}")
     r = restart_counts(core)
-    restarts = Text("restarts: " + (" · ".join(f"{k} {n}" for k, n in sorted(r.items())) or "none"))
+    restarts = Text("restarts: " + (" · ".join(f"{cause_label(k)} {n}" for k, n in sorted(r.items())) or "none"))
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("GPU", no_wrap=True)
     table.add_column("instances (job)", overflow="fold")

@@ -1,11 +1,16 @@
 """`static`: one fixed layout per GPU for the whole batch, FIFO.
 
-The layout comes from `layout=` ("3g.40gb@4,2g.20gb@0,...") or, by default, is chosen among all
-maximal layouts. A policy cannot know run times, so its own choice (`choose_layout`) uses hints
-only: it picks the maximal layout whose instances can hold the most queued jobs at once, each job
-counted against the smallest instance its hint allows. `migsched simulate` goes further for the
-comparison and simulates every maximal layout, keeping the best (the strongest static baseline an
-operator could tune offline); see `best_static_layout` in `migsched.compare`.
+The layout comes from `layout=` or, by default, is chosen among all maximal layouts. `layout=` is
+one layout for every GPU ("3g.40gb@4,4g.40gb@0") or one per GPU, separated by ";" in GPU order
+("3g.40gb@4,4g.40gb@0; 7g.80gb@0"); "N× LAYOUT" (or "Nx LAYOUT") stands for N GPUs in a row
+with that layout ("2× 7g.80gb@0; 3g.40gb@4,4g.40gb@0" is three GPUs). The number of GPUs given
+must be 1 or the cluster's (`migsched.partition.per_gpu` parses and writes this syntax).
+
+A policy cannot know run times, so its own choice (`choose_layout`) uses hints only: it picks the
+maximal layout whose instances can hold the most queued jobs at once, each job counted against
+the smallest instance its hint allows. `migsched simulate` goes further for the comparison and
+simulates layouts, keeping the best (the strongest static baseline an operator could tune
+offline); see `best_static_layout` in `migsched.compare`.
 
 Each job goes to the smallest free instance its hint allows (without a hint, the largest instance
 of the layout); after an out-of-memory it needs an instance larger than the one it failed on.
@@ -20,12 +25,11 @@ from migsched.core.events import Action, CreateInstance, DestroyInstance, Launch
 from migsched.core.state import ClusterView, JobView
 from migsched.hardware.catalog import GpuModel
 from migsched.partition.layout import Layout
-from migsched.partition.parse import parse_layout_items
+from migsched.partition.per_gpu import format_layouts, layouts_for_gpus
 from migsched.partition.search import maximal_layouts
 from migsched.policies.base import Policy
 from migsched.policies.common import gib, hint_mib, lowest_gpu
 from migsched.policies.registry import register
-
 
 def choose_layout(model: GpuModel, jobs: list[JobView]) -> Layout:
     """The maximal layout that serves the most of `jobs` at once, judged by hints alone.
@@ -54,10 +58,11 @@ def choose_layout(model: GpuModel, jobs: list[JobView]) -> Layout:
 
 @register
 class StaticPolicy(Policy):
-    """A fixed MIG layout on every GPU.
+    """A fixed MIG layout on every GPU, the same one or one per GPU.
 
     Args:
-        layout: "PROFILE@START,..." for every GPU; None to choose from the jobs' hints.
+        layout: "PROFILE@START,..." for every GPU, or one such layout per GPU separated by ";"
+            (module doc); None to choose one per GPU model from the jobs' hints.
     """
 
     name = "static"
@@ -65,27 +70,32 @@ class StaticPolicy(Policy):
 
     def __init__(self, layout: str | None = None) -> None:
         self.layout_text = layout
-        self.layout: Layout | None = None  # the first model's layout (the only one on one model)
-        self.layouts: dict[str, Layout] = {}  # per GPU model name
+        self.layout: Layout | None = None  # GPU 0's layout (the only one when every GPU has the same)
+        self.layouts: dict[str, Layout] = {}  # per GPU model name: the first GPU of that model's
+        self.gpu_layouts: dict[int, Layout] = {}  # per GPU index
 
     def setup(self, view: ClusterView) -> list[Action]:
-        """Create the layout on every GPU, chosen per GPU model from the first arrivals' hints if
-        not given. On GPUs that already have instances (adopted at discovery, or a resumed run),
-        the layout they have is kept when none was given; otherwise idle instances the layout does
-        not have are destroyed, busy ones are left alone, and the layout's instances that fit
-        beside them are created."""
+        """Create each GPU's layout, chosen per GPU model from the first arrivals' hints if not
+        given. On GPUs that already have instances (adopted at discovery, or a resumed run), the
+        layout they have is kept when none was given; otherwise idle instances the layout does not
+        have are destroyed, busy ones are left alone, and the layout's instances that fit beside
+        them are created."""
         acts: list[Action] = []
-        for model in view.models:
-            if self.layout_text:
-                lay = Layout.of(model, parse_layout_items(model, self.layout_text))
-            else:
+        if self.layout_text:
+            given = layouts_for_gpus([g.model for g in view.gpus], self.layout_text)
+            self.gpu_layouts = {g.index: lay for g, lay in zip(view.gpus, given)}
+        else:
+            per_model: dict[str, Layout] = {}
+            for model in view.models:
                 have = next((g.layout for g in view.gpus if g.model == model and g.layout.instances), None)
-                lay = (Layout.of(model, [(i.profile, i.start) for i in have.instances]) if have is not None
-                       else choose_layout(model, list(view.queue)))
-            self.layouts[model.name] = lay
-        self.layout = self.layouts[view.models[0].name] if view.models else None
+                per_model[model.name] = (Layout.of(model, [(i.profile, i.start) for i in have.instances])
+                                         if have is not None else choose_layout(model, list(view.queue)))
+            self.gpu_layouts = {g.index: per_model[g.model.name] for g in view.gpus}
         for g in view.gpus:
-            lay = self.layouts[g.model.name]
+            self.layouts.setdefault(g.model.name, self.gpu_layouts[g.index])
+        self.layout = self.gpu_layouts[view.gpus[0].index] if view.gpus else None
+        for g in view.gpus:
+            lay = self.gpu_layouts[g.index]
             want = {(i.profile.name, i.start) for i in lay.instances}
             after = g.layout
             for inst in g.layout.instances:
@@ -100,17 +110,17 @@ class StaticPolicy(Policy):
         return acts
 
     def schedule(self, view: ClusterView) -> list[Action]:
-        if not view.queue or not self.layouts:
+        if not view.queue or not self.gpu_layouts:
             return []
         job = view.queue[0]
         need = max(hint_mib(job) or 0.0, 0.0)
-        sizes = sorted({i.profile.memory_mib for lay in self.layouts.values() for i in lay.instances})
+        sizes = sorted({i.profile.memory_mib for lay in self.gpu_layouts.values() for i in lay.instances})
         if hint_mib(job) is None:
             need = float(sizes[-1])
         usable = [m for m in sizes if m >= need and m > job.needs_more_than_mib]
         if not usable:
             want = max(need, job.needs_more_than_mib)
-            shown = "; ".join(str(lay) for lay in self.layouts.values())
+            shown = format_layouts([str(self.gpu_layouts[i]) for i in sorted(self.gpu_layouts)])
             return [Reject(job.job_id, f"needs {'more than ' if job.needs_more_than_mib else ''}{gib(want)}; "
                                        f"the largest instance of layout {shown} has {gib(sizes[-1])}")]
         best = None

@@ -4,23 +4,30 @@
      "notes": [...],
      "results": [{"policy": "serial", "makespan_s": ..., "energy_j": ..., "throughput_gain": ...,
                   "energy_gain": ..., "mean_jct_s": ..., "jobs_completed": ..., "jobs_failed": ...,
-                  "oom_restarts": ..., "early_restarts": ..., "reconfigurations": ...,
+                  "oom_restarts": ..., "early_restarts": ..., "restarts": ..., "reconfigurations": ...,
+                  "lost_runs_by_cause": {"oom": {"runs": ..., "wasted_gpu_s": ...}, ...},
                   "wasted_gpu_s": ..., "throughput_jobs_per_h": ..., "slice_utilisation": ...,
                   "lower_bound_ratio": ..., "layout": ..., "layouts_tried": ...,
-                  "policy_summary": {...}, "failures": [{"job_id": ..., "state": ..., "reason": ...}]}]}
+                  "layout_per_gpu": [...], "policy_summary": {...}, "failures": [{"job_id": ..., "state": ..., "reason": ...}]}]}
 
 Gains and the ratio are null when not comparable (see `migsched.compare`). Units are in the key
-names (_s seconds, _j joules); fractions are in [0, 1].
+names (_s seconds, _j joules); fractions are in [0, 1]. `restarts` counts the runs lost to OOM or
+a kill; `lost_runs_by_cause` breaks them down (`migsched.metrics.lost_runs_by_cause`), and its
+`wasted_gpu_s` sum to the row's `wasted_gpu_s`.
+
+`write_json(cmp, "-")` writes the document to standard output.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 from migsched.compare import Comparison, PolicyFigures
+from migsched.metrics import lost_runs_by_cause
 
 
 def _num(x: float | None) -> float | None:
@@ -31,6 +38,7 @@ def _num(x: float | None) -> float | None:
 def result_dict(row: PolicyFigures) -> dict[str, Any]:
     """One entry of `results`."""
     r = row.result
+    lost = lost_runs_by_cause(r)
     return {
         "policy": r.policy,
         "makespan_s": _num(r.makespan_s),
@@ -42,6 +50,8 @@ def result_dict(row: PolicyFigures) -> dict[str, Any]:
         "jobs_failed": r.jobs_failed,
         "oom_restarts": r.oom_restarts,
         "early_restarts": r.early_restarts,
+        "restarts": sum(c.runs for c in lost.values()),
+        "lost_runs_by_cause": {c: {"runs": v.runs, "wasted_gpu_s": _num(v.wasted_gpu_s)} for c, v in lost.items()},
         "reconfigurations": r.reconfigurations,
         "wasted_gpu_s": _num(r.wasted_gpu_s),
         "throughput_jobs_per_h": _num(r.throughput_jobs_per_h),
@@ -50,6 +60,7 @@ def result_dict(row: PolicyFigures) -> dict[str, Any]:
         "energy_per_gpu_j": [_num(e) for e in r.energy_per_gpu_j],
         "layout": row.layout,
         "layouts_tried": row.layouts_tried,
+        "layout_per_gpu": list(row.layout_per_gpu),
         "policy_summary": {k: _num(float(v)) for k, v in r.policy_summary.items()},
         "failures": [{"job_id": j.job_id, "state": j.state, "reason": j.failure}
                      for j in r.jobs if j.state != "done"],
@@ -76,8 +87,15 @@ def comparison_dict(cmp: Comparison) -> dict[str, Any]:
 
 
 def write_json(cmp: Comparison, path: str | Path) -> Path:
-    """Write the document to `path` (parent folders created); OSError if it cannot be written."""
+    """Write the document to `path`, or to standard output when it is "-".
+
+    The folder must exist (it is not created). Raises OSError if the file cannot be written.
+    """
+    text = json.dumps(comparison_dict(cmp), indent=2) + "\n"
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(comparison_dict(cmp), indent=2) + "\n", encoding="utf-8")
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return p
+    p.write_text(text, encoding="utf-8")
     return p

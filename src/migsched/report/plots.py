@@ -3,11 +3,17 @@
 Figures are drawn on `matplotlib.figure.Figure` objects with the Agg canvas directly, never
 through `pyplot`, so importing this module changes no global matplotlib state and works without
 a display. What each picture shows is documented in docs/reports.md.
+
+Legends list only what appears in the picture (lost runs with their cause and the GPU·s they
+wasted). A job id is written on its bar only when it fits the bar, and only in characters the
+font can draw (others become "?"), so labels never overlap and no glyph warnings are printed.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +24,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from migsched.compare import Comparison, PolicyFigures
-from migsched.errors import MigschedError
+from migsched.errors import MigschedError, plural
 from migsched.hardware.catalog import get_model
+from migsched.metrics import cause_label, lost_runs_by_cause
 from migsched.run import RunResult
 
 #: At most this many GPUs are drawn in a timeline; the title says when more exist.
@@ -68,8 +75,35 @@ def _memory_slots(result: RunResult) -> int:
 
 def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI)
+    with warnings.catch_warnings():  # a glyph the font lacks is already replaced; never flood stderr
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from")
+        fig.savefig(path, dpi=DPI)
     return path
+
+
+@lru_cache(maxsize=1)
+def _font_chars() -> frozenset[int]:
+    """Code points the default font can draw."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    return frozenset(FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap())
+
+
+def drawable(text: str) -> str:
+    """`text` with every character the default font cannot draw replaced by "?"."""
+    chars = _font_chars()
+    return "".join(c if ord(c) in chars or c.isspace() else "?" for c in text)
+
+
+#: Width of one label character in axis-width units per point of font size (DejaVu Sans ~0.6 em).
+_CHAR_EM = 0.62
+
+
+def _label_fits(label: str, dur_s: float, end_s: float, fig_width_in: float, fontsize: float) -> bool:
+    """Whether `label` fits inside a bar of `dur_s` on an axis `end_s` long (about 90% of the figure)."""
+    bar_pt = dur_s / (end_s * 1.01) * fig_width_in * 72.0 * 0.88
+    return len(label) * fontsize * _CHAR_EM + 4 <= bar_pt
 
 
 def timeline_png(row: PolicyFigures, path: str | Path, n_jobs: int | None = None) -> Path:
@@ -84,7 +118,8 @@ def timeline_png(row: PolicyFigures, path: str | Path, n_jobs: int | None = None
     slots = _memory_slots(r)
     end_s = max(r.makespan_s, 1e-9)
     unit, per = time_unit(end_s)
-    fig = Figure(figsize=(13, 1.0 + 0.32 * (slots + 1) * shown + 1.2), layout="constrained")
+    fig_w = 13.0
+    fig = Figure(figsize=(fig_w, 1.0 + 0.32 * (slots + 1) * shown + 1.2), layout="constrained")
     axes = fig.subplots(max(shown, 1), 1, sharex=True, squeeze=False)[:, 0]
     tl = r.timeline
     for gpu, ax in enumerate(axes):
@@ -98,9 +133,9 @@ def timeline_png(row: PolicyFigures, path: str | Path, n_jobs: int | None = None
         ax.add_collection(PatchCollection(bars, facecolor=colours, edgecolor="white", linewidth=0.4, alpha=0.9))
         for s in jobs:
             dur = (s.t1_s or end_s) - s.t0_s
-            if dur > 0.07 * end_s:
-                ax.text((s.t0_s + dur / 2) / per, s.start + s.size / 2, s.label, ha="center", va="center",
-                        fontsize=6.5, color="white", clip_on=True)
+            if _label_fits(s.label, dur, end_s, fig_w, 6.5):
+                ax.text((s.t0_s + dur / 2) / per, s.start + s.size / 2, drawable(s.label), ha="center",
+                        va="center", fontsize=6.5, color="white", clip_on=True)
         for key, marker in (("oom", "X"), ("killed", "X")):
             ends = [s for s in jobs if _outcome_key(s.outcome) == key and s.t1_s is not None]
             if ends:
@@ -118,19 +153,44 @@ def timeline_png(row: PolicyFigures, path: str | Path, n_jobs: int | None = None
         ax.set_axisbelow(True)
     axes[-1].set_xlabel(f"time ({unit})")
     label = f"static [{row.layout}]" if row.layout else r.policy
-    jobs_text = f"{n_jobs} jobs, " if n_jobs is not None else ""
+    jobs_text = f"{plural('job', n_jobs)}, " if n_jobs is not None else ""
     more = f" (first {shown} of {r.gpus} GPUs shown)" if r.gpus > shown else ""
     fig.suptitle(f"Timeline of {label}: {jobs_text}{r.gpus}× {r.gpu}, makespan {r.makespan_s:.0f} s, "
                  f"{r.reconfigurations} reconfigurations{more}", fontsize=10)
-    handles = [Patch(facecolor="none", edgecolor="#333333", label="GPU instance")]
-    used = {_outcome_key(s.outcome) for s in tl.jobs} | {"ok"}
-    handles += [Patch(color=_OUTCOME_COLOURS[k], label=_OUTCOME_LABELS[k]) for k in _OUTCOME_COLOURS if k in used]
-    handles += [Line2D([], [], marker="X", linestyle="none", color="#d62728", markeredgecolor="black",
-                       label="OOM / kill end"),
-                Line2D([], [], marker="|", linestyle="none", color="#1f77b4", markersize=9,
-                       label="instance created / destroyed")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    handles = legend_handles(r)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
     return _save(fig, Path(path))
+
+
+def legend_labels(result: RunResult) -> list[str]:
+    """The timeline legend's entries: only outcomes that occur; lost runs with cause and GPU·s."""
+    return [h.get_label() for h in legend_handles(result)]
+
+
+def legend_handles(result: RunResult) -> list:
+    """Legend handles of one timeline (see `legend_labels`)."""
+    tl = result.timeline
+    handles: list = []
+    if tl.instances:
+        handles.append(Patch(facecolor="none", edgecolor="#333333", label="GPU instance"))
+    used = {_outcome_key(s.outcome) for s in tl.jobs}
+    lost = lost_runs_by_cause(result)
+    for k in _OUTCOME_COLOURS:
+        if k not in used:
+            continue
+        label = _OUTCOME_LABELS[k]
+        causes = [c for c in lost if (c == "oom") == (k == "oom")] if k in ("oom", "killed") else []
+        if causes:
+            label += " (" + "; ".join(f"{cause_label(c)}: {lost[c].runs}, {lost[c].wasted_gpu_s:.0f} GPU·s"
+                                      for c in causes) + ")"
+        handles.append(Patch(color=_OUTCOME_COLOURS[k], label=label))
+    if used & {"oom", "killed"}:
+        handles.append(Line2D([], [], marker="X", linestyle="none", color="#d62728", markeredgecolor="black",
+                              label="OOM / kill end"))
+    if tl.reconfigurations:
+        handles.append(Line2D([], [], marker="|", linestyle="none", color="#1f77b4", markersize=9,
+                              label="instance created / destroyed"))
+    return handles
 
 
 def _summed_power(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +225,7 @@ def power_png(cmp: Comparison, path: str | Path) -> Path:
     ax.set_ylim(bottom=0)
     ax.grid(color="#dddddd", linewidth=0.5)
     ax.legend(fontsize=8, loc="best")
-    ax.set_title(f"Power over time: {cmp.jobs} jobs on {cmp.gpus}× {cmp.gpu}", fontsize=10)
+    ax.set_title(f"Power over time: {plural('job', cmp.jobs)} on {cmp.gpus}× {cmp.gpu}", fontsize=10)
     return _save(fig, Path(path))
 
 
@@ -190,14 +250,14 @@ def summary_png(cmp: Comparison, path: str | Path) -> Path:
         ax.set_xlabel("policy")
         ax.grid(axis="y", color="#dddddd", linewidth=0.5)
         ax.set_axisbelow(True)
-    fig.suptitle(f"{cmp.jobs} jobs on {cmp.gpus}× {cmp.gpu}", fontsize=10)
+    fig.suptitle(f"{plural('job', cmp.jobs)} on {cmp.gpus}× {cmp.gpu}", fontsize=10)
     return _save(fig, Path(path))
 
 
 def write_pngs(cmp: Comparison, folder: str | Path) -> list[Path]:
     """Every picture of `cmp` into `folder` (created): timelines, power, summary."""
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)  # only the folder itself: its parent must exist (checked up front)
     paths: list[Path] = []
     seen: set[str] = set()
     for row in cmp.rows:
@@ -206,6 +266,9 @@ def write_pngs(cmp: Comparison, folder: str | Path) -> list[Path]:
             name += "_"
         seen.add(name)
         paths.append(timeline_png(row, out / f"timeline-{name}.png", n_jobs=cmp.jobs))
+    from migsched.report.cluster_plot import cluster_png
+
+    paths.append(cluster_png(cmp, out / "cluster.png"))
     paths.append(power_png(cmp, out / "power.png"))
     paths.append(summary_png(cmp, out / "summary.png"))
     return paths
