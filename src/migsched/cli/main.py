@@ -11,6 +11,7 @@ from migsched.errors import MigschedError
 
 # Command modules register their verbs on `app` when imported.
 from migsched.cli import hardware_cmds, mig_cmds, run_cmds, simulate_cmds, workload_cmds  # noqa: E402,F401
+from migsched.cli import validate_cmds  # noqa: E402,F401
 
 try:  # Typer >= 0.25 vendors click; older versions use the click package
     from typer._click import ClickException as _ClickException  # type: ignore[attr-defined]

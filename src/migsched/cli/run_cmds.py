@@ -25,9 +25,13 @@ import typer
 from rich.console import Console
 
 from migsched.cli.app import app
-from migsched.cli.simulate_cmds import _console, _show, _write_outputs
+from migsched.cli.simulate_cmds import (
+    _JSON_HELP, _QUIET_HELP, _SCHEDULE_HELP, _WIDE_HELP, Outputs, _console, _show, _write_outputs,
+    exit_status,
+)
 from migsched.compare import Comparison, PolicyFigures
 from migsched.errors import MigschedError
+from migsched.limits import MAX_GPUS, MAX_MIB_PER_GIB, MAX_SAMPLE_S, check_range
 from migsched.live.progress import LiveView
 from migsched.live.session import BACKENDS, RunSetupError, Session, resume_run, start_run
 from migsched.run import drive, result_of
@@ -43,7 +47,19 @@ def _comparison(session: Session, last_s: float, wall_s: float) -> Comparison:
         bound = lower_bound_s(session.jobs, [g.model for g in session.core.view.gpus])
     row = PolicyFigures(res, None, 0, None, None, res.makespan_s / bound if bound > 0 else None)
     notes = (f"backend {res.backend}: MIG {session.backend.capabilities.mig}, energy {res.energy_source}",)
+    notes += tuple(getattr(session.backend, "node_notes", tuple)())  # ray: one line per node
     return Comparison(gpu=res.gpu, gpus=res.gpus, jobs=len(res.jobs), lower_bound_s=bound, rows=(row,), notes=notes)
+
+
+def _backend_options(backend: str, manage_existing: bool, allow_mig_change: bool, address: str | None, nodes: int,
+                     node_backend: str, gpu: str, gpus: int) -> dict | None:
+    nvml = {"manage_existing": manage_existing, "allow_mig_change": allow_mig_change}
+    if backend == "nvml":
+        return nvml
+    if backend == "ray":  # --gpu/--gpus: what each node emulates (docs/ray.md)
+        return {"address": address, "nodes": nodes, "node_backend": node_backend, "gpu": gpu, "gpus_per_node": gpus,
+                **(nvml if node_backend == "nvml" else {})}
+    return None
 
 
 @app.command("run")
@@ -51,21 +67,29 @@ def run_cmd(
     jobs_file: Annotated[Path | None, typer.Argument(metavar="JOBS", help="Job file (YAML/JSON, version 1) or task file (one command per line). Optional with --resume.")] = None,
     backend: Annotated[str, typer.Option("--backend", help=f"Where jobs run: {', '.join(BACKENDS)}.")] = "local",
     gpu: Annotated[str, typer.Option("--gpu", help="GPU model to simulate or emulate (see `migsched gpus`).")] = "A100-40GB",
-    gpus: Annotated[int, typer.Option("--gpus", min=1, max=4096, help="Number of GPUs to simulate or emulate.")] = 1,
+    gpus: Annotated[int, typer.Option("--gpus", min=1, max=MAX_GPUS, help=f"Number of GPUs to simulate or emulate (at most {MAX_GPUS:,}).")] = 1,
     policy: Annotated[str, typer.Option("--policy", help="Scheduling policy (see `migsched policies`).")] = "migm",
     state: Annotated[Path, typer.Option("--state", help="The run's state file (SQLite); logs go to <state>.d/.")] = DEFAULT_STATE,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run of --state after its scheduler stopped.")] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the summary as JSON to this file.")] = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write PNG timeline, power plot and results.md here.")] = None,
-    mib_per_gib: Annotated[float, typer.Option("--mib-per-gib", min=0.001, help="local: MiB of RAM a job may use per GiB of its instance.")] = 16.0,
+    json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help=_JSON_HELP)] = None,
+    report: Annotated[Path | None, typer.Option("--report", metavar="DIR", help="Write PNG timeline, cluster view, power plot and results.md here.")] = None,
+    schedule: Annotated[Path | None, typer.Option("--schedule", metavar="FILE", help=_SCHEDULE_HELP)] = None,
+    wide: Annotated[bool, typer.Option("--wide", help=_WIDE_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP + " No live view.")] = False,
+    mib_per_gib: Annotated[float, typer.Option("--mib-per-gib", callback=lambda v: check_range("--mib-per-gib", v, 0.001, MAX_MIB_PER_GIB), help=f"local: MiB of RAM a job may use per GiB of its instance (0.001..{MAX_MIB_PER_GIB:g}).")] = 16.0,
     job_class: Annotated[str, typer.Option("--class", help="Job class of task-file lines: scientific, ml-train, ml-infer, llm.")] = "scientific",
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed (--backend sim).")] = 0,
-    sample_s: Annotated[float, typer.Option("--sample-s", min=0.01, help="local: memory-sample period in seconds, when the policy samples.")] = 1.0,
+    sample_s: Annotated[float, typer.Option("--sample-s", callback=lambda v: check_range("--sample-s", v, 0.01, MAX_SAMPLE_S, " s"), help=f"local: memory-sample period in seconds (0.01..{MAX_SAMPLE_S:g}), when the policy samples.")] = 1.0,
     manage_existing: Annotated[bool, typer.Option("--manage-existing", help="nvml: use and destroy MIG instances migsched did not create.")] = False,
     allow_mig_change: Annotated[bool, typer.Option("--allow-mig-change", help="nvml: change a GPU's MIG mode if the policy needs it (may reset the GPU).")] = False,
+    address: Annotated[str | None, typer.Option("--address", help="ray: the Ray cluster to use (e.g. 10.0.0.1:6379); none: start a local one of --nodes nodes.")] = None,
+    nodes: Annotated[int, typer.Option("--nodes", min=1, max=64, help="ray: nodes of the local cluster started without --address (each emulates --gpus of --gpu).")] = 2,
+    node_backend: Annotated[str, typer.Option("--node-backend", help="ray: what each node runs its GPUs with: local (emulated) or nvml (real MIG).")] = "local",
 ) -> None:
     """Run a batch of jobs to the end: real processes (local) or simulated, resumable after a crash."""
     err = Console(file=sys.stderr, highlight=False)
+    out = Outputs(json_out, report, schedule, wide, quiet)
+    out.check()  # before any job starts
     if resume:
         session = resume_run(state, jobs_file)
         r = session.restored
@@ -77,11 +101,11 @@ def run_cmd(
             raise RunSetupError("JOBS is required (a job file or a task file), unless --resume is given")
         session = start_run(jobs_file, backend=backend, gpu=gpu, gpus=gpus, policy=policy, state=state,
                             mib_per_gib=mib_per_gib, seed=seed, job_class=job_class, sample_interval_s=sample_s,
-                            backend_options=({"manage_existing": manage_existing, "allow_mig_change": allow_mig_change}
-                                             if backend == "nvml" else None))
+                            backend_options=_backend_options(backend, manage_existing, allow_mig_change, address,
+                                                             nodes, node_backend, gpu, gpus))
     caps = session.backend.capabilities
     title = f"migsched run · {session.core.policy.name} · {session.backend.name} (MIG {caps.mig})"
-    view = LiveView(title, enabled=err.is_terminal, console=err)
+    view = LiveView(title, enabled=err.is_terminal and not quiet, console=err)
     session.recorder.on_change = view.update
     wall0 = time.perf_counter()
     try:
@@ -102,12 +126,12 @@ def run_cmd(
     session.store.close()
     if session.lock:
         session.lock.release()
-    _show(cmp)
-    _write_outputs(cmp, json_out, report)
-    res = cmp.rows[0].result
-    typer.echo(f"state: {state}  logs: {session.run_dir / 'logs'}")
-    if res.jobs_failed:
-        raise typer.Exit(1)
+    _show(cmp, out)
+    _write_outputs(cmp, None, None, out)
+    if not quiet:
+        typer.echo(f"state: {state}  logs: {session.run_dir / 'logs'}", err=out.json_to_stdout)
+    if exit_status(cmp):
+        raise typer.Exit(exit_status(cmp))
 
 
 @app.command("status")

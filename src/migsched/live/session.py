@@ -31,7 +31,7 @@ from migsched.run import open_core
 from migsched.partition.layout import Layout
 from migsched.store.db import RunStore
 
-BACKENDS = ("sim", "local", "nvml")
+BACKENDS = ("sim", "local", "nvml", "ray")
 
 
 class RunSetupError(MigschedError):
@@ -112,6 +112,10 @@ def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Pa
         owned = {(g, s) for g, lst in enumerate(instances or []) for _p, s in lst}
         return NvmlBackend(run_dir, owned=owned, origin_unix=origin_unix, sample_interval_s=sample_interval_s,
                            **(backend_options or {}))
+    if name == "ray":  # a cluster of nodes, each through local or nvml (backends/ray, docs/ray.md)
+        from migsched.backends.ray.factory import ray_backend
+        return ray_backend(jobs, run_dir, mib_per_gib=mib_per_gib, origin_unix=origin_unix,
+                           sample_interval_s=sample_interval_s, instances=instances, options=backend_options)
     raise RunSetupError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
 
 

@@ -1,0 +1,66 @@
+"""Real Ray clusters of several nodes on this machine, on loopback only (`ray` marker).
+
+Each test runs its cluster inside network + PID namespaces of its own (tests/ray_support/netns.py:
+Ray's node address is then 127.0.0.1, and every process dies with the namespace, even when the
+test fails or times out). Every node emulates two GPUs with the `local` backend. Skipped where
+Ray or namespaces are not available; `.ci/run` runs them (`-m "not ray"` skips them for a quick run).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.ray_support.netns import run_isolated, unavailable
+
+pytest.importorskip("ray", reason="needs Ray: pip install 'migsched[ray]'")
+pytestmark = [pytest.mark.ray, pytest.mark.skipif(bool(unavailable()), reason=unavailable() or "ok")]
+
+HERE = Path(__file__).resolve().parent / "ray_support"
+TIMEOUT_S = 150  # cluster start ~10-15 s on 2 busy cores; the batch itself ~10 s
+
+
+def _done_markers(markers: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for f in markers.glob("*.done"):
+        name = f.name.split(".")[0]
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def test_cli_without_address_runs_a_batch_across_a_local_cluster(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} j{i:02d} 1.5\n" for i in range(6)))
+    out = tmp_path / "out.json"
+    r = run_isolated([sys.executable, "-m", "migsched.cli.main", "run", str(tasks), "--backend", "ray",
+                      "--nodes", "2", "--gpus", "1", "--policy", "serial", "--state", str(tmp_path / "run.db"),
+                      "--json", str(out)], timeout_s=TIMEOUT_S, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert _done_markers(markers) == {f"j{i:02d}": 1 for i in range(6)}
+    data = json.loads(out.read_text())
+    text = json.dumps(data)
+    assert "ray node node-0: GPUs 0" in text and "ray node node-1: GPUs 1" in text
+    gpus = json.loads((tmp_path / "run.d" / "ray-gpus.json").read_text())
+    assert [g["node"] for g in gpus] == ["node-0", "node-1"]
+    nodes_used = {p.parent.parent.name for p in (tmp_path / "run.d" / "nodes").glob("*/logs/*.exit.json")}
+    assert nodes_used == {"node-0", "node-1"}  # the batch ran across both nodes
+
+
+def test_killing_a_node_mid_batch_completes_every_job_exactly_once(tmp_path: Path) -> None:
+    r = run_isolated([sys.executable, str(HERE / "scenario.py"), "kill-node", str(tmp_path)], timeout_s=TIMEOUT_S,
+                     cwd=Path(__file__).resolve().parent.parent)
+    assert r.returncode == 0, r.stdout[-4000:]
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["killed_s"] is not None and res["on_node"], "node-1 was never killed mid-batch"
+    jobs = res["jobs"]
+    assert all(j["state"] == "done" and j["outcomes"][-1] == "ok" for j in jobs.values()), jobs
+    for jid in res["on_node"]:  # its jobs were requeued and finished elsewhere
+        assert jobs[jid]["outcomes"][0].startswith("killed"), jobs[jid]
+    assert _done_markers(tmp_path / "markers") == {f"j{i:02d}": 1 for i in range(len(jobs))}
+    assert any("node-1" in n and "lost" in n for n in res["notes"])
+    assert [g[1] for g in res["gpus"]] == ["A100-40GB"] * 4 + ["A100-80GB"] * 2  # nodes may differ
