@@ -246,9 +246,9 @@ def test_combined_order_history_analytic_hint_default():
     assert est.estimate(view(hint_gib=3.0, name="b")).source == "hint"
     assert est.estimate(view(hint_gib=3.0, name="b")).mib == pytest.approx(3 * GIB * 1.10)
     default = est.estimate(view(name="c"))
-    assert default == Estimate(mib=40 * GIB, source="class-default", growing=False)
+    assert default == Estimate(mib=0.12 * 80 * GIB, source="class-default", growing=False)
     llm = est.estimate(view(JobClass.LLM, name="d"))
-    assert llm.mib == 80 * GIB and llm.growing
+    assert llm.mib == pytest.approx(0.24 * 80 * GIB) and llm.growing
     est.observe(both, 5000.0, ok=True)
     e = est.estimate(both)
     assert e.source == "history" and e.mib == pytest.approx(5000.0 * 1.05)
@@ -297,3 +297,28 @@ def test_startup_samples_at_progress_zero_do_not_bend_the_fit():
 def test_falling_memory_never_forecasts_below_what_was_seen():
     f = MemoryForecaster().forecast(view(), samples(lambda f: 10.0 - 20.0 * f, 0.3))
     assert f is not None and f.peak_mib >= (10.0 - 20.0 * 0.3 / 12) * GIB - 1
+
+
+def test_no_hint_means_a_small_prior_never_the_whole_gpu():
+    est = JobMemoryEstimator(largest_mib=80 * GIB)
+    for cls in JobClass:
+        e = est.estimate(view(cls, name=f"unknown-{cls.value}"))
+        assert e.source == "class-default"
+        assert e.mib <= 0.25 * 80 * GIB  # at most two memory slices of eight
+
+
+def test_unknown_jobs_learn_from_their_class_peaks():
+    """After CLASS_MIN_RUNS completed runs of a class, an unhinted job of it gets the class's
+    CLASS_QUANTILE peak x class_margin; other classes keep the prior; failed runs do not count."""
+    from migsched.estimators.combined import CLASS_MIN_RUNS
+    est = JobMemoryEstimator(largest_mib=80 * GIB, class_margin=1.10)
+    peaks = [2 * GIB, 3 * GIB, 30 * GIB, 4 * GIB]
+    est.observe(view(name="failed-0"), 60 * GIB, ok=False)
+    for i, p in enumerate(peaks[:CLASS_MIN_RUNS - 1]):
+        est.observe(view(name=f"seen-{i}"), p, ok=True)
+    assert est.estimate(view(name="fresh")).source == "class-default"
+    for i, p in enumerate(peaks[CLASS_MIN_RUNS - 1:]):
+        est.observe(view(name=f"more-{i}"), p, ok=True)
+    e = est.estimate(view(name="fresh"))
+    assert e.source == "class" and e.mib == pytest.approx(30 * GIB * 1.10)  # q0.75 of 4 = 3rd largest+
+    assert est.estimate(view(JobClass.LLM, name="other")).source == "class-default"

@@ -70,3 +70,19 @@ def test_target_and_early_restart_checks(ev):
     rec["results"][3] = row("migm", 150, 120, failed=("a",))
     c = ev.check_targets(rec)
     assert not c["beats_all"] and not c["lb_ok"] and c["jobs_lost"] == ["a"]
+
+
+def test_heldout_batches_are_seeded_perturbed_and_disjoint_from_tuning(ev):
+    import heldout  # bench/ is on sys.path once evaluate.py is loaded
+
+    cfgs = ev.heldout_plan(None)
+    assert cfgs and all(c.group == "heldout" and c.key.startswith("heldout/") for c in cfgs)
+    assert not {c.seed for c in cfgs} & {0, 1, 2, 3, 4, 5}  # the seeds tune_migm/evaluate tune on
+    assert all(20 <= c.jobs <= 56 for c in cfgs)
+    b = heldout.heldout_batches()[0]
+    doc, again = heldout.heldout_doc(b), heldout.heldout_doc(b)
+    assert doc == again  # the same seed gives the same batch
+    entries = doc["jobs"]
+    assert len(entries) == b.jobs
+    assert any("hint_gib" not in e for e in entries)  # some hints missing
+    assert all("model" in e for e in entries)          # ground truth untouched

@@ -160,8 +160,9 @@ def test_blocked_restart_frees_a_gpu_a_long_small_job_holds():
     long["reports_progress"] = True
     big = job("big", hint=70.0, peak=70.0, runtime=100.0, speedup={1: 1.0}, arrival=1.0)
     jobs = batch(long, big)
-    on = simulate(jobs, A100, policy="migm", blocked_wait_s=0.0)
-    off = simulate(jobs, A100, policy="migm", blocked_restart=False)
+    # spare_share=0: while "big" is still to come, "long-train" stays on its tight 1g slice.
+    on = simulate(jobs, A100, policy="migm", blocked_wait_s=0.0, spare_share=0.0)
+    off = simulate(jobs, A100, policy="migm", blocked_restart=False, spare_share=0.0)
     assert on.jobs_completed == off.jobs_completed == 2
     assert on.policy_summary.get("blocked_restarts", 0) == 1
     assert off.policy_summary.get("blocked_restarts", 0) == 0

@@ -25,7 +25,8 @@ class Estimate:
 
     Attributes:
         mib: the estimated peak, margin included.
-        source: what it came from: "history", "analytic", "hint", "class-default" or "oom".
+        source: what it came from: "history", "analytic", "hint", "class" (peaks of its class
+            this run), "class-default" or "oom".
         growing: True when the job's memory is expected to grow during the run (LLM KV cache,
             dynamic training): the policy should watch it with a `Forecaster`.
     """

@@ -5,7 +5,11 @@ Each source is tried in order of how much it knows about *this* job (paper.md §
 1. history: the peak of earlier runs of the same job name (and command), × `history_margin`;
 2. analytic: the job's `describe:` block (DNNMem-spirit), × `analytic_margin`;
 3. hint: `hint_gib` × the margin learned for its class (`hint.py`);
-4. class default: a fraction of the largest instance per class, or the largest itself.
+4. class: what completed jobs of the same class peaked at in this run (`ClassPeaks`, a high
+   quantile × `class_margin`), else a small prior share of the largest instance per class.
+   Never "the whole GPU" by default: a job that needs more runs out of memory early (constant
+   memory is allocated at start-up) or is caught by the forecaster, and restarts one size up,
+   which wastes far less than a whole GPU held by a job that needs a slice (docs/estimators.md).
 
 Whatever the source, the estimate is raised to just above what the job is known to need: the
 largest instance it ran out of memory on (`JobView.needs_more_than_mib`) and the peaks of its
@@ -27,16 +31,47 @@ from migsched.jobs.model import JobClass
 # Largest A100-80GB / H100-80GB instance (7g.80gb); pass the real one of the cluster.
 DEFAULT_LARGEST_MIB = 80.0 * 1024.0
 
-# GUESS: share of the largest instance a job of each class gets when nothing else is known.
-# None: unknown, give it the largest (an LLM's need spans 1-80 GiB, and an OOM restart of a long
-# generation is costlier than a wasted slice). The others start mid-size: an OOM moves them up
-# (paper.md §3.2 restarts "on the next larger slice"), and a too-large start wastes the most.
+# GUESS: share of the largest instance a job of each class gets when nothing at all is known
+# (no history, description, hint or finished job of its class). Small on purpose: the smallest
+# instance (1g.10gb is 12% of 80 GiB) for most classes, two memory slices for LLMs (weights of a
+# 7B fp16 model are 13 GiB). An OOM moves a job up one size (paper.md §3.2, "the next larger
+# slice"), cheaply since constant memory is allocated at start-up; a too-large start holds
+# compute other jobs could use for the whole run. None: the largest instance (opt-in).
 DEFAULT_CLASS_FRACTION: Mapping[JobClass, float | None] = MappingProxyType({
-    JobClass.SCIENTIFIC: 0.25,
-    JobClass.ML_TRAIN: 0.50,
-    JobClass.ML_INFER: 0.25,
-    JobClass.LLM: None,
+    JobClass.SCIENTIFIC: 0.12,
+    JobClass.ML_TRAIN: 0.12,
+    JobClass.ML_INFER: 0.12,
+    JobClass.LLM: 0.24,
 })
+#: Completed runs of a class before its learned peak replaces the prior.
+CLASS_MIN_RUNS = 3
+#: Quantile of a class's observed peaks used for a job nothing else is known about.
+CLASS_QUANTILE = 0.75
+
+
+class ClassPeaks:
+    """Peaks of completed runs per job class (the last `keep`), for jobs nothing else describes."""
+
+    def __init__(self, keep: int = 200) -> None:
+        self.keep = keep
+        self._peaks: dict[JobClass, list[float]] = {}
+
+    def record(self, job_class: JobClass, peak_mib: float) -> None:
+        """A run of `job_class` completed having used `peak_mib`."""
+        runs = self._peaks.setdefault(job_class, [])
+        runs.append(float(peak_mib))
+        if len(runs) > self.keep:
+            del runs[0]
+
+    def quantile_mib(self, job_class: JobClass, q: float = CLASS_QUANTILE,
+                     min_runs: int = CLASS_MIN_RUNS) -> float | None:
+        """The `q` quantile of the class's recorded peaks (nearest rank), or None with fewer
+        than `min_runs`."""
+        runs = self._peaks.get(job_class)
+        if not runs or len(runs) < min_runs:
+            return None
+        ordered = sorted(runs)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 # Above a known-insufficient amount by this much (MiB): "needs more than" becomes "at least".
 OOM_STEP_MIB = 1.0
@@ -55,6 +90,7 @@ class JobMemoryEstimator:
         class_fraction: Mapping[JobClass, float | None] = DEFAULT_CLASS_FRACTION,
         history_margin: float = 1.05,
         analytic_margin: float = 1.10,
+        class_margin: float = 1.10,
     ) -> None:
         """Build from its sources (defaults: an in-memory history, the stock analytic and hint
         estimators). `largest_mib` is the memory of the largest instance the cluster offers."""
@@ -65,6 +101,8 @@ class JobMemoryEstimator:
         self.class_fraction = dict(class_fraction)
         self.history_margin = history_margin
         self.analytic_margin = analytic_margin
+        self.class_margin = class_margin
+        self.classes = ClassPeaks()
 
     def estimate(self, job: JobView) -> Estimate:
         """The peak-memory estimate for `job`, at least just above what it is known to need."""
@@ -85,6 +123,8 @@ class JobMemoryEstimator:
         """Feed a finished run to the hint-margin learner and the history store."""
         spec = job.spec
         self.hint.observe(spec, peak_mib)
+        if ok:
+            self.classes.record(spec.job_class, peak_mib)
         profile = job.profile.name if job.profile is not None else ""
         start = job.samples[0].used_mib if job.samples else None
         self.history.record(spec.name, RunRecord(profile, float(peak_mib), ok, start), spec.command)
@@ -105,5 +145,8 @@ class JobMemoryEstimator:
         hinted = self.hint.estimate_mib(spec)
         if hinted is not None:
             return hinted, "hint"
+        learned = self.classes.quantile_mib(spec.job_class)
+        if learned is not None:
+            return min(learned * self.class_margin, self.largest_mib), "class"
         fraction = self.class_fraction.get(spec.job_class)
         return self.largest_mib * (1.0 if fraction is None else fraction), "class-default"

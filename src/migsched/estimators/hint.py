@@ -59,6 +59,7 @@ class MarginLearner:
         self._ratios: dict[JobClass, deque[float]] = defaultdict(
             lambda: deque(maxlen=self.config.window)
         )
+        self._margin: dict[JobClass, float] = {}  # computed margins, dropped when a ratio arrives
 
     def observe(self, job_class: JobClass, hint_mib: float, peak_mib: float) -> None:
         """Record one finished run's peak against its hint (ignored when either is not positive).
@@ -68,13 +69,20 @@ class MarginLearner:
         """
         if hint_mib > 0 and peak_mib > 0:
             self._ratios[job_class].append(peak_mib / hint_mib)
+            self._margin.pop(job_class, None)
 
     def runs(self, job_class: JobClass) -> int:
         """How many ratios are held for `job_class`."""
         return len(self._ratios.get(job_class, ()))
 
     def margin(self, job_class: JobClass) -> float:
-        """The margin for `job_class` now."""
+        """The margin for `job_class` now (recomputed only after a new ratio of the class)."""
+        hit = self._margin.get(job_class)
+        if hit is None:
+            hit = self._margin[job_class] = self._compute(job_class)
+        return hit
+
+    def _compute(self, job_class: JobClass) -> float:
         cfg = self.config
         ratios = self._ratios.get(job_class)
         if not ratios:

@@ -24,29 +24,20 @@ Re-implementation of MIGM (paper.md §3; arXiv 2508.18556), documented in docs/m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from migsched.core.events import Action, Kill, KillReason, MemorySample, Reject
+from migsched.core.events import Action, Kill, KillReason, Reject
 from migsched.core.state import ClusterView, JobView
 from migsched.estimators.base import Forecaster, MemoryEstimator
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.errors import SchedulingError
 from migsched.policies.base import Changes, Decision, Policy
-from migsched.policies.common import gib, profiles_by_size, smallest_fitting
-from migsched.policies.migm_memory import ForecastScore, default_estimator, default_forecaster
-from migsched.policies.migm_place import (
-    Placement,
-    Reservation,
-    best_target,
-    choose_reservation,
-    find_create,
-    find_reclaim,
-    find_reuse,
-    mig_groups,
-    repartition,
-)
-from migsched.policies.migm_queue import QueueIndex
-from migsched.policies.migm_tail import RunTimes, pick_upgrade
+from migsched.policies.common import gib, profiles_by_size
+from migsched.policies.migm.choice import PlacementChoice
+from migsched.policies.migm.early import EarlyRestart
+from migsched.policies.migm.memory import ForecastScore, default_estimator, default_forecaster
+from migsched.policies.migm.placement import Reservation, choose_reservation
+from migsched.policies.migm.ordering import QueueIndex
+from migsched.policies.migm.restarts import RunTimes, pick_upgrade
+from migsched.policies.migm.sizing import MemorySizing
 from migsched.policies.registry import register
 
 SCHEMES = ("head", "repartition-min")
@@ -54,10 +45,12 @@ ORDERS = ("largest", "fifo")
 RANKS = ("fifo", "class", "lpt")
 #: With rank="class", longer-running classes start first within a tier (LPT by class).
 CLASS_RANK = {"ml-train": 0, "ml-infer": 1, "llm": 2, "scientific": 3}
+#: Up to this many running jobs, the tail restart is re-checked whenever the running set changes.
+TAIL_FULL_CHECK = 32
 
 
 @register
-class MigmPolicy(Policy):
+class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
     """MIGM: tightest MIG instance per job, reshaped on demand, restarted before it runs out.
 
     Args:
@@ -72,9 +65,11 @@ class MigmPolicy(Policy):
         tail_restart, tail_margin, tail_min_gain_s: restart a long tail job bigger (docs/migm.md 7).
         mid_upgrade: same-memory compute variants also while other jobs are queued.
         reserve_after_s: reserve slots only for a job that has waited this long.
-        alpha_prior: per-class speed exponent priors (overrides migm_tail.PRIOR_ALPHA).
+        alpha_prior: per-class speed exponent priors (overrides restarts.PRIOR_ALPHA).
         blocked_restart, blocked_wait_s, blocked_online: restart a long running job so that a
             reserved job waiting >= blocked_wait_s gets its slots (docs/migm.md step 9).
+        spare_share, spare_min_gain: while jobs still arrive, a job may take this share of the
+            compute the queue cannot use, if it runs at least spare_min_gain faster there.
         estimator, forecaster: override the memory estimator / forecaster.
     """
 
@@ -88,6 +83,7 @@ class MigmPolicy(Policy):
                  mid_upgrade: bool = True, reserve_after_s: float = 0.0,
                  alpha_prior: dict[str, float] | None = None, blocked_restart: bool = True,
                  blocked_wait_s: float = 300.0, blocked_online: bool = False,
+                 spare_share: float = 1.0, spare_min_gain: float = 0.2,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -104,6 +100,11 @@ class MigmPolicy(Policy):
         self.tail_restart, self.tail_margin, self.tail_min_gain_s = tail_restart, tail_margin, tail_min_gain_s
         self.mid_upgrade, self.reserve_after_s = mid_upgrade, reserve_after_s
         self.blocked_restart, self.blocked_wait_s, self.blocked_online = blocked_restart, blocked_wait_s, blocked_online
+        if not 0 <= spare_share <= 1:
+            raise ValueError(f"spare_share must be in [0, 1], got {spare_share}")
+        if not 0 <= spare_min_gain < 1:
+            raise ValueError(f"spare_min_gain must be in [0, 1), got {spare_min_gain}")
+        self.spare_share, self.spare_min_gain = spare_share, spare_min_gain
         self.estimator, self.forecaster = estimator, forecaster
         self.times = RunTimes(alpha_prior)
         self._target: dict[str, Profile] = {}     # job -> profile its tail restart is for
@@ -111,22 +112,16 @@ class MigmPolicy(Policy):
         self._sticky: set[str] = set()            # blocked-restarted jobs: only their target will do       # state at the last tail-restart search
         self.model: GpuModel | None = None
         self.rank = rank
-        self._rerank = False
         self._ok_runs = 0
         self._lpt_mean: tuple[int, float] = (-1, 0.0)
         self.index = QueueIndex(self._tier_of, self._left,
                                 (lambda j: CLASS_RANK.get(j.spec.job_class.value, 9)) if rank == "class"
                                 else self._lpt_rank if rank == "lpt" else None,
-                                self._lpt_ranks if rank == "lpt" else None)
+                                self._unknown_rank)
         self._fam_val: dict[str, float] = {}      # family -> its 1-slice compute time (or 0.0), as times learned
-        self._job_need: dict[str, float] = {}     # forecast-based need after an early restart
-        self._above: dict[str, float] = {}        # memory of the instance a job was early-restarted from
-        self._name_floor: dict[str, float] = {}   # jobs of this name need at least this (restarts)
-        self._name_peak: dict[str, float] = {}    # peak of a successful run of this name
-        self._version = 0
-        self._cache: dict[str, tuple[int, int, str | None]] = {}
+        self.sizing: MemorySizing | None = None  # set once the GPU model is known (_init)
         self._resv: dict[str, tuple[str, Reservation]] = {}  # job -> (its tier, reservation)
-        self._checked: dict[str, tuple[int, float]] = {}  # job -> (attempt, memory) at last forecast
+        self._checked: dict[str, tuple[int, float, float]] = {}  # job -> (attempt, memory, peak) at last forecast
         self.score = ForecastScore()
         self.counts: dict[str, int] = {}
         # Placement memo: layouts change only through this policy's actions or a job leaving the
@@ -149,65 +144,41 @@ class MigmPolicy(Policy):
         self._largest = max(p.memory_mib for p in self._profiles)
         if self.estimator is None:
             self.estimator = default_estimator(self._largest)
+        self.sizing = MemorySizing(model, self.estimator)
         if self.forecaster is None:
             self.forecaster = default_forecaster()
         return model
 
     def need_mib(self, job: JobView) -> float:
-        """The peak memory the job is planned for: estimate, or what its name or forecast taught."""
-        assert self.estimator is not None
-        name = job.family
-        base = self._name_peak.get(name)
-        if base is None:  # the declared hint is a floor: an analytic estimate below it caused OOMs
-            base = max(self.estimator.estimate(job).mib, (job.spec.hint_gib or 0.0) * 1024.0)
-        return max(base, self._name_floor.get(name, 0.0), self._job_need.get(job.job_id, 0.0))
+        """The peak memory the job is planned for (`sizing.MemorySizing.need_mib`)."""
+        assert self.sizing is not None
+        return self.sizing.need_mib(job)
 
     def _tier_of(self, job: JobView) -> str | None:
-        key = (len(job.attempts), self._version)
-        hit = self._cache.get(job.job_id)
-        if hit is not None and hit[:2] == key:
-            return hit[2]
-        assert self.model is not None
-        above = max(job.needs_more_than_mib, self._above.get(job.job_id, 0.0))
-        prof = smallest_fitting(self.model, min(self.need_mib(job), self._largest), above_mib=above)
-        tier = prof.name if prof is not None else None
-        self._cache[job.job_id] = (*key, tier)
-        return tier
+        assert self.sizing is not None
+        return self.sizing.tier_of(job)
 
-    def _lpt_rank(self, job: JobView) -> float:
-        """rank="lpt": longest expected first; a family's learned 1-slice compute time, else the
-        mean of the families learned so far (unknown jobs sit among them, FIFO otherwise)."""
-        known = self.times.compute
-        fam = job.family
-        t = self.times.compute_s(fam, job.spec.job_class.value, 1) if fam in known else None
-        if t is None:
-            if not known:
-                return 0.0
-            if self._lpt_mean[0] != self._ok_runs:
-                vals = self._fam_val.values()  # same values, same order as times.compute
-                self._lpt_mean = (self._ok_runs, sum(vals) / len(vals))
-            t = self._lpt_mean[1]
-        return -t
+    def _lpt_rank(self, job: JobView) -> float | None:
+        """rank="lpt": longest expected first: minus the family's learned 1-slice compute time,
+        None while the family has no completed run (it then ranks as `_unknown_rank`)."""
+        if job.family not in self.times.compute:
+            return None
+        return -(self.times.compute_s(job.family, job.spec.job_class.value, 1) or 0.0)
 
-    def _lpt_ranks(self, jobs: list[JobView]) -> list[float]:
-        """`_lpt_rank` of many jobs at once (a re-rank of the whole queue): same values, cheaper."""
-        known = self.times.compute
-        if not known:
-            return [0.0] * len(jobs)
-        shared = None
-        out = []
-        for job in jobs:
-            if job.family in known:
-                out.append(self._lpt_rank(job))
-            else:
-                if shared is None:
-                    shared = self._lpt_rank(job)
-                out.append(shared)
-        return out
+    def _unknown_rank(self) -> float:
+        """The rank of jobs of families not learned yet: minus the mean over the learned ones, so
+        unknown jobs sit among them (FIFO when nothing is learned)."""
+        if not self._fam_val:
+            return 0.0
+        if self._lpt_mean[0] != self._ok_runs:
+            vals = self._fam_val.values()
+            self._lpt_mean = (self._ok_runs, sum(vals) / len(vals))
+        return -self._lpt_mean[1]
 
     def _left(self, job: JobView) -> None:
         """A launched job left the running set: learn from how its attempt ended."""
-        self._cache.pop(job.job_id, None)
+        assert self.sizing is not None
+        self.sizing.forget(job)
         if not job.attempts:
             return
         a = job.attempts[-1]
@@ -216,70 +187,20 @@ class MigmPolicy(Policy):
         if a.outcome == "ok":
             assert self.model is not None
             self._ok_runs += 1
-            if self.rank == "lpt" and name not in self.times.compute:
-                self._rerank = True
-            self.times.finished(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s)
+            new_family = name not in self.times.compute
+            p0 = next((x.saved_progress for x in reversed(job.attempts[:-1]) if x.outcome != "launch-failed"), None)
+            self.times.finished(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s,
+                                p0 or 0.0)
             self._fam_val[name] = self.times.compute_s(name, "", 1) or 0.0
-            self.estimator.observe(job, a.peak_mib, True)
+            if new_family and self.rank == "lpt":
+                self.index.learned(name)
+            self.sizing.succeeded(job, a.peak_mib)
             self.score.finished(job.job_id, a.peak_mib)
-            if a.peak_mib > self._name_peak.get(name, 0.0):
-                self._name_peak[name] = a.peak_mib
-                self._version += 1
-            self._job_need.pop(job.job_id, None)
-            self._above.pop(job.job_id, None)
         else:
             self.times.forget(job)
         if a.outcome == "oom":
-            self.estimator.observe(job, a.peak_mib, False)
+            self.sizing.ran_out(job, a.peak_mib, a.memory_mib)
             self._bump("oom_restarts_seen")
-            if a.memory_mib + 1.0 > self._name_floor.get(name, 0.0):
-                self._name_floor[name] = a.memory_mib + 1.0
-                self._version += 1
-
-    # ---- early restart ------------------------------------------------------------------------
-    def on_memory_sample(self, view: ClusterView, job: JobView, sample: MemorySample) -> list[Action]:
-        """Kill a job whose confident forecast peak exceeds `safety` x its instance's memory."""
-        acts = self._on_sample(view, job, sample)
-        if acts:
-            self._epoch += 1
-        return acts
-
-    def _on_sample(self, view: ClusterView, job: JobView, sample: MemorySample) -> list[Action]:
-        if self.model is None:
-            self._init(view)
-        assert self.forecaster is not None
-        self.times.on_sample(job)
-        prof = job.profile
-        if prof is None or not self._due(job, sample):
-            return []
-        fc = self.forecaster.forecast(job, job.samples)
-        if fc is None or not fc.confident:
-            return []
-        self._checked[job.job_id] = (len(job.attempts), sample.used_mib)
-        self.score.forecast(job.job_id, fc.peak_mib)
-        if not self.early_restart or fc.peak_mib <= self.safety * prof.memory_mib:
-            return []
-        if fc.form == "constant" and fc.peak_mib <= prof.memory_mib:
-            return []  # flat memory that fits now will fit to the end: the margin is for growth
-        if prof.memory_mib >= self._largest:
-            return []  # nothing larger to restart on
-        need = min(fc.peak_mib / self.safety, float(self._largest))
-        self._job_need[job.job_id] = max(self._job_need.get(job.job_id, 0.0), need)
-        self._above[job.job_id] = max(self._above.get(job.job_id, 0.0), float(prof.memory_mib))
-        name = job.family
-        self._name_floor[name] = max(self._name_floor.get(name, 0.0), need)
-        self._version += 1
-        self._bump("early_restarts_decided")
-        return [Kill(job.job_id, KillReason.EARLY_RESTART)]
-
-    def _due(self, job: JobView, sample: MemorySample) -> bool:
-        """Whether to forecast now: on sample counts 3..8, then every n/8-th (about 8 fits per
-        doubling), and only when memory grew since the last confident forecast of this attempt."""
-        n = len(job.samples)
-        if n < 3 or (n > 8 and n % (n // 8)):
-            return False
-        last = self._checked.get(job.job_id)
-        return last is None or last[0] != len(job.attempts) or sample.used_mib > last[1] * 1.001
 
     # ---- scheduling ---------------------------------------------------------------------------
     def schedule(self, view: ClusterView) -> list[Action]:
@@ -294,14 +215,11 @@ class MigmPolicy(Policy):
         # a pass that placed nothing; heads, tiers and reservations are the same, so only the
         # time-dependent blocked restart needs a look.
         quiet = (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
-                 self._version, len(self._resv), len(self._target))
-        if quiet == self._quiet and self.reserve_after_s <= 0 and not self._rerank:
+                 self.sizing.version, len(self._resv), len(self._target))
+        if quiet == self._quiet and self.reserve_after_s <= 0:
             return self._blocked(view)
         self._quiet = None
         self._sync()
-        if self._rerank:
-            self._rerank = False
-            self.index.rerank()
         dead = self.index.head("")
         if dead is not None:
             need = max(self.need_mib(dead), dead.needs_more_than_mib)
@@ -333,7 +251,7 @@ class MigmPolicy(Policy):
                 self._miss = key  # nothing placed and nothing reserved: the same state finds nothing
         if key == self._miss:
             self._quiet = (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
-                           self._version, len(self._resv), len(self._target))
+                           self.sizing.version, len(self._resv), len(self._target))
         return self._blocked(view)
 
     def _place_heads(self, view: ClusterView, model: GpuModel, heads: list[tuple[str, JobView]]) -> list[Action]:
@@ -368,14 +286,20 @@ class MigmPolicy(Policy):
 
     def _tail_restart(self, view: ClusterView, blocked: bool = False) -> list[Action]:
         """Nothing queued, nothing more to come: restart the job whose tail a larger instance
-        shortens most by at least `tail_margin` (migm_tail.pick_upgrade), one at a time."""
+        shortens most by at least `tail_margin` (restarts.pick_upgrade), one at a time."""
         if not (self.tail_restart and self.compute_upgrade) or (view.more_arrivals and not blocked) \
                 or (view.queue and not blocked) \
                 or self._target \
                 or not view.running:
             return []
-        key = (len(view.running), int(view.now_s // 30.0))
-        if key == self._tail_key:
+        # Re-checked every 30 s and when the running set changes; with many jobs running (a
+        # check costs O(running)) every 30 s x running / TAIL_FULL_CHECK, or once it shrank by
+        # a tenth since the last check, so the cost per simulated second stays flat.
+        period_s = 30.0 * max(1.0, len(view.running) / TAIL_FULL_CHECK)
+        key = (len(view.running), int(view.now_s // period_s))
+        last = self._tail_key
+        if last is not None and (key == last or (key[0] > TAIL_FULL_CHECK and key[1] == last[1]
+                                                 and key[0] > 0.9 * last[0])):
             return []
         self._tail_key = key
         assert self.model is not None
@@ -388,94 +312,11 @@ class MigmPolicy(Policy):
         if blocked:
             self._sticky.add(up.job_id)
         self._bump("blocked_restarts" if blocked else "tail_upgrades")
+        job = view.running[up.job_id]
+        if job.checkpointable:  # a move that keeps its progress
+            self._bump("moves")
+            return [Kill(up.job_id, KillReason.MOVE, checkpoint=True)]
         return [Kill(up.job_id, KillReason.PREEMPT)]
-
-    def _place(self, view: ClusterView, job: JobView, tight: Profile, reserved: Sequence[Reservation]
-               ) -> Placement | None:
-        """Where to run `job`, in this scheme's order of preference, or None to wait."""
-        target = self._target.get(job.job_id)
-        if target is not None:
-            pl = find_reuse(view, [target], reserved) or find_create(view, target, reserved) \
-                or find_reclaim(view, target, reserved)
-            if pl is not None:
-                return pl
-            if job.job_id in self._sticky:
-                return None  # restarted for a bigger instance: wait for it, not the old slot
-        up = self._tail_upgrade(view, tight, reserved)
-        if up is not None:
-            return up
-        variants = self._variants(tight)
-        if not self.mid_upgrade and (view.more_arrivals or len(view.queue) > 1):
-            variants = variants[:1]
-        if self.scheme == "head":
-            pl = find_reuse(view, variants, reserved)
-        else:
-            holds = [p for p in self._profiles if p.memory_mib >= tight.memory_mib]
-            pl = find_reuse(view, sorted(holds, key=lambda p: (p.memory_slices, p.compute_slices)), reserved)
-        if pl is None:
-            pl = self._create(view, variants, reserved)
-        if pl is None and self.scheme == "head":
-            pl = find_reclaim(view, tight, reserved)
-        if pl is None and self.scheme == "repartition-min":
-            needs: dict[float, int] = {}
-            for t, n in self.index.counts.items():
-                m = float(self.model.profile(t).memory_mib)  # type: ignore[union-attr]
-                needs[m] = needs.get(m, 0) + n
-            tgt = best_target(view, needs, reserved, tight.memory_mib)
-            if tgt is not None:
-                pl = repartition(view, tgt[0], tgt[1], tight.memory_mib)
-        return pl
-
-    def _variants(self, tight: Profile) -> list[Profile]:
-        """The tight profile, then same-memory profiles with more compute (if upgrades are on)."""
-        if not self.compute_upgrade:
-            return [tight]
-        same = [p for p in self._profiles
-                if p.memory_slices == tight.memory_slices and p.memory_mib >= tight.memory_mib and p != tight]
-        return [tight, *sorted(same, key=lambda p: p.compute_slices)]
-
-    def _create(self, view: ClusterView, variants: list[Profile], reserved: Sequence[Reservation]
-                ) -> Placement | None:
-        """Create the richest variant that leaves the GPU a compute slice per free slot but one."""
-        tight = variants[0]
-        for p in reversed(variants):
-            pl = find_create(view, p, reserved)
-            if pl is None:
-                continue
-            if p == tight:
-                return pl
-            after = view.gpus[pl.gpu].layout.with_instance(p, pl.start)
-            if after.free_compute >= len(after.free_slots) - 1:
-                return pl
-        return None
-
-    def _tail_upgrade(self, view: ClusterView, tight: Profile, reserved: Sequence[Reservation]
-                      ) -> Placement | None:
-        """In the batch's tail, a larger profile from the compute the queue cannot use."""
-        if not self.compute_upgrade or view.more_arrivals or self.model is None:
-            return None
-        cap_c = cap_m = 0
-        for g, members in mig_groups(view):
-            idle = g.layout.idle()
-            cap_c += len(members) * (g.layout.free_compute + sum(i.profile.compute_slices for i in idle))
-            cap_m += len(members) * (len(g.layout.free_slots) + sum(i.profile.memory_slices for i in idle))
-        dem_c = dem_m = 0
-        for t, n in self.index.counts.items():
-            p = self.model.profile(t)
-            dem_c += n * p.compute_slices
-            dem_m += n * p.memory_slices
-        spare_c, spare_m = cap_c - dem_c, cap_m - dem_m
-        if spare_c <= 0:
-            return None
-        bigger = [p for p in self._profiles if p.memory_mib >= tight.memory_mib
-                  and p.compute_slices > tight.compute_slices
-                  and p.compute_slices - tight.compute_slices <= spare_c
-                  and p.memory_slices - tight.memory_slices <= max(spare_m, 0)]
-        for p in sorted(bigger, key=lambda p: (-p.compute_slices, p.memory_slices)):
-            pl = find_reuse(view, [p], reserved) or find_create(view, p, reserved) or find_reclaim(view, p, reserved)
-            if pl is not None:
-                return pl
-        return None
 
     # ---- the contract -------------------------------------------------------------------------
     def decide(self, view: ClusterView, changes: Changes) -> Decision:
@@ -502,7 +343,8 @@ class MigmPolicy(Policy):
                 wake = blocked.arrived_s + self.blocked_wait_s
         if (self.tail_restart and self.compute_upgrade and not view.more_arrivals and not view.queue
                 and not self._target and view.running):
-            t = (int(view.now_s // 30.0) + 1) * 30.0
+            period_s = 30.0 * max(1.0, len(view.running) / TAIL_FULL_CHECK)
+            t = (int(view.now_s // period_s) + 1) * period_s
             wake = t if wake is None else min(wake, t)
         return wake if wake is not None and wake > view.now_s else None
 

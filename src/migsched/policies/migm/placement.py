@@ -21,6 +21,7 @@ from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
 from migsched.partition.reshape import Reclaim, plan, reclaim_options
 from migsched.partition.search import best_start, enumerate_layouts
+from migsched.policies.common import lowest_gpu
 
 Reservation = tuple[int, frozenset[int]]  # (gpu, memory slots kept free for a blocked job)
 
@@ -45,7 +46,12 @@ class Placement:
 
 
 def _pick(members: set[int], reserved: Sequence[Reservation]) -> tuple[int, frozenset[int]]:
-    """A GPU of the group, avoiding reserved GPUs; with the slots still blocked on it."""
+    """A GPU of the group, avoiding reserved GPUs; with the slots still blocked on it.
+
+    O(1) without a reservation in the group (its cached lowest GPU); O(members) only with one.
+    """
+    if not reserved or not any(g in members for g, _s in reserved):
+        return lowest_gpu(members), frozenset()
     blocked = {g: s for g, s in reserved}
     free = [g for g in members if g not in blocked]
     if free:
@@ -61,7 +67,7 @@ def _clear(profile: Profile, start: int, blocked: frozenset[int]) -> bool:
 def mig_groups(view: ClusterView) -> Iterable[tuple[GpuView, set[int]]]:
     """(representative GPU, members) for every group of MIG-enabled GPUs."""
     for members in view.groups.values():
-        g = view.gpus[min(members)]
+        g = view.gpus[lowest_gpu(members)]
         if g.mig:
             yield g, members
 
@@ -145,13 +151,17 @@ def choose_reservation(view: ClusterView, profile: Profile, taken: Iterable[int]
     skip = set(taken)
     best: tuple | None = None
     for g, members in mig_groups(view):
-        free = [m for m in members if m not in skip]
-        if not free:
-            continue
+        if skip and any(m in members for m in skip):
+            free = [m for m in members if m not in skip]
+            if not free:
+                continue
+            low = min(free)
+        else:
+            low = lowest_gpu(members)
         for s in profile.starts:
             slots = set(profile.slots(s))
             in_way = sum(i.profile.compute_slices for i in g.layout.instances if i.busy and set(i.slots) & slots)
-            cand = (in_way, min(free), s)
+            cand = (in_way, low, s)
             if best is None or cand < best:
                 best = cand
     if best is None:

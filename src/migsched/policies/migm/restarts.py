@@ -63,23 +63,25 @@ class RunTimes:
         extrapolate to progress 0 (launch to first progress)."""
         if job.job_id in self.startup:
             return
-        first = [s for s in job.samples[:8] if s.progress is not None and s.progress > 0][:2]
+        p0 = job.saved_progress or 0.0  # a resumed run starts from its checkpoint
+        first = [s for s in job.samples[:8] if s.progress is not None and s.progress > p0][:2]
         if len(first) == 2 and first[1].progress > first[0].progress:  # type: ignore[operator]
             a, b = first
             rate = (b.progress - a.progress) / max(b.elapsed_s - a.elapsed_s, 1e-9)  # type: ignore[operator]
-            self.startup[job.job_id] = max(0.0, a.elapsed_s - a.progress / rate)  # type: ignore[operator]
+            self.startup[job.job_id] = max(0.0, a.elapsed_s - (a.progress - p0) / rate)  # type: ignore[operator]
 
     def startup_of(self, job: JobView, fam: str) -> float:
         return self.startup.get(job.job_id, self.fam_startup.get(fam, 0.0))
 
-    def finished(self, job: JobView, fam: str, compute_slices: int, run_s: float) -> None:
-        """A run of `job` on a profile with `compute_slices` took `run_s` from launch to exit."""
+    def finished(self, job: JobView, fam: str, compute_slices: int, run_s: float, from_progress: float = 0.0) -> None:
+        """A run of `job` on a profile with `compute_slices` took `run_s` from launch to exit,
+        doing the work from `from_progress` (its checkpoint; 0: from the start) to the end."""
         st = self.startup.pop(job.job_id, None)
         if st is not None:
             self.fam_startup[fam] = st
         else:
             st = self.fam_startup.get(fam, 0.0)
-        self.compute.setdefault(fam, {})[compute_slices] = max(run_s - st, 1e-3)
+        self.compute.setdefault(fam, {})[compute_slices] = max(run_s - st, 1e-3) / max(1.0 - from_progress, 0.01)
 
     def forget(self, job: JobView) -> None:
         self.startup.pop(job.job_id, None)
@@ -111,22 +113,23 @@ def last_progress(job: JobView) -> MemorySample | None:
 
 
 def remaining(job: JobView, now_s: float, fam: str, times: RunTimes) -> tuple[float, float] | None:
-    """(remaining seconds on the current instance, full compute seconds there), or None if unknown."""
+    """(remaining seconds on the current instance, compute seconds of the whole job there), or
+    None if unknown. A resumed run (`JobView.saved_progress`) counts from its checkpoint."""
     prof = job.profile
     if prof is None or job.launched_s is None:
         return None
     st = times.startup_of(job, fam)
+    p0 = job.saved_progress or 0.0
+    elapsed = max(now_s - job.launched_s - st, 0.0)
     s = last_progress(job)
-    if s is not None and s.progress is not None and s.progress >= MIN_PROGRESS:
+    if s is not None and s.progress is not None and s.progress - p0 >= MIN_PROGRESS:
         done_s = max(s.elapsed_s - st, 1e-3)
-        total = done_s / min(s.progress, 1.0)
-        elapsed = max(now_s - job.launched_s - st, 0.0)
-        return max(total - elapsed, 0.0), total
+        total = done_s / (min(s.progress, 1.0) - p0)
+        return max(total * (1.0 - p0) - elapsed, 0.0), total
     total = times.compute_s(fam, job.spec.job_class.value, prof.compute_slices)
     if total is None:
         return None
-    elapsed = max(now_s - job.launched_s - st, 0.0)
-    return max(total - elapsed, 0.0), total
+    return max(total * (1.0 - p0) - elapsed, 0.0), total
 
 
 def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile]) -> list[Profile]:
@@ -173,8 +176,12 @@ def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], fa
         alpha = times.alpha(fam, job.spec.job_class.value)
         st = times.startup_of(job, fam)
         cand: Upgrade | None = None
+        # A job that can checkpoint moves with its progress (a resume, then the rest of the
+        # work); any other restarts from zero and does the whole work again.
+        ckpt = job.spec.checkpoint
+        work, extra = (old_s, ckpt.resume_s) if ckpt is not None else (total, 0.0)
         for p in room_for(view, job, bigger):
-            new_s = reconf_s + st + total * (cur.compute_slices / p.compute_slices) ** alpha
+            new_s = reconf_s + st + extra + work * (cur.compute_slices / p.compute_slices) ** alpha
             key = (new_s, p.compute_slices, p.memory_slices)
             if cand is None or key < (cand.new_s, cand.profile.compute_slices, cand.profile.memory_slices):
                 cand = Upgrade(job.job_id, p, old_s, new_s)

@@ -1,0 +1,115 @@
+"""`migm`'s placement choice: which profile a job gets and where it comes from, per scheme.
+
+`PlacementChoice` is the part of `MigmPolicy` that, for one job and its tight profile, walks
+the scheme's order of preference (docs/migm.md step 3-4): a remembered restart target; a larger
+profile from compute the queue cannot use (`sizing.spare_compute`); the tight profile or a
+same-memory variant with more compute, reused or created; then fusion/fission (scheme "head")
+or a whole-layout reshape (scheme "repartition-min"). The searches are in `placement.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from migsched.core.state import ClusterView, JobView
+from migsched.hardware.catalog import Profile
+from migsched.policies.migm.placement import (
+    Placement,
+    Reservation,
+    best_target,
+    find_create,
+    find_reclaim,
+    find_reuse,
+    repartition,
+)
+from migsched.policies.migm.sizing import spare_compute, spare_profiles
+
+
+class PlacementChoice:
+    """Mixin of `MigmPolicy` (uses its options, `index`, `times`, `_target`, `_sticky`)."""
+
+    def _place(self, view: ClusterView, job: JobView, tight: Profile, reserved: Sequence[Reservation]
+               ) -> Placement | None:
+        """Where to run `job`, in this scheme's order of preference, or None to wait."""
+        target = self._target.get(job.job_id)
+        if target is not None:
+            pl = find_reuse(view, [target], reserved) or find_create(view, target, reserved) \
+                or find_reclaim(view, target, reserved)
+            if pl is not None:
+                return pl
+            if job.job_id in self._sticky:
+                return None  # restarted for a bigger instance: wait for it, not the old slot
+        up = self._spare_upgrade(view, job, tight, reserved)
+        if up is not None:
+            return up
+        variants = self._variants(tight)
+        if not self.mid_upgrade and (view.more_arrivals or len(view.queue) > 1):
+            variants = variants[:1]
+        if self.scheme == "head":
+            pl = find_reuse(view, variants, reserved)
+        else:
+            holds = [p for p in self._profiles if p.memory_mib >= tight.memory_mib]
+            pl = find_reuse(view, sorted(holds, key=lambda p: (p.memory_slices, p.compute_slices)), reserved)
+        if pl is None:
+            pl = self._create(view, variants, reserved)
+        if pl is None and self.scheme == "head":
+            pl = find_reclaim(view, tight, reserved)
+        if pl is None and self.scheme == "repartition-min":
+            needs: dict[float, int] = {}
+            for t, n in self.index.counts.items():
+                m = float(self.model.profile(t).memory_mib)  # type: ignore[union-attr]
+                needs[m] = needs.get(m, 0) + n
+            tgt = best_target(view, needs, reserved, tight.memory_mib)
+            if tgt is not None:
+                pl = repartition(view, tgt[0], tgt[1], tight.memory_mib)
+        return pl
+
+    def _variants(self, tight: Profile) -> list[Profile]:
+        """The tight profile, then same-memory profiles with more compute (if upgrades are on)."""
+        if not self.compute_upgrade:
+            return [tight]
+        same = [p for p in self._profiles
+                if p.memory_slices == tight.memory_slices and p.memory_mib >= tight.memory_mib and p != tight]
+        return [tight, *sorted(same, key=lambda p: p.compute_slices)]
+
+    def _create(self, view: ClusterView, variants: list[Profile], reserved: Sequence[Reservation]
+                ) -> Placement | None:
+        """Create the richest variant that leaves the GPU a compute slice per free slot but one."""
+        tight = variants[0]
+        for p in reversed(variants):
+            pl = find_create(view, p, reserved)
+            if pl is None:
+                continue
+            if p == tight:
+                return pl
+            after = view.gpus[pl.gpu].layout.with_instance(p, pl.start)
+            if after.free_compute >= len(after.free_slots) - 1:
+                return pl
+        return None
+
+    def _spare_upgrade(self, view: ClusterView, job: JobView, tight: Profile,
+                       reserved: Sequence[Reservation]) -> Placement | None:
+        """A larger profile from compute the queued jobs cannot use (`sizing.spare_compute`).
+
+        Once no more jobs can arrive, the job may take all of the surplus. While jobs still
+        arrive (`spare_share` > 0), it may take that share of the surplus, and only when its
+        speed scaling (`RunTimes.alpha`) makes it at least `spare_min_gain` faster there.
+        """
+        if not self.compute_upgrade or self.model is None:
+            return None
+        online = view.more_arrivals
+        if online and self.spare_share <= 0:
+            return None
+        spare_c, spare_m = spare_compute(view, self.model, self.index.counts)
+        if online:
+            spare_c = int(spare_c * self.spare_share)
+        cands = spare_profiles(self._profiles, tight, spare_c, spare_m)
+        if online and cands:
+            alpha = self.times.alpha(job.family, job.spec.job_class.value)
+            cands = [p for p in cands
+                     if (tight.compute_slices / p.compute_slices) ** alpha <= 1.0 - self.spare_min_gain]
+        for p in cands:
+            pl = find_reuse(view, [p], reserved) or find_create(view, p, reserved) or find_reclaim(view, p, reserved)
+            if pl is not None:
+                return pl
+        return None
