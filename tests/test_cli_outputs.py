@@ -8,19 +8,8 @@ import json
 import pytest
 import yaml
 
+from cli_support import run_cli as run
 import migsched.compare as cmpmod
-from migsched.cli.main import main
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run `migsched ARGV`; return (exit status, stdout, stderr)."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 def _jobs(tmp_path, extra=()):

@@ -7,24 +7,13 @@ import json
 import pytest
 import yaml
 
+from cli_support import run_cli as run
 import migsched.cli.simulate_cmds as simcmds
-from migsched.cli.main import main
 
 RESULT_KEYS = {
     "policy", "makespan_s", "energy_j", "throughput_gain", "energy_gain", "mean_jct_s", "jobs_completed",
     "jobs_failed", "oom_restarts", "early_restarts", "reconfigurations", "wasted_gpu_s",
 }
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run `migsched ARGV`; return (exit status, stdout, stderr)."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from migsched.cli.main import main
+from cli_support import run_cli as run
 from migsched.errors import JobFileError, UnknownNameError, plural
 from migsched.hardware import get_model
 from migsched.jobs import load_jobs, load_jobs_dict
@@ -19,17 +19,6 @@ from migsched.jobs.taskfile import load_job_source
 from migsched.limits import MAX_JOBS, MAX_TIME_S, check_range
 from migsched.partition.parse import parse_layout_items
 from migsched.workloads.mixes import MixParameterError, make_mix
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run `migsched ARGV` in-process; return (exit status, stdout, stderr); never a traceback."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 def entry(**kw):

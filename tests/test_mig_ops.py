@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli_support import run_cli as run
 from migsched.backends.nvml.backend import MigModeError
 from migsched.backends.nvml.nvmllib import Nvml
-from migsched.cli.main import main
 from migsched.errors import PlanError
 from migsched.hardware import get_model
 from migsched.mig.config import MigConfigError, dump_config, load_config, parse_config
@@ -48,16 +48,6 @@ def _layouts(nv) -> list[str]:
 
 def _gi_ids(nv, gpu: int) -> dict[int, int]:
     return {i["start"]: i["gi_id"] for i in nv.fake_state()["gpus"][gpu]["instances"]}
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 @pytest.fixture

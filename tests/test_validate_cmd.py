@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from migsched.cli.main import main
+from cli_support import run_cli as run
 from migsched.cli.validate_cmds import smallest_fit
 from migsched.hardware import get_model
 
@@ -18,16 +18,6 @@ jobs:
   - {name: hinted, class: ml-train, hint_gib: 12}
 """
 HUGE = "  - {name: huge, class: llm, model: {runtime_s: 5, peak_gib: 500}}\n"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 def write(tmp_path: Path, text: str, name: str = "jobs.yaml") -> str:

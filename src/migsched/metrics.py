@@ -63,6 +63,17 @@ def cause_of(outcome: str) -> str | None:
     return None
 
 
+def retried_outcomes(outcomes: Sequence[str], failed: bool) -> list[str]:
+    """The outcomes of a job's attempts that were run again (restarts), in order.
+
+    Every outcome but 'ok' counts, except the last one of a `failed` job: that attempt was not
+    retried. The one rule behind the restart counts of `migsched status` (`store.status`) and of
+    the live view (`live.progress`), so the two agree.
+    """
+    kept = outcomes[:-1] if failed and outcomes else outcomes
+    return [o for o in kept if o != "ok"]
+
+
 def cause_label(cause: str) -> str:
     """The short display label of a cause ("upgrade/tail" for "preempt"); unknown ones as they are."""
     return CAUSE_LABELS.get(cause, cause)

@@ -16,18 +16,23 @@ from rich.text import Text
 
 from migsched.core.scheduler import SchedulerCore
 from migsched.core.state import JobState
-from migsched.metrics import cause_label
+from migsched.metrics import cause_label, retried_outcomes
 
 
 def restart_counts(core: SchedulerCore) -> Counter:
-    """Ended attempts by cause: oom, early-restart, preempt, launch-failed."""
+    """Retried attempts by cause: oom, early-restart, preempt, launch-failed.
+
+    Which attempts count is `metrics.retried_outcomes` (as for `migsched status`): the last
+    attempt of a failed job was not retried and is not a restart.
+    """
     c: Counter = Counter()
     for job in core.view.jobs.values():
-        for a in job.attempts:
-            if a.outcome == "oom" or a.outcome == "launch-failed":
-                c[a.outcome] += 1
-            elif a.outcome.startswith("killed:"):
-                c[a.outcome.removeprefix("killed:")] += 1
+        outcomes = [a.outcome for a in job.attempts]
+        for outcome in retried_outcomes(outcomes, job.state is JobState.FAILED):
+            if outcome == "oom" or outcome == "launch-failed":
+                c[outcome] += 1
+            elif outcome.startswith("killed:"):
+                c[outcome.removeprefix("killed:")] += 1
     return c
 
 

@@ -4,7 +4,8 @@ explicit placements and without ever destroying an instance a process uses.
 * `config.py`: the migsched layout file (`version: 1`, explicit `PROFILE@START` placements per
   GPU) and mig-parted's own file (`version: v1`, `mig-configs` with profile -> count maps), both
   read into one frozen `MigConfig` and written back; `place_counts` turns a count map into
-  explicit placements (deterministic, keeping existing instances where it can).
+  explicit placements (deterministic, keeping existing instances where it can). The frozen model
+  lives in `spec.py`, writing in `render.py`, placing in `placement.py`; `config.py` re-exports them.
 * `ops.py`: `export_layouts`, `check`, `plan_apply` and `apply` through `backends.nvml.Nvml`.
 
     >>> from migsched.hardware import get_model

@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from migsched.metrics import retried_outcomes
 from migsched.store.db import RunStore
 from migsched.store.rows import JOB_STATES, InstanceRow, JobRow
 
@@ -25,12 +26,10 @@ SHOWN_ROWS = 20  # running or failed jobs listed at most, each
 def restarts(jobs: list[JobRow]) -> dict[str, int]:
     """Attempts that ended and were retried, by cause ('oom', 'killed:<reason>', 'failed').
 
-    Every non-'ok' outcome counts except the last one of a failed job (that one was not retried).
+    Every non-'ok' outcome counts except the last one of a failed job (that one was not retried):
+    `metrics.retried_outcomes`, the rule the live view counts by too.
     """
-    counter: Counter[str] = Counter()
-    for job in jobs:
-        outcomes = job.outcomes[:-1] if job.state == "failed" and job.outcomes else job.outcomes
-        counter.update(o for o in outcomes if o != "ok")
+    counter = Counter(o for job in jobs for o in retried_outcomes(job.outcomes, job.state == "failed"))
     return dict(sorted(counter.items()))
 
 

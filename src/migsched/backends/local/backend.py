@@ -25,19 +25,15 @@ exit-record path on the shim's command line), or reads the exit record they left
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from migsched.backends.local import memcap
+from migsched.backends.local.attempt import Attempt, find_shim, last_progress, read_pidfile, write_pidfile
 from migsched.backends.local.process import ExitInfo, ManagedProcess, ProcessSpec, safe_name
 from migsched.backends.sim.energy import GpuMeter
 from migsched.backends.emulated import EmulatedMig
@@ -64,24 +60,10 @@ from migsched.core.events import (
 )
 from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel, Profile
-from migsched.jobs.model import CheckpointSpec, JobSpec
-from migsched.probe import CHECKPOINT_DIR_ENV, CHECKPOINT_SIGNAL_ENV, RESUME_ENV, read_probe
+from migsched.jobs.model import JobSpec
+from migsched.probe import CHECKPOINT_DIR_ENV, CHECKPOINT_SIGNAL_ENV, RESUME_ENV
 
 _MIB = 1024 * 1024
-
-
-@dataclass(slots=True)
-class _Attempt:
-    proc: ManagedProcess
-    gpu: int
-    start: int
-    profile: Profile
-    launched_s: float
-    next_sample_s: float
-    power_w: float
-    attempt: int
-    checkpoint: CheckpointSpec | None = None
-    cursor: SampleCursor | None = None  # its memory samples (core.sampling); None: not sampled
 
 
 class LocalBackend(Backend):
@@ -122,7 +104,7 @@ class LocalBackend(Backend):
         self.default_sample_interval_s = sample_interval_s
         self.mechanism = mechanism or memcap.current_mechanism()
         self._ready: list[Event] = []
-        self._runs: dict[str, _Attempt] = {}
+        self._runs: dict[str, Attempt] = {}
         self.sample_interval_s: float | None = None
 
     @property
@@ -155,7 +137,7 @@ class LocalBackend(Backend):
         """Extra environment that pins a job to its instance (CUDA_VISIBLE_DEVICES on real MIG)."""
         return {}
 
-    def _used_mib(self, run: _Attempt) -> float:
+    def _used_mib(self, run: Attempt) -> float:
         """Memory the job uses, in the GPU MiB the policy reasons in."""
         return self._gpu_mib(run.proc.memory_bytes())
 
@@ -231,7 +213,7 @@ class LocalBackend(Backend):
         if profile is None:
             raise MigschedError(f"recover {spec.job_id!r}: no instance at slot {start} of GPU {gpu}")
         pspec = self._process_spec(spec, attempt, gpu, start, profile)
-        ident = parse_process_handle(handle) or _read_pidfile(pspec) or _find_shim(pspec)
+        ident = parse_process_handle(handle) or read_pidfile(pspec) or find_shim(pspec)
         proc = ManagedProcess.adopt(pspec, *ident) if ident else None
         if proc is not None:
             run = self._track(proc, spec, attempt, gpu, start, profile, now,
@@ -246,7 +228,7 @@ class LocalBackend(Backend):
             if stopping and ev.status in (ExitStatus.FAILED, ExitStatus.KILLED):
                 saved = checkpoint and info.returncode != -signal.SIGKILL
                 ev = JobExited(ev.time_s, ev.job_id, ExitStatus.KILLED, ev.peak_mib, ev.detail, attempt,
-                               checkpointed=saved, progress=_progress(pspec) if saved else None)
+                               checkpointed=saved, progress=last_progress(pspec) if saved else None)
             return Recovery("ended", exit=ev)
         if ident is not None:  # it was started and is gone without a record (the machine restarted?)
             return Recovery("ended", exit=JobExited(now, spec.job_id, ExitStatus.KILLED, 0.0,
@@ -296,13 +278,13 @@ class LocalBackend(Backend):
         except (OSError, ValueError) as exc:
             self._ready.append(ActionFailed(now, a, f"cannot start {spec.argv[0]!r}: {exc}"))
             return
-        _write_pidfile(pspec, proc)
+        write_pidfile(pspec, proc)
         self._track(proc, spec, a.attempt, a.gpu, a.start, profile, now, launched_s=now, samples=a.samples)
         self._ready.append(JobStarted(now, a.job_id, a.gpu, a.start, handle=process_handle(proc.pid, proc.create_time),
                                       attempt=a.attempt))
 
     def _track(self, proc: ManagedProcess, spec: JobSpec, attempt: int, gpu: int, start: int, profile: Profile,
-               now: float, launched_s: float, samples: SamplePlan | None = None) -> _Attempt:
+               now: float, launched_s: float, samples: SamplePlan | None = None) -> Attempt:
         """Watch a started (or adopted) process; `samples` is its attempt's plan (None: a fixed
         period when the run asked for samples, as for an adopted process)."""
         model = self.models[gpu]
@@ -313,7 +295,7 @@ class LocalBackend(Backend):
         if samples is not None:
             cursor = SampleCursor.start(samples, self.sample_interval_s or self.default_sample_interval_s, now)
         nxt = cursor.next_s if cursor is not None and cursor.next_s is not None else math.inf
-        run = self._runs[spec.job_id] = _Attempt(proc, gpu, start, profile, launched_s, nxt, power, attempt,
+        run = self._runs[spec.job_id] = Attempt(proc, gpu, start, profile, launched_s, nxt, power, attempt,
                                                  spec.checkpoint, cursor)
         self.meters[gpu].change(now, power)
         self.meters[gpu].series.append((now, self.meters[gpu].power_w()))
@@ -323,7 +305,7 @@ class LocalBackend(Backend):
         """The folder a checkpointable job saves into, the same for all its attempts."""
         return self.run_dir / "checkpoints" / safe_name(job_id)
 
-    def _stop(self, run: _Attempt, checkpoint: bool) -> None:
+    def _stop(self, run: Attempt, checkpoint: bool) -> None:
         """A kill: the checkpoint signal and the job's grace period when asked and possible (a job
         without `checkpoint:` is stopped as any other), else SIGTERM and `kill_grace_s`."""
         if checkpoint and run.checkpoint is not None:
@@ -340,7 +322,7 @@ class LocalBackend(Backend):
                 self.meters[run.gpu].change(now, -run.power_w)
                 self.meters[run.gpu].series.append((now, self.meters[run.gpu].power_w()))
                 out.append(self._exit_event(now, job_id, info, run.profile, run.proc.peak_memory_bytes, run.attempt,
-                                            _progress(run.proc.spec)))
+                                            last_progress(run.proc.spec)))
             elif now >= run.next_sample_s:
                 used_mib = self._used_mib(run)
                 reading = run.proc.probe()
@@ -366,43 +348,3 @@ class LocalBackend(Backend):
         peak = float(profile.memory_mib) if status is ExitStatus.OOM else self._gpu_mib(peak_bytes)
         return JobExited(now, job_id, status, peak, info.detail, attempt, checkpointed=info.checkpointed,
                          progress=progress if info.checkpointed else None)
-
-
-
-def _progress(pspec: ProcessSpec) -> float | None:
-    """The job's last progress report (what a checkpoint it saved on exit holds), if any."""
-    reading = read_probe(pspec.probe_path)
-    return None if reading is None else reading.progress
-
-
-def _pidfile(pspec: ProcessSpec) -> Path:
-    return pspec.log_dir / f"{pspec.file_stem}.pid.json"
-
-
-def _write_pidfile(pspec: ProcessSpec, proc: ManagedProcess) -> None:
-    path = _pidfile(pspec)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"pid": proc.pid, "create_time": proc.create_time}, fh)
-    os.replace(tmp, path)
-
-
-def _read_pidfile(pspec: ProcessSpec) -> tuple[int, float] | None:
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        data = json.loads(_pidfile(pspec).read_text())
-        return int(data["pid"]), float(data["create_time"])
-    return None
-
-
-
-def _find_shim(pspec: ProcessSpec) -> tuple[int, float] | None:
-    """A supervisor of this very attempt (its exit-record path is on its command line): covers a
-    scheduler killed between starting the process and writing down its pid."""
-    target = str(pspec.exit_path)
-    for proc in psutil.process_iter(["cmdline", "create_time"]):
-        with contextlib.suppress(psutil.Error, TypeError):
-            cmd = proc.info["cmdline"] or []
-            if "migsched.backends.local.shim" in cmd and target in cmd:
-                return proc.pid, proc.info["create_time"]
-    return None

@@ -12,7 +12,8 @@ tree once the grace period has passed. A process the scheduler stopped ends as `
 `checkpoint` is the same with the job's checkpoint signal: an exit before the SIGKILL is
 `checkpointed` (the program saved its state, docs/checkpoint.md).
 
-The mechanics only: the backend maps these onto events and actions.
+The mechanics only: the backend maps these onto events and actions; how an exit is classified
+lives in `exits.py` (re-exported here).
 """
 
 from __future__ import annotations
@@ -26,61 +27,27 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import psutil
 
 from migsched.backends.local import memcap
+from migsched.backends.local.exits import (  # ExitStatus, classify_exit: re-exported
+    ExitInfo,
+    ExitStatus,
+    classify_exit,
+    stderr_tail,
+)
 from migsched.backends.local.shim import SPAWN_FAILED_RC, ExitRecord
 from migsched.probe import PROBE_ENV, ProbeReading, read_probe
 
-STDERR_TAIL_BYTES = 64 * 1024
-NEAR_CAP_FRACTION = 0.9
+__all__ = [
+    "CREATE_TIME_TOLERANCE_S", "ExitInfo", "ExitStatus", "ManagedProcess", "ProcessSpec",
+    "classify_exit", "safe_name", "stderr_tail",
+]
+
 CREATE_TIME_TOLERANCE_S = 0.01
-_MIB = 1024 * 1024
-# Messages that mean "ran out of memory" (case-insensitive), most specific first: the first
-# pattern found names the cause.
-OOM_PATTERNS = (
-    "torch.cuda.OutOfMemoryError",
-    "CUDA out of memory",
-    "MemoryError",
-    "std::bad_alloc",
-    "Cannot allocate memory",
-    "Memory allocation still failed",  # OpenBLAS when its buffers do not fit (measured)
-    "out of memory",
-)
-_OOM_RES = tuple(re.compile(re.escape(p), re.IGNORECASE) for p in OOM_PATTERNS)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-class ExitStatus(StrEnum):
-    """How an attempt ended, in the core's terms."""
-
-    OK = "ok"
-    OOM = "oom"
-    FAILED = "failed"
-    KILLED = "killed"
-
-
-@dataclass(frozen=True, slots=True)
-class ExitInfo:
-    """The end of an attempt.
-
-    Attributes:
-        status: ok, oom, failed or killed (stopped by the scheduler).
-        returncode: the program's exit status; negative for a signal (-9 for SIGKILL).
-        detail: a human reason: "exit code 3: ValueError: bad input",
-            "program not found: 'nosuchprog'", "out of memory: MemoryError in stderr".
-        ended_unix: when it ended (seconds since the epoch).
-        checkpointed: it was asked to checkpoint and exited within the grace period.
-    """
-
-    status: ExitStatus
-    returncode: int
-    detail: str
-    ended_unix: float
-    checkpointed: bool = False
 
 
 def safe_name(job_id: str) -> str:
@@ -161,83 +128,6 @@ class ProcessSpec:
     def exit_path(self) -> Path:
         """The shim's exit record."""
         return self.log_dir / f"{self.file_stem}.exit.json"
-
-
-def stderr_tail(path: Path, max_bytes: int = STDERR_TAIL_BYTES) -> str:
-    """The last `max_bytes` of a log, decoded leniently ("" when it cannot be read)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - max_bytes))
-            return handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def classify_exit(
-    record: ExitRecord,
-    *,
-    stderr_text: str = "",
-    terminated: bool = False,
-    escalated: bool = False,
-    grace_s: float | None = None,
-    peak_memory_bytes: int = 0,
-    memory_limit_bytes: int | None = None,
-    checkpoint_signal: int | None = None,
-) -> ExitInfo:
-    """Turn an exit record into ok / oom / failed / killed with a reason.
-
-    Order: the program could not start -> failed; the scheduler stopped it -> killed; the cgroup
-    OOM killer ran -> oom; exit code 0 -> ok; an out-of-memory message in the stderr tail -> oom;
-    SIGKILL while the tree was within 10% of the cap -> oom; anything else -> failed. Stopped
-    with `checkpoint_signal`: any exit but the grace period's SIGKILL is killed and checkpointed.
-    """
-
-    def info(status: ExitStatus, detail: str) -> ExitInfo:
-        return ExitInfo(status, record.returncode, detail, record.ended_unix)
-
-    cap = "" if memory_limit_bytes is None else f" at the {memory_limit_bytes / _MIB:.0f} MiB cap"
-    if record.spawn_error is not None:
-        return info(ExitStatus.FAILED, record.spawn_error)
-    if terminated:
-        if escalated and record.signal == signal.SIGKILL:
-            after = "" if grace_s is None else f" after the {grace_s:g} s grace period"
-            lost = "; the checkpoint was not saved in time" if checkpoint_signal else ""
-            return info(ExitStatus.KILLED, f"killed by SIGKILL{after}{lost}")
-        if checkpoint_signal:
-            how = _signal_name(record.signal) if record.signal else f"exit code {record.returncode}"
-            return ExitInfo(ExitStatus.KILLED, record.returncode,
-                            f"checkpointed after {_signal_name(checkpoint_signal)} ({how})", record.ended_unix, True)
-        how = _signal_name(record.signal) if record.signal else f"exit code {record.returncode}"
-        return info(ExitStatus.KILLED, f"stopped by the scheduler ({how})")
-    if record.oom_kill:
-        count = f"oom_kill {record.oom_kill}"
-        return info(ExitStatus.OOM, f"out of memory: the cgroup OOM killer ran{cap} ({count})")
-    if record.returncode == 0:
-        return info(ExitStatus.OK, "exit code 0")
-    match = next((m for m in (rx.search(stderr_text) for rx in _OOM_RES) if m is not None), None)
-    if match is not None:
-        return info(ExitStatus.OOM, f"out of memory: {match.group(0)} in stderr")
-    if (
-        record.signal == signal.SIGKILL
-        and memory_limit_bytes is not None
-        and peak_memory_bytes >= NEAR_CAP_FRACTION * memory_limit_bytes
-    ):
-        peak = f" (peak {peak_memory_bytes / _MIB:.0f} MiB)"
-        return info(ExitStatus.OOM, f"out of memory: killed by signal 9{cap}{peak}")
-    if record.signal is not None:
-        name = _signal_name(record.signal)
-        return info(ExitStatus.FAILED, f"killed by signal {record.signal} ({name})")
-    lines = [line for line in stderr_text.splitlines() if line.strip()]
-    last = f": {lines[-1].strip()[:200]}" if lines else ""
-    return info(ExitStatus.FAILED, f"exit code {record.returncode}{last}")
 
 
 def _open_log(path: Path) -> int:

@@ -28,7 +28,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from migsched.backends.local.backend import LocalBackend, _Attempt
+from migsched.backends.local.attempt import Attempt
+from migsched.backends.local.backend import LocalBackend
 from migsched.backends.nvml.errors import NvmlError
 from migsched.backends.nvml.nvmllib import Nvml
 from migsched.core.backend import Capabilities, GpuInfo, InstanceInfo, RunSettings
@@ -166,7 +167,7 @@ class NvmlBackend(LocalBackend):
         uuid = self._hw.uuids.get((gpu, start))
         return {"CUDA_VISIBLE_DEVICES": uuid} if uuid else {}
 
-    def _used_mib(self, run: _Attempt) -> float:
+    def _used_mib(self, run: Attempt) -> float:
         uuid = self._hw.uuids.get((run.gpu, run.start))
         if uuid is None:
             return 0.0
