@@ -122,3 +122,15 @@ def test_optimal_gets_jobs_and_time_limit(monkeypatch):
     jobs = small_jobs()
     compare(jobs, MODEL, policies=["greedy"], optimal_s=7.5)
     assert seen["time_limit_s"] == 7.5 and len(seen["jobs"]) == len(jobs)
+
+
+def test_default_policy_order_does_not_depend_on_import_order():
+    """Importing migm before the registry loads the built-ins must not put it first."""
+    import subprocess
+    import sys
+
+    code = ("import migsched.policies.migm\n"
+            "from migsched.policies.registry import policy_names\n"
+            "print(','.join(policy_names()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().split(",")[:4] == ["serial", "static", "greedy", "migm"]

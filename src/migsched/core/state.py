@@ -26,6 +26,7 @@ from migsched.core.events import MemorySample
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.jobs.model import JobSpec
 from migsched.partition.layout import Instance, Layout
+from migsched.partition.search import warm
 
 
 class JobState(StrEnum):
@@ -247,6 +248,8 @@ class ClusterView:
         for g, geo in zip(self.gpus, self._geoms):
             seen.setdefault(geo, g.model)
         self.models = list(seen.values())
+        for model in self.models:  # the layout search's tables, before the first decision needs them
+            warm(model)
         self._fits = [_fitting(geo, k) if g.mig else frozenset()
                       for g, k, geo in zip(self.gpus, self._keys, self._geoms)]
 
@@ -291,6 +294,13 @@ class ClusterView:
                         heapq.heappush(heap, index)
                         queued.add(index)
 
+    def creatable(self, index: int) -> frozenset[str]:
+        """Names of the profiles that can be created on GPU `index` now (none with MIG off).
+
+        Kept up to date by `set_layout`, so a search can skip a GPU without looking at its layout.
+        """
+        return self._fits[index]
+
     def lowest_fit(self, profile: Profile) -> int | None:
         """The lowest-numbered MIG GPU on which `profile` can be created now, or None."""
         entry = self._fit_heaps.get(profile)
@@ -307,7 +317,7 @@ class ClusterView:
 
 def state_key(layout: Layout) -> tuple:
     """A layout's identity including busy flags (the key of `ClusterView.groups`)."""
-    return tuple((i.profile.name, i.start, i.busy) for i in layout.instances)
+    return layout.state
 
 
 def _has_idle(key: tuple) -> bool:

@@ -17,6 +17,7 @@ with `confident=False`). The peak is never below the most memory already seen.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,9 +124,10 @@ class MemoryForecaster:
     def _best_fit(self, xs: np.ndarray, ys: np.ndarray) -> _Fit:
         fits = [_constant(ys)]
         span = float(xs.max() - xs.min())
-        if span > 0 and len(np.unique(xs)) >= 2:
+        distinct = len(set(xs.tolist())) if span > 0 else 1  # not np.unique: a sort per call
+        if distinct >= 2:
             fits.append(_linear(xs, ys))
-            if len(np.unique(xs)) >= 3:
+            if distinct >= 3:
                 fits.append(_saturating(xs, ys, span, self.config.tau_grid))
         return min(fits, key=lambda f: _aicc(f, len(ys)))
 
@@ -151,6 +153,14 @@ def _linear(xs: np.ndarray, ys: np.ndarray) -> _Fit:
     return _Fit("linear", 2, rss, lambda x: a + b * x)
 
 
+@functools.cache
+def _coarse_grid(grid: int) -> np.ndarray:
+    """The τ grid in units of the sample span (the same for every fit: built once per size)."""
+    out = np.geomspace(0.02, 20.0, grid)
+    out.flags.writeable = False
+    return out
+
+
 def _saturating(xs: np.ndarray, ys: np.ndarray, span: float, grid: int) -> _Fit:
     """Best y = a + b·(1 − exp(−(x − x0)/τ)) over a τ grid, refined once around the best τ.
 
@@ -162,16 +172,19 @@ def _saturating(xs: np.ndarray, ys: np.ndarray, span: float, grid: int) -> _Fit:
     yc = ys - ys.mean()
     syy = float(yc @ yc)
 
+    y_mean = ys.mean()
+
     def solve(taus: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         z = 1.0 - np.exp(-dx[None, :] / taus[:, None])
-        zc = z - z.mean(axis=1, keepdims=True)
+        z_mean = z.mean(axis=1)
+        zc = z - z_mean[:, None]
         szz = np.maximum((zc * zc).sum(axis=1), 1e-300)
         szy = zc @ yc
         b = szy / szz
-        a = ys.mean() - b * z.mean(axis=1)
+        a = y_mean - b * z_mean
         return np.maximum(syy - szy * szy / szz, 0.0), a, b
 
-    taus = span * np.geomspace(0.02, 20.0, grid)
+    taus = span * _coarse_grid(grid)
     rss, _, _ = solve(taus)
     i = int(np.argmin(rss))
     fine = np.geomspace(taus[max(i - 1, 0)], taus[min(i + 1, grid - 1)], grid)

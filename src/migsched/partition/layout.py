@@ -56,6 +56,9 @@ class Layout:
     # `fits` runs on every placement decision, so it must not rebuild sets each call.
     _used_mask: int = field(default=0, init=False, repr=False, compare=False, hash=False)
     _used_compute: int = field(default=0, init=False, repr=False, compare=False, hash=False)
+    # `key` and `state`, built on first use: the core and the searches ask for them many times.
+    _key: tuple | None = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _state: tuple | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         mask = compute = 0
@@ -102,7 +105,20 @@ class Layout:
     @property
     def key(self) -> tuple[tuple[str, int], ...]:
         """The layout without busy flags: a hashable identity for caches and comparisons."""
-        return tuple(i.key for i in self.instances)
+        k = self._key
+        if k is None:
+            k = tuple((i.profile.name, i.start) for i in self.instances)
+            object.__setattr__(self, "_key", k)
+        return k
+
+    @property
+    def state(self) -> tuple[tuple[str, int, bool], ...]:
+        """The layout with busy flags, (profile name, start, busy) per instance (see `key`)."""
+        k = self._state
+        if k is None:
+            k = tuple((i.profile.name, i.start, i.busy) for i in self.instances)
+            object.__setattr__(self, "_state", k)
+        return k
 
     @property
     def used_slots(self) -> frozenset[int]:
@@ -192,7 +208,9 @@ class Layout:
             return False
         if len(self.instances) >= m.max_instances or self.free_compute < profile.compute_slices:
             return False
-        if sum(1 for i in self.instances if i.profile == profile) >= profile.max_count:
+        # Names first: comparing two different `Profile`s field by field is the slow part.
+        name = profile.name
+        if sum(1 for i in self.instances if i.profile.name == name and i.profile == profile) >= profile.max_count:
             return False
         if profile.media and any(i.profile.media for i in self.instances):
             return False

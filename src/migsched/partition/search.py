@@ -11,6 +11,7 @@ import functools
 from collections import Counter
 from dataclasses import dataclass
 
+from migsched.errors import UnknownNameError
 from migsched.hardware.catalog import GpuModel, Profile, get_model
 from migsched.partition.layout import Instance, Layout
 
@@ -147,6 +148,71 @@ def fragmentation(layout: Layout, media: bool = False) -> Fragmentation:
     )
 
 
+# (name, start, slot bitmask, compute slices, max count, media) of every placement of a model.
+_Row = tuple[str, int, int, int, int, bool]
+
+
+@functools.cache
+def _table(model_name: str, media: bool) -> tuple[_Row, ...]:
+    """The model's placements as plain ints, built once: `_max_extra` tests millions of them."""
+    return tuple((p.name, s, ((1 << p.memory_slices) - 1) << s, p.compute_slices, p.max_count, p.media)
+                 for p, s in _placements(get_model(model_name), media))
+
+
+# (model name, media) -> layout key -> most compute further instances can add to that layout.
+_EXTRA: dict[tuple[str, bool], dict[Placed, int]] = {}
+
+
+def _max_extra(model: GpuModel, base: Layout, media: bool) -> int:
+    """The most compute slices that instances added to `base` can still use.
+
+    The same figure as the maximum over `_extension_keys(base)` of their compute, but found by a
+    memoised recursion over "add one more placement" on bitmasks: every layout is solved once per
+    model, whichever layout the search came from, so a layout never seen before costs a few
+    dictionary look-ups instead of a search through all its extensions (a valid layout's subsets
+    are valid, so every extension is reachable one placement at a time, in any order).
+    """
+    memo = _EXTRA.setdefault((model.name, media), {})
+    hit = memo.get(base.key)
+    if hit is not None:
+        return hit
+    table = _table(model.name, media)
+    cap_compute, cap_n = model.compute_slices, model.max_instances
+
+    def go(key: Placed, mask: int, compute: int, counts: dict[str, int], has_media: bool) -> int:
+        best = memo.get(key)
+        if best is not None:
+            return best
+        best = 0
+        if len(key) < cap_n:
+            for name, s, m, c, cap, med in table:
+                if mask & m or compute + c > cap_compute or counts.get(name, 0) >= cap or (med and has_media):
+                    continue
+                more = dict(counts)
+                more[name] = more.get(name, 0) + 1
+                k2 = tuple(sorted((*key, (name, s)), key=lambda x: x[1]))
+                best = max(best, c + go(k2, mask | m, compute + c, more, has_media or med))
+        memo[key] = best
+        return best
+
+    counts = dict(Counter(i.profile.name for i in base.instances))
+    return go(base.key, base._used_mask, base.used_compute, counts,
+              any(i.profile.media for i in base.instances))
+
+
+def warm(model: GpuModel) -> None:
+    """Solve every layout of `model` once (about 10 ms on the 8-slot family), at start-up, so that
+    no placing decision pays for the first look at a layout (issue 9: a decision's max <= 10 ms).
+    Solutions are kept per model name for the process, so only the first call per model costs;
+    a model the catalogue does not name (built in a test) is skipped: the search looks it up."""
+    try:
+        get_model(model.name)
+    except UnknownNameError:
+        return
+    for media in (False, True):
+        _max_extra(model, Layout.empty(model), media)
+
+
 @dataclass(frozen=True, slots=True)
 class _Stats:
     placeable: tuple[str, ...]
@@ -160,8 +226,7 @@ class _Stats:
 def _stats(model_name: str, key: Placed, media: bool) -> _Stats:
     model = get_model(model_name)
     base = _layout(model, key)
-    exts = _extension_keys(model_name, key, media)
-    max_extra = max(sum(model.profile(n).compute_slices for n, _ in e) for e in exts) - base.used_compute
+    max_extra = _max_extra(model, base, media)
     opens = [(p, s) for p, s in _placements(model, media) if base.fits(p, s)]
     reach = {slot for p, s in opens for slot in p.slots(s)}
     placeable = tuple(dict.fromkeys(p.name for p, _ in opens))

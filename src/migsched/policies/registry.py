@@ -51,9 +51,20 @@ def _load_builtins() -> None:
 
 
 def policy_names(include_clairvoyant: bool = False) -> list[str]:
-    """Registered policy names in registration order; clairvoyant references only on request."""
+    """Registered policy names: the built-ins in `_BUILTIN_MODULES` order (baselines first, whatever
+    order their modules happened to be imported in), then plug-ins in registration order;
+    clairvoyant references only on request."""
     _load_builtins()
-    return [n for n, c in _REGISTRY.items() if include_clairvoyant or not c.clairvoyant]
+    rank = {m: i for i, m in enumerate(_BUILTIN_MODULES)}
+
+    def key(item: tuple[int, tuple[str, type[Policy]]]) -> tuple[int, int]:
+        pos, (_, cls) = item
+        mod = cls.__module__
+        home = next((m for m in _BUILTIN_MODULES if mod == m or mod.startswith(m + ".")), None)
+        return (rank[home], pos) if home is not None else (len(rank), pos)
+
+    ordered = sorted(enumerate(_REGISTRY.items()), key=key)
+    return [n for _, (n, c) in ordered if include_clairvoyant or not c.clairvoyant]
 
 
 def get_policy_class(name: str) -> type[Policy]:

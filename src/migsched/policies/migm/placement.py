@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from migsched.core.events import Action, CreateInstance, DestroyInstance, Launch
-from migsched.core.state import ClusterView, GpuView
+from migsched.core.state import ClusterView, GpuView, state_key
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
 from migsched.partition.reshape import Reclaim, plan, reclaim_options
@@ -72,11 +72,23 @@ def mig_groups(view: ClusterView) -> Iterable[tuple[GpuView, set[int]]]:
             yield g, members
 
 
+def idle_mig_groups(view: ClusterView) -> Iterable[tuple[GpuView, set[int]]]:
+    """(representative GPU, members) for the groups of MIG-enabled GPUs with an idle instance.
+
+    The searches that need an idle instance look only here: with a busy cluster most groups
+    have none, and scanning every group made each decision grow with the cluster.
+    """
+    for members in view.idle_groups.values():
+        g = view.gpus[lowest_gpu(members)]
+        if g.mig:
+            yield g, members
+
+
 def find_reuse(view: ClusterView, profiles: Sequence[Profile], reserved: Sequence[Reservation]) -> Placement | None:
     """An idle instance of one of `profiles` (earlier in the list preferred), lowest GPU first."""
     rank = {p.name: i for i, p in enumerate(profiles)}
     best: tuple | None = None
-    for g, members in mig_groups(view):
+    for g, members in idle_mig_groups(view):
         for inst in g.layout.instances:
             r = rank.get(inst.profile.name)
             if inst.busy or r is None:
@@ -95,7 +107,10 @@ def find_reuse(view: ClusterView, profiles: Sequence[Profile], reserved: Sequenc
 def find_create(view: ClusterView, profile: Profile, reserved: Sequence[Reservation]) -> Placement | None:
     """Create `profile` in free room without destroying anything; best fit (fullest GPU) first."""
     best: tuple | None = None
+    name = profile.name
     for g, members in mig_groups(view):
+        if name not in view.creatable(g.index):
+            continue  # no room for it on this group's layout
         lay = g.layout
         gpu, blocked = _pick(members, reserved)
         if blocked:
@@ -116,9 +131,7 @@ def find_create(view: ClusterView, profile: Profile, reserved: Sequence[Reservat
 def find_reclaim(view: ClusterView, profile: Profile, reserved: Sequence[Reservation]) -> Placement | None:
     """Make room for `profile` by destroying idle instances only (fusion/fission), cheapest first."""
     best: tuple | None = None
-    for g, members in mig_groups(view):
-        if not g.layout.idle():
-            continue
+    for g, members in idle_mig_groups(view):
         gpu, blocked = _pick(members, reserved)
         for r in _reclaims(g.layout, profile):
             if not r.destroy or not _clear(profile, r.start, blocked):
@@ -148,9 +161,14 @@ def _reclaims(layout: Layout, profile: Profile) -> tuple[Reclaim, ...]:
 
 def choose_reservation(view: ClusterView, profile: Profile, taken: Iterable[int]) -> Reservation | None:
     """The GPU and start where `profile` is blocked by the least busy compute: keep it draining."""
+    if not profile.starts:
+        return None
     skip = set(taken)
     best: tuple | None = None
-    for g, members in mig_groups(view):
+    for members in view.groups.values():
+        g = view.gpus[lowest_gpu(members)]
+        if not g.mig:
+            continue
         if skip and any(m in members for m in skip):
             free = [m for m in members if m not in skip]
             if not free:
@@ -158,15 +176,34 @@ def choose_reservation(view: ClusterView, profile: Profile, taken: Iterable[int]
             low = min(free)
         else:
             low = lowest_gpu(members)
-        for s in profile.starts:
-            slots = set(profile.slots(s))
-            in_way = sum(i.profile.compute_slices for i in g.layout.instances if i.busy and set(i.slots) & slots)
-            cand = (in_way, low, s)
-            if best is None or cand < best:
-                best = cand
+        in_way, s = _least_in_way(g.layout, profile)
+        # The best start of a group does not depend on which of its GPUs is picked, so the
+        # lexicographic minimum over (in_way, gpu, start) is taken over groups' best starts.
+        cand = (in_way, low, s)
+        if best is None or cand < best:
+            best = cand
     if best is None:
         return None
     return best[1], frozenset(profile.slots(best[2]))
+
+
+# (id(profile), state key) -> (profile, (busy compute in the way, start)): every GPU of a group
+# shares the state key, and a cluster has few distinct ones, so each is worked out once.
+_IN_WAY: dict[tuple[int, tuple], tuple[Profile, tuple[int, int]]] = {}
+
+
+def _least_in_way(layout: Layout, profile: Profile) -> tuple[int, int]:
+    """The least busy compute over `profile`'s starts on `layout` and the lowest start with it."""
+    state = state_key(layout)
+    hit = _IN_WAY.get((id(profile), state))
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    busy = [(i.profile.slots(i.start), i.profile.compute_slices) for i in layout.instances if i.busy]
+    best = min((sum(c for sl, c in busy if set(sl) & set(profile.slots(s))), s) for s in profile.starts)
+    if len(_IN_WAY) > 100_000:  # bound the memo (state keys of many models in one process)
+        _IN_WAY.clear()
+    _IN_WAY[(id(profile), state)] = (profile, best)
+    return best
 
 
 # ---- whole-layout targets (scheme "repartition-min") ---------------------------------------
