@@ -1,6 +1,6 @@
 """Cluster scenarios for tests/test_ray_cluster.py, run inside a private namespace (netns.py).
 
-Usage: python scenario.py kill-node WORKDIR
+Usage: python scenario.py kill-node|kill-agent|resume WORKDIR
 
 `kill-node`: a local cluster of three nodes, two emulated GPUs each (node-2 emulates A100-80GB,
 the others A100-40GB: nodes may differ), a batch of marker jobs under serial (one job per GPU, so every node runs some); once jobs run on
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -114,9 +115,115 @@ class _Both:
             o.before_execute(core, actions)
 
 
+class KillAgentWhenBusy:
+    """Observer: once the run goes, node-2 joins the cluster (in a thread: a node takes seconds to
+    start); once jobs run on both of node-1's GPUs, node-1's agent actor is killed (`ray.kill`;
+    the node stays). The backend must use node-2 live and start a new agent on node-1 that
+    adopts its jobs."""
+
+    def __init__(self, cluster: LocalCluster, backend) -> None:
+        self.cluster, self.backend = cluster, backend
+        self.killed_s: float | None = None
+        self.on_node: list[str] = []
+        self.joiner: threading.Thread | None = None
+        self.gpus_added: list[int] = []
+
+    def after_handle(self, core, events) -> None:
+        if self.joiner is None:
+            self.joiner = threading.Thread(target=self.cluster.add, args=("node-2", {"A100-80GB": 2}), daemon=True)
+            self.joiner.start()
+        self.gpus_added += [g.index for g in core.last_changes.gpus_added]
+        if self.killed_s is not None:
+            return
+        nodes = self.backend.gpu_nodes()
+        here = [j for j in core.view.running.values() if j.launched_s is not None and nodes[j.gpu] == "node-1"]
+        if len(here) >= 2:
+            import ray
+            self.on_node = sorted(j.job_id for j in here)
+            ray.kill(self.backend._nodes["node-1"].agent, no_restart=True)
+            self.killed_s = core.view.now_s
+
+    def before_execute(self, core, actions) -> None:
+        pass
+
+
+def kill_agent_scenario(work: Path) -> dict:
+    markers = work / "markers"
+    markers.mkdir(parents=True)
+    tasks = work / "tasks.txt"
+    n = 12
+    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} j{i:02d} {JOB_S}\n" for i in range(n)))
+    cluster = LocalCluster([{"A100-40GB": 2}, {"A100-40GB": 2}])
+    try:
+        session = start_run(tasks, backend="ray", gpu="A100-40GB", gpus=2, policy="serial", state=work / "run.db",
+                            backend_options={"address": cluster.address, "node_backend": "local"})
+        obs = KillAgentWhenBusy(cluster, session.backend)
+        last_s = drive(session.core, session.backend, session.source, _Both(session.recorder, obs))
+        res = result_of(session.core, session.backend, last_s, 0.0)
+        node = session.backend._nodes["node-1"]
+        restarts, lost = node.restarts, node.lost
+        notes = session.backend.node_notes()
+        gpus = [(g.index, g.model.name, g.uuid) for g in session.core.view.gpus]
+        session.backend.close()
+        session.store.close()
+    finally:
+        cluster.stop()
+    used = sorted({p.parent.parent.name for p in (work / "run.d" / "nodes").glob("*/logs/*.exit.json")})
+    return {"killed_s": obs.killed_s, "on_node": obs.on_node, "restarts": restarts, "lost": lost,
+            "gpus_added": obs.gpus_added, "gpus": gpus, "notes": list(notes), "nodes_used": used,
+            "map": json.loads((work / "run.d" / "ray-gpus.json").read_text()),
+            "jobs": {j.job_id: {"state": j.state, "outcomes": list(j.outcomes)} for j in res.jobs},
+            "runs": marker_runs(markers)}
+
+
+def marker_runs(markers: Path) -> dict[str, list[list[float | None]]]:
+    """Per job, each process that ran it: [start, done] wall times (done None: it never finished)."""
+    runs: dict[str, list[list[float | None]]] = {}
+    for f in sorted(markers.glob("*.start")):
+        name, pid = f.name.split(".")[:2]
+        done = markers / f"{name}.{pid}.done"
+        runs.setdefault(name, []).append([float(f.read_text()), float(done.read_text()) if done.exists() else None])
+    return runs
+
+
+def resume_scenario(work: Path) -> dict:
+    """`migsched run --backend ray --address` is SIGKILLed mid-batch; `run --resume` finishes it."""
+    import signal
+    import subprocess
+    markers = work / "markers"
+    markers.mkdir(parents=True)
+    tasks = work / "tasks.txt"
+    n = 6
+    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} j{i:02d} {JOB_S}\n" for i in range(n)))
+    state = work / "run.db"
+    cli = [sys.executable, "-m", "migsched.cli.main", "run"]
+    cluster = LocalCluster([None, None])
+    try:
+        first = subprocess.Popen([*cli, str(tasks), "--backend", "ray", "--address", cluster.address, "--gpus", "1",
+                                  "--policy", "serial", "--state", str(state)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while len(list(markers.glob("*.start"))) < 2 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        running_at_kill = sorted(f.name.split(".")[0] for f in markers.glob("*.start"))
+        first.send_signal(signal.SIGKILL)
+        out1, _ = first.communicate()
+        second = subprocess.run([*cli, "--resume", "--state", str(state), "--json", str(work / "out.json")],
+                                capture_output=True, text=True, timeout=90)
+    finally:
+        cluster.stop()
+    data = json.loads((work / "out.json").read_text()) if (work / "out.json").exists() else {}
+    return {"running_at_kill": running_at_kill, "first_rc": first.returncode, "first_out": out1[-2000:],
+            "resume_rc": second.returncode, "resume_out": (second.stdout + second.stderr)[-3000:],
+            "jobs": {j["job_id"]: {"state": j["state"], "outcomes": j["outcomes"]} for row in data.get("results", []) for j in row.get("jobs", [])},
+            "runs": marker_runs(markers)}
+
+
+SCENARIOS = {"kill-node": kill_node_scenario, "kill-agent": kill_agent_scenario, "resume": resume_scenario}
+
 if __name__ == "__main__":
     mode, workdir = sys.argv[1], Path(sys.argv[2])
-    if mode != "kill-node":
-        raise SystemExit(f"unknown scenario {mode!r}; valid: kill-node")
-    out = kill_node_scenario(workdir)
+    if mode not in SCENARIOS:
+        raise SystemExit(f"unknown scenario {mode!r}; valid: {', '.join(SCENARIOS)}")
+    out = SCENARIOS[mode](workdir)
     (workdir / "result.json").write_text(json.dumps(out, indent=1, default=str))

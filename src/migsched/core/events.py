@@ -11,8 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from typing import TYPE_CHECKING
+
 from migsched.core.sampling import SamplePlan
 from migsched.jobs.model import JobSpec
+
+if TYPE_CHECKING:  # core.backend imports this module
+    from migsched.core.backend import GpuInfo
 
 
 # ---- events (job source or backend -> core) ----------------------------------------------------
@@ -142,8 +147,21 @@ class GpuLost:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class GpuAdded:
+    """A GPU joined the run after discovery (a node joined a cluster: the `ray` backend).
+
+    `info.index` is the next index (the core's GPUs stay numbered 0..N-1); `info.instances` are
+    the instances it already has. The core adds a GPU view and tells the policy
+    (`Changes.gpus_added`, `Policy.on_gpu_added`).
+    """
+
+    time_s: float
+    info: GpuInfo
+
+
 Event = (JobArrived | InstanceCreated | InstanceDestroyed | JobStarted | MemorySample | JobExited
-         | ActionFailed | GpuLost)
+         | ActionFailed | GpuLost | GpuAdded)
 
 
 # ---- actions (core -> backend) ----------------------------------------------------------------

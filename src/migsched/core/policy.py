@@ -29,7 +29,7 @@ from typing import ClassVar
 
 from migsched.core.events import Action, ActionFailed, MemorySample
 from migsched.core.sampling import DEFAULT_PLAN, NO_SAMPLES, SamplePlan
-from migsched.core.state import ClusterView, JobView
+from migsched.core.state import ClusterView, GpuView, JobView
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,8 @@ class Changes:
         failed: actions the backend could not carry out, with the reason.
         restored: jobs known from a previous session of the run (`--resume`), told once on the
             first call; the queued ones are in `arrived` too, the running ones in `started`.
+        gpus_added: GPUs that joined the run (`GpuAdded`: a node joined a cluster), already in
+            the view; `Policy.on_gpu_added` was called for each.
         woke: True when the call is the wake-up the policy asked for.
         first: True for the first call after the events; False for the calls that follow the
             policy's own actions.
@@ -61,6 +63,7 @@ class Changes:
     samples: Sequence[tuple[JobView, MemorySample]] = ()
     failed: Sequence[ActionFailed] = ()
     restored: Sequence[JobView] = ()
+    gpus_added: Sequence[GpuView] = ()
     woke: bool = False
     first: bool = True
 
@@ -68,7 +71,7 @@ class Changes:
     def empty(self) -> bool:
         """True when nothing happened (the policy's own follow-up call)."""
         return not (self.arrived or self.started or self.ended or self.requeued or self.samples
-                    or self.failed or self.woke)
+                    or self.failed or self.gpus_added or self.woke)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,14 @@ class Policy(ABC):
 
     def setup(self, view: ClusterView) -> list[Action]:
         """Actions once the GPUs are known and the first jobs arrived (e.g. a static layout)."""
+        return []
+
+    def on_gpu_added(self, view: ClusterView, gpu: GpuView) -> list[Action]:
+        """Actions for a GPU that joined after setup (already in `view`; e.g. its static layout).
+
+        Default: nothing (a policy that plans per decision sees it in `view.gpus`). Like setup's,
+        these actions do not count as reconfigurations.
+        """
         return []
 
     def decide(self, view: ClusterView, changes: Changes) -> Decision:

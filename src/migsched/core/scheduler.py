@@ -30,24 +30,10 @@ from migsched.core.apply import apply_action, enqueue
 from migsched.core.backend import GpuInfo
 from migsched.core.discovery import build_gpu_views
 from migsched.core.events import (
-    Action,
-    ActionFailed,
-    CreateInstance,
-    DestroyInstance,
-    Event,
-    ExitStatus,
-    GpuLost,
-    InstanceCreated,
-    InstanceDestroyed,
-    JobArrived,
-    JobExited,
-    JobStarted,
-    Kill,
-    KillReason,
-    Launch,
-    MemorySample,
-    Reject,
+    Action, ActionFailed, CreateInstance, DestroyInstance, Event, ExitStatus, GpuAdded, GpuLost, InstanceCreated,
+    InstanceDestroyed, JobArrived, JobExited, JobStarted, Kill, KillReason, Launch, MemorySample, Reject,
 )
+from migsched.core.membership import add_gpu, lay_out_added
 from migsched.core.policy import Changes, Policy
 from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView
 from migsched.core.timeline import Timeline
@@ -80,6 +66,7 @@ class _Log:
     samples: list[tuple[JobView, MemorySample]] = field(default_factory=list)
     failed: list[ActionFailed] = field(default_factory=list)
     restored: list[JobView] = field(default_factory=list)
+    gpus_added: list[GpuView] = field(default_factory=list)
 
 
 class SchedulerCore:
@@ -115,12 +102,12 @@ class SchedulerCore:
             self._absorb(ev, log)
         if now_s is not None:
             self.view.now_s = max(self.view.now_s, now_s)
-        actions: list[Action] = []
+        actions: list[Action] = lay_out_added(self, log.gpus_added) if self._setup_done else []
         if not self._setup_done:
             actions += self._apply_all(self.policy.setup(self.view))
             self._setup_done = True
         changes = Changes(self.view.now_s, log.arrived, log.started, log.ended, log.requeued,
-                          log.samples, log.failed, log.restored, woke=woke)
+                          log.samples, log.failed, log.restored, log.gpus_added, woke=woke)
         self.last_changes = changes
         for _ in range(_MAX_ROUNDS):
             decision = self.policy.decide(self.view, changes)
@@ -245,6 +232,8 @@ class SchedulerCore:
             self._failed(ev, log)
         elif isinstance(ev, GpuLost):
             self._gpu_lost(ev, log)
+        elif isinstance(ev, GpuAdded):
+            log.gpus_added.append(add_gpu(self, ev))
 
     def _gpu_lost(self, ev: GpuLost, log: _Log) -> None:
         """A GPU that is gone (`GpuLost`): requeue what was placed on it, then fence it with one

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 
 from migsched.core.events import Action, CreateInstance, DestroyInstance, Launch, Reject
-from migsched.core.state import ClusterView, JobView
+from migsched.core.state import ClusterView, GpuView, JobView
 from migsched.hardware.catalog import GpuModel
 from migsched.partition.layout import Layout
 from migsched.partition.per_gpu import format_layouts, layouts_for_gpus
@@ -54,6 +54,23 @@ def choose_layout(model: GpuModel, jobs: list[JobView]) -> Layout:
             best, best_score = lay, score
     assert best is not None
     return best
+
+
+def _lay_out(g: GpuView, lay: Layout) -> list[Action]:
+    """Turn GPU `g` into `lay`: destroy its idle instances `lay` lacks, create what fits beside the rest."""
+    acts: list[Action] = []
+    want = {(i.profile.name, i.start) for i in lay.instances}
+    after = g.layout
+    for inst in g.layout.instances:
+        if (inst.profile.name, inst.start) not in want and not inst.busy:
+            acts.append(DestroyInstance(g.index, inst.start))
+            after = after.release(inst.start)
+    have = {(i.profile.name, i.start) for i in after.instances}
+    for i in lay.instances:
+        if (i.profile.name, i.start) not in have and after.fits(i.profile, i.start):
+            acts.append(CreateInstance(g.index, i.profile.name, i.start))
+            after = after.with_instance(i.profile, i.start)
+    return acts
 
 
 @register
@@ -95,19 +112,19 @@ class StaticPolicy(Policy):
             self.layouts.setdefault(g.model.name, self.gpu_layouts[g.index])
         self.layout = self.gpu_layouts[view.gpus[0].index] if view.gpus else None
         for g in view.gpus:
-            lay = self.gpu_layouts[g.index]
-            want = {(i.profile.name, i.start) for i in lay.instances}
-            after = g.layout
-            for inst in g.layout.instances:
-                if (inst.profile.name, inst.start) not in want and not inst.busy:
-                    acts.append(DestroyInstance(g.index, inst.start))
-                    after = after.release(inst.start)
-            have = {(i.profile.name, i.start) for i in after.instances}
-            for i in lay.instances:
-                if (i.profile.name, i.start) not in have and after.fits(i.profile, i.start):
-                    acts.append(CreateInstance(g.index, i.profile.name, i.start))
-                    after = after.with_instance(i.profile, i.start)
+            acts += _lay_out(g, self.gpu_layouts[g.index])
         return acts
+
+    def on_gpu_added(self, view: ClusterView, gpu: GpuView) -> list[Action]:
+        """A GPU that joined: the layout of its model (as set up), else the one it has, else one
+        chosen from the queue's hints; created as at setup."""
+        lay = self.layouts.get(gpu.model.name)
+        if lay is None:
+            lay = (Layout.of(gpu.model, [(i.profile, i.start) for i in gpu.layout.instances])
+                   if gpu.layout.instances else choose_layout(gpu.model, list(view.queue)))
+            self.layouts[gpu.model.name] = lay
+        self.gpu_layouts[gpu.index] = lay
+        return _lay_out(gpu, lay)
 
     def schedule(self, view: ClusterView) -> list[Action]:
         if not view.queue or not self.gpu_layouts:

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from migsched.backends.ray import require_ray
-from migsched.backends.ray.agent import AGENT_RESOURCE, AgentConfig, NodeAgent, node_name
+from migsched.backends.ray.agent import AGENT_RESOURCE, AgentConfig, NodeAgent
+from migsched.backends.ray.joining import JOIN_POLL_S, NodeWatch
 from migsched.core.backend import Backend, Capabilities, GpuInfo, Recovery, RunSettings
 from migsched.core.clock import WallClock
 from migsched.core.events import (
@@ -45,6 +46,13 @@ from migsched.jobs.model import JobSpec
 
 LONG_POLL_S = 0.5  # one agent wait; bounded so that a lost node is noticed within it
 MAP_FILE = "ray-gpus.json"
+# The agent's worker process must not take the job supervisors with it when it exits: Ray 2.x
+# kills a worker's direct children when the worker exits (`ray.kill`, the driver's end), which
+# would orphan the jobs without an exit record (and a requeued job would then run twice).
+# Measured with Ray 2.60: with this off, supervisors outlive `ray.kill` of the agent and the
+# scheduler's SIGKILL; a SIGKILLed worker never killed them. Raylet-level
+# `RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper` (default off) must stay off.
+AGENT_ENV = {"RAY_kill_child_processes_on_worker_exit": "false"}
 
 
 @dataclass(slots=True)
@@ -61,9 +69,10 @@ class _Node:
     poll_ref: Any = None
     lost: str = ""  # why, once the node is lost
     restarts: int = 0
+    ready: bool = True  # False while a joining node's agent starts
 
 
-class RayBackend(Backend):
+class RayBackend(NodeWatch, Backend):
     """The core's backend over a Ray cluster; see the module docstring.
 
     Args:
@@ -104,6 +113,9 @@ class RayBackend(Backend):
         # at close: (time, energy per GPU, power series per GPU), so figures outlive the cluster
         self._energy: tuple[float, list[float], list[list[tuple[float, float]]]] | None = None
         self._closed = False
+        self._joining: dict[Any, str] = {}  # agent `open` in flight -> name of the joining node
+        self._next_node_check_s = 0.0
+        self._agent_tag = False  # whether only nodes with the agent resource get an agent
 
     @property
     def clock(self) -> WallClock:
@@ -123,12 +135,10 @@ class RayBackend(Backend):
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         alive = [n for n in ray.nodes() if n.get("Alive")]
         tagged = [n for n in alive if AGENT_RESOURCE in n.get("Resources", {})]
+        self._agent_tag = bool(tagged)
         for n in tagged or alive:
-            res = dict(n.get("Resources", {}))
-            name = node_name(res, n.get("NodeManagerAddress", ""), n["NodeID"])
-            if name in self._nodes:
-                name = f"{name}-{n['NodeID'][:8]}"
-            self._nodes[name] = _Node(name, n["NodeID"], res)
+            self._new_node(n)
+        self._next_node_check_s = time.monotonic() + JOIN_POLL_S
         if not self._nodes:
             raise MigschedError(f"the Ray cluster at {address!r} has no alive node to run an agent on")
         infos = self._discover()
@@ -169,7 +179,7 @@ class RayBackend(Backend):
         ray = self._ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         actor = ray.remote(NodeAgent).options(
-            num_cpus=0, max_concurrency=2, max_restarts=0,
+            num_cpus=0, max_concurrency=2, max_restarts=0, runtime_env={"env_vars": dict(AGENT_ENV)},
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False))
         node.agent = actor.remote(self.config, node.name, node.resources, instances)
         return node.agent.open.remote(self._settings)
@@ -196,10 +206,22 @@ class RayBackend(Backend):
     def _write_map(self) -> None:
         path = self._map_path()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        rows = [{"node": n, "local": i, "model": self._models[g]} for g, (n, i) in enumerate(self._where)]
+        rows = [{"node": n, "local": i, "model": self._models[g],
+                 "node_id": self._nodes[n].node_id if n in self._nodes else self._stored_names_r().get(n, "")}
+                for g, (n, i) in enumerate(self._where)]
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(rows, indent=1))
         tmp.replace(path)
+
+    def _stored_names(self) -> dict[str, str]:
+        """Ray node id -> node name, from the stored map (a resumed run names its nodes as before)."""
+        try:
+            return {e["node_id"]: e["node"] for e in json.loads(self._map_path().read_text()) if e.get("node_id")}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}
+
+    def _stored_names_r(self) -> dict[str, str]:
+        return {name: nid for nid, name in self._stored_names().items()}
 
     # ---- actions -----------------------------------------------------------------------------
     def execute(self, actions: Sequence[Action]) -> None:
@@ -240,11 +262,12 @@ class RayBackend(Backend):
     def poll(self, until_s: float) -> list[Event] | None:
         ray = self._ray
         while True:
+            self._watch_nodes()
             if self._ready:
                 out, self._ready = sorted(self._ready, key=lambda e: e.time_s), []
                 self.events_processed += len(out)
                 return out
-            live = [n for n in self._nodes.values() if not n.lost]
+            live = [n for n in self._nodes.values() if not n.lost and n.ready]
             if until_s == math.inf and not any(n.jobs or n.pending for n in live):
                 return None
             now = self._clock.now_s()
@@ -361,7 +384,7 @@ class RayBackend(Backend):
         energy = [0.0] * len(self._where)
         series: list[list[tuple[float, float]]] = [[] for _ in self._where]
         for node in self._nodes.values():
-            if node.lost or node.agent is None:
+            if node.lost or node.agent is None or not node.ready:
                 continue
             try:
                 e, s, per_job = self._ray.get(node.agent.energy.remote(until_s))

@@ -1,0 +1,54 @@
+"""GPUs that join a run after discovery (`GpuAdded`: a node joined a Ray cluster).
+
+The core's GPUs stay numbered 0..N-1, so a joining GPU takes the next index. Its view is built as
+at discovery (`build_gpu_views`: the instances it already has are adopted); a GPU whose MIG mode
+does not suit the policy is fenced (one busy instance over every slot, as a lost GPU is) rather
+than stopping a run that goes on. The cluster view is rebuilt around the longer GPU list (groups,
+fit indexes and `largest_instance_mib` follow); joins are rare, so the O(GPUs) cost is fine.
+After setup, `Policy.on_gpu_added` may lay the GPU out (static: its layout's creates); before
+setup, `Policy.setup` sees it with the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from migsched.core.discovery import build_gpu_views
+from migsched.core.events import Action, GpuAdded
+from migsched.core.state import ClusterView, GpuView
+from migsched.errors import SchedulingError
+from migsched.partition.layout import Instance, Layout
+
+if TYPE_CHECKING:
+    from migsched.core.scheduler import SchedulerCore
+
+
+def add_gpu(core: SchedulerCore, ev: GpuAdded) -> GpuView:
+    """Add the GPU of `ev` to the core's view (and timeline); returns its view."""
+    v, info = core.view, ev.info
+    if info.index != len(v.gpus):
+        raise SchedulingError(f"GpuAdded: a joining GPU must take the next index {len(v.gpus)}, "
+                              f"got {info.index} ({info.model.name} {info.uuid})")
+    try:
+        gpu = replace(build_gpu_views(core.policy, [replace(info, index=0)])[0], index=info.index)
+    except SchedulingError:  # its MIG mode (or its instances) do not suit the policy: never used
+        mig = core.policy.mig_enabled
+        fence = info.model.largest if mig else info.model.whole_gpu
+        gpu = GpuView(info.index, info.model, mig, Layout(info.model, (Instance(fence, fence.starts[0], busy=True),)),
+                      uuid=info.uuid)
+    core.view = ClusterView(now_s=v.now_s, gpus=[*v.gpus, gpu], queue=v.queue, running=v.running, jobs=v.jobs,
+                            more_arrivals=v.more_arrivals)
+    for inst in gpu.layout.instances:
+        label = inst.profile.name if gpu.mig else "whole"
+        core.timeline.instance_up(ev.time_s, gpu.index, inst.start, inst.profile.size, label, mark=False)
+    return gpu
+
+
+def lay_out_added(core: SchedulerCore, gpus: list[GpuView]) -> list[Action]:
+    """The policy's actions for GPUs that joined after setup, applied; not counted as
+    reconfigurations (they are the new GPU's setup)."""
+    before = core.counters.reconfigurations
+    actions = [a for g in gpus for a in core._apply_all(core.policy.on_gpu_added(core.view, g))]
+    core.counters.reconfigurations = before
+    return actions

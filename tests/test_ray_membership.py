@@ -1,0 +1,95 @@
+"""GPUs that join a run (`GpuAdded`, a node that joins a Ray cluster): the core's side, no cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from migsched.core.backend import GpuInfo, InstanceInfo
+from migsched.core.events import CreateInstance, GpuAdded, GpuLost, InstanceCreated, JobArrived, JobStarted, Launch
+from migsched.core.scheduler import SchedulerCore
+from migsched.errors import SchedulingError
+from migsched.hardware import get_model
+from migsched.jobs.model import JobClass, JobSpec
+from migsched.policies.registry import create_policy
+
+
+def _spec(i: int, hint_gib: float = 4.0) -> JobSpec:
+    return JobSpec(job_id=f"j{i}", name=f"j{i}", job_class=JobClass.SCIENTIFIC, hint_gib=hint_gib, command="true",
+                   argv=("true",))
+
+
+def _settle(core: SchedulerCore, actions, t: float) -> None:
+    """Confirm every create and launch until the core asks for nothing more."""
+    for _ in range(50):
+        events = [InstanceCreated(t, a.gpu, a.profile, a.start) if isinstance(a, CreateInstance)
+                  else JobStarted(t, a.job_id, a.gpu, a.start, attempt=a.attempt)
+                  for a in actions if isinstance(a, (CreateInstance, Launch))]
+        if not events:
+            return
+        actions = core.handle(events, t)
+
+
+@pytest.mark.parametrize("policy", ["serial", "greedy"])
+def test_a_gpu_that_joins_mid_run_takes_queued_jobs(policy: str) -> None:
+    model = get_model("A100-40GB")
+    pol = create_policy(policy)
+    core = SchedulerCore(pol, [GpuInfo(0, model, "u0", pol.mig_enabled)])
+    hint = 30.0 if pol.mig_enabled else 4.0  # one job per GPU either way
+    _settle(core, core.handle([JobArrived(0.0, _spec(i, hint)) for i in range(3)], 0.0), 1.0)
+    assert len(core.view.running) == 1 and len(core.view.queue) == 2
+    actions = core.handle([GpuAdded(2.0, GpuInfo(1, get_model("A100-80GB"), "u1", pol.mig_enabled))], 2.0)
+    assert [g.model.name for g in core.view.gpus] == ["A100-40GB", "A100-80GB"]
+    assert [g.index for g in core.last_changes.gpus_added] == [1]  # the policy was told
+    assert core.view.largest_instance_mib == core.view.gpus[1].largest_instance_mib > 40 * 1024
+    _settle(core, actions, 2.0)
+    assert {j.gpu for j in core.view.running.values()} == {0, 1}  # the new GPU is used at once
+
+
+def test_static_lays_out_a_joining_gpu_and_that_is_no_reconfiguration() -> None:
+    model = get_model("A100-40GB")
+    pol = create_policy("static", layout="3g.20gb@4,4g.20gb@0")
+    core = SchedulerCore(pol, [GpuInfo(0, model, "u0", True)])
+    _settle(core, core.handle([JobArrived(0.0, _spec(0))], 0.0), 1.0)
+    actions = core.handle([GpuAdded(2.0, GpuInfo(1, model, "u1", True))], 2.0)
+    creates = sorted((a.profile, a.start) for a in actions if isinstance(a, CreateInstance) and a.gpu == 1)
+    assert creates == [("3g.20gb", 4), ("4g.20gb", 0)]
+    assert core.counters.reconfigurations == 0
+
+
+def test_a_joining_gpu_keeps_the_instances_it_has() -> None:
+    model = get_model("A100-40GB")
+    pol = create_policy("static")  # no layout given: a new model's GPU keeps the layout it has
+    core = SchedulerCore(pol, [GpuInfo(0, model, "u0", True)])
+    core.handle([], 0.0)
+    big = get_model("A100-80GB")
+    actions = core.handle([GpuAdded(1.0, GpuInfo(1, big, "u1", True, (InstanceInfo("7g.80gb", 0),)))], 1.0)
+    assert not [a for a in actions if getattr(a, "gpu", 0) == 1], actions
+    assert [(i.profile.name, i.start) for i in core.view.gpus[1].layout.instances] == [("7g.80gb", 0)]
+
+
+def test_a_joining_gpu_whose_mig_mode_does_not_suit_is_fenced_not_fatal() -> None:
+    model = get_model("A100-40GB")
+    pol = create_policy("greedy")  # MIG on
+    core = SchedulerCore(pol, [GpuInfo(0, model, "u0", True)])
+    core.handle([], 0.0)
+    core.handle([GpuAdded(1.0, GpuInfo(1, model, "u1", False))], 1.0)
+    assert all(i.busy for i in core.view.gpus[1].layout.instances)
+    actions = core.handle([JobArrived(2.0, _spec(0))], 2.0)
+    assert all(getattr(a, "gpu", 0) == 0 for a in actions), actions
+
+
+def test_a_joining_gpu_must_take_the_next_index() -> None:
+    model = get_model("A100-40GB")
+    core = SchedulerCore(create_policy("greedy"), [GpuInfo(0, model, "u0", True)])
+    with pytest.raises(SchedulingError, match="next index 1"):
+        core.handle([GpuAdded(1.0, GpuInfo(5, model, "u5", True))], 1.0)
+
+
+def test_a_lost_gpu_stays_fenced_when_others_join() -> None:
+    model = get_model("A100-40GB")
+    pol = create_policy("greedy")
+    core = SchedulerCore(pol, [GpuInfo(0, model, "u0", True)])
+    core.handle([GpuLost(0.5, 0, "gone")], 0.5)
+    actions = core.handle([GpuAdded(1.0, GpuInfo(1, model, "u1", True)), JobArrived(1.0, _spec(0))], 1.0)
+    assert all(i.busy for i in core.view.gpus[0].layout.instances)
+    assert actions and all(getattr(a, "gpu", 1) == 1 for a in actions), actions
