@@ -99,16 +99,9 @@ def test_a_job_that_ignores_the_signal_is_killed_after_its_grace_and_runs_again_
 @pytest.fixture
 def nv(monkeypatch):
     """The fake NVML of tests/fake_nvml (it enforces the MIG rules), one A100-40GB."""
-    import importlib
-    from pathlib import Path
+    from nvml_support import fake_pynvml
 
-    monkeypatch.syspath_prepend(str(Path(__file__).parent / "fake_nvml"))
-    sys.modules.pop("pynvml", None)
-    mod = importlib.import_module("pynvml")
-    mod.fake_reset(gpus=["A100-40GB"])
-    yield mod
-    for name in [m for m in sys.modules if m == "pynvml" or m.startswith("_fake_")]:
-        sys.modules.pop(name, None)
+    yield from fake_pynvml(monkeypatch, ["A100-40GB"])
 
 
 def test_the_nvml_backend_moves_with_the_same_machinery(nv, tmp_path):

@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from migsched.hardware import get_model
-from migsched.jobs import load_jobs_dict
 from migsched.policies import create_policy
 from migsched.run import simulate
 
-A100 = get_model("A100-80GB")
-
-
-def job(name: str, count: int = 1, hint: float | None = 4.0, peak: float = 4.0, runtime: float = 100.0,
-        cls: str = "scientific", arrival: float = 0.0, **model) -> dict:
-    entry = {"name": name, "class": cls, "count": count, "arrival_s": arrival,
-             "model": {"runtime_s": runtime, "peak_gib": peak, "speedup": {1: 0.5}, "startup_s": 1.0, **model}}
-    if hint is not None:
-        entry["hint_gib"] = hint
-    return entry
-
-
-def batch(*entries: dict):
-    return load_jobs_dict({"version": 1, "jobs": list(entries)}, require_model=True)
+from migm_support import A100, batch, job
 
 
 def test_registered_with_samples():

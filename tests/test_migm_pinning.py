@@ -11,27 +11,12 @@ from migsched.core.events import MemorySample
 from migsched.core.policy import Changes
 from migsched.core.state import ClusterView, JobState, JobView
 from migsched.estimators.forecast import MemoryForecaster
-from migsched.hardware import get_model
-from migsched.jobs import load_jobs_dict
 from migsched.jobs.model import JobClass, JobSpec
 from migsched.policies import create_policy
 from migsched.policies.base import Policy
 from migsched.run import simulate
 
-A100 = get_model("A100-80GB")
-
-
-def job(name: str, count: int = 1, hint: float | None = 4.0, peak: float = 4.0, runtime: float = 100.0,
-        cls: str = "scientific", arrival: float = 0.0, **model) -> dict:
-    entry = {"name": name, "class": cls, "count": count, "arrival_s": arrival,
-             "model": {"runtime_s": runtime, "peak_gib": peak, "speedup": {1: 0.5}, "startup_s": 1.0, **model}}
-    if hint is not None:
-        entry["hint_gib"] = hint
-    return entry
-
-
-def batch(*entries: dict):
-    return load_jobs_dict({"version": 1, "jobs": list(entries)}, require_model=True)
+from migm_support import A100, batch, job
 
 
 def spans(r, name: str):

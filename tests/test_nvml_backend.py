@@ -4,7 +4,6 @@ mode never touched."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -17,8 +16,8 @@ from migsched.core.source import TraceSource
 from migsched.jobs.model import JobClass, JobSpec
 from migsched.policies.registry import create_policy
 from migsched.run import run
+from nvml_support import FAKE, fake_pynvml
 
-FAKE = Path(__file__).parent / "fake_nvml"
 WORK = str(Path(__file__).parent / "jobs" / "work.py")
 SHOW = ("import os, time, sys; print(os.environ.get('CUDA_VISIBLE_DEVICES')); sys.stdout.flush(); "
         "time.sleep(float(sys.argv[1]))")
@@ -26,13 +25,7 @@ SHOW = ("import os, time, sys; print(os.environ.get('CUDA_VISIBLE_DEVICES')); sy
 
 @pytest.fixture
 def nv(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKE))
-    sys.modules.pop("pynvml", None)
-    mod = importlib.import_module("pynvml")
-    mod.fake_reset(gpus=["A100-40GB"])
-    yield mod
-    for name in [m for m in sys.modules if m == "pynvml" or m.startswith("_fake_")]:
-        sys.modules.pop(name, None)
+    yield from fake_pynvml(monkeypatch, ["A100-40GB"])
 
 
 def backend(nv, tmp_path, **kw):
