@@ -125,6 +125,16 @@ def test_spare_min_gain_leaves_a_job_that_does_not_scale_on_its_slice():
     assert spans(loose, "kernel")[0].compute_slices == 7
 
 
+def test_spare_min_gain_shrinks_when_the_spare_is_many_gpus():
+    """The same job on 4 idle GPUs: the spare is worth 4 GPUs, so 1/4 of the gain is asked and
+    the job takes a whole GPU (on 1,000 GPUs online this was 4.7x serial's makespan)."""
+    jobs = batch(job("kernel", runtime=1000.0, speedup={1: 0.9, 7: 1.0}), job("later", arrival=5000.0))
+    one = simulate(jobs, A100, gpus=1, policy="migm", spare_min_gain=0.2)
+    four = simulate(jobs, A100, gpus=4, policy="migm", spare_min_gain=0.2)
+    assert spans(one, "kernel")[0].compute_slices == 1
+    assert spans(four, "kernel")[0].compute_slices == 7
+
+
 # ---- placement ------------------------------------------------------------------------------------
 def test_repartition_min_reshapes_idle_instances_for_bigger_jobs():
     entries = [job(f"small-{i}", runtime=100.0) for i in range(7)]

@@ -101,13 +101,17 @@ class PlacementChoice:
         if online and self.spare_share <= 0:
             return None
         spare_c, spare_m = spare_compute(view, self.model, self.index.counts)
+        pool_c = spare_c
         if online:
             spare_c = int(spare_c * self.spare_share)
         cands = spare_profiles(self._profiles, tight, spare_c, spare_m)
         if online and cands:
+            # The gain asked for shrinks with the size of the spare pool: with one GPU's worth or
+            # less, a later arrival likely wants those slices back; with the spare worth N whole
+            # GPUs, it will find others, so 1/N of the gain is asked.
             alpha = self.times.alpha(job.family, job.spec.job_class.value)
-            cands = [p for p in cands
-                     if (tight.compute_slices / p.compute_slices) ** alpha <= 1.0 - self.spare_min_gain]
+            min_gain = self.spare_min_gain * min(1.0, self.model.compute_slices / pool_c)
+            cands = [p for p in cands if (tight.compute_slices / p.compute_slices) ** alpha <= 1.0 - min_gain]
         for p in cands:
             pl = find_reuse(view, [p], reserved) or find_create(view, p, reserved) or find_reclaim(view, p, reserved)
             if pl is not None:
