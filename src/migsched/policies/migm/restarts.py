@@ -1,7 +1,7 @@
 """`migm`'s tail upgrade: restart a long job that holds a small instance on a larger one.
 
 At the end of a batch (no more arrivals, nothing queued) the last long jobs often sit on 1g
-slices while the rest of the GPU idles. `pick_upgrade` projects, for each running job, its
+slices while the rest of the GPU idles. `pick_upgrades` projects, for each running job, its
 remaining time where it is and its finish after a restart on the best larger instance that the
 idle room (free slots, idle instances and the job's own instance) can hold, and proposes the
 restart whose projected remaining time shrinks the most, only when it shrinks by at least
@@ -11,9 +11,12 @@ Durations (no ground truth is read):
 
 * **Compute time on the current instance** T: from the job's own progress reports
   (T = compute elapsed / progress) or, without them, from completed runs of its family on any
-  profile, scaled to this one.
+  profile, scaled to this one; without either, from its class's duration model fitted to the
+  class's completed runs and, as censored observations, its running jobs (`survival.py`): the
+  expected total given how long the job has run so far.
 * **Speed scaling** between profiles: compute time ~ compute_slices^-alpha. alpha is fitted from
-  a family's completed runs on two profiles with different compute; otherwise a conservative
+  a family's completed runs on two profiles with different compute; for a family never seen,
+  its class's fitted alpha once the class has one (`survival.py`); otherwise a conservative
   prior per job class (`PRIOR_ALPHA`: the bundled templates' exponents range 0.01-0.98 for
   scientific kernels, 0.18-1.09 for ML training, 0.41-0.94 for LLM generation; a low prior only
   forgoes gains, a high one kills jobs that do not speed up).
@@ -32,11 +35,15 @@ from migsched.core.events import MemorySample
 from migsched.core.state import ClusterView, JobView
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
+from migsched.policies.migm.survival import ClassDurations, DurationFit
 
 #: Speed-scaling exponent assumed when a family has not run on two compute sizes.
 PRIOR_ALPHA = {"scientific": 0.1, "ml-train": 0.9, "ml-infer": 0.9, "llm": 0.8}
 DEFAULT_ALPHA = 0.3
 MIN_PROGRESS = 0.02  # progress below this says too little about the rate
+#: The tail check looks for room only for this many of the longest-remaining jobs (the room
+#: search is O(GPUs) per job; the longest ones are those a restart can shorten the batch by).
+TAIL_CANDIDATES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,9 @@ class RunTimes:
         self.startup: dict[str, float] = {}        # job id -> startup of its current attempt
         self.fam_startup: dict[str, float] = {}    # family -> startup of a run
         self.compute: dict[str, dict[int, float]] = {}  # family -> compute slices -> compute s (last)
+        self.classes = ClassDurations()             # per class, for jobs of families not seen yet
+        self.class_fit: dict[str, DurationFit] = {}  # class -> its latest censored fit (refit())
+        self._fit_at: tuple[int, float] | None = None  # (completed runs, time) of the last refit
 
     def on_sample(self, job: JobView) -> None:
         """Measure the startup of the job's attempt: where its first two progress reports
@@ -81,7 +91,30 @@ class RunTimes:
             self.fam_startup[fam] = st
         else:
             st = self.fam_startup.get(fam, 0.0)
-        self.compute.setdefault(fam, {})[compute_slices] = max(run_s - st, 1e-3) / max(1.0 - from_progress, 0.01)
+        work_s = max(run_s - st, 1e-3) / max(1.0 - from_progress, 0.01)
+        self.compute.setdefault(fam, {})[compute_slices] = work_s
+        self.classes.finished(job.spec.job_class.value, compute_slices, work_s)
+
+    def refit(self, running: Iterable[JobView], now_s: float) -> None:
+        """Refit each class's duration model with its running jobs as censored observations
+        (`survival.ClassDurations`); a class without enough completed runs has no fit."""
+        # A fit moves little between checks: refit once the completed runs grew by 2 % or
+        # 300 s passed (the censored times grow with the clock), else keep the last one.
+        runs = self.classes.count()
+        if self._fit_at is not None and runs < 1.02 * self._fit_at[0] and now_s < self._fit_at[1] + 300.0:
+            return
+        self._fit_at = (runs, now_s)
+        by_class: dict[str, list[tuple[int, float]]] = {}
+        for j in running:
+            if j.profile is None or j.launched_s is None or j.saved_progress:
+                continue
+            elapsed = now_s - j.launched_s - self.startup_of(j, j.family)
+            by_class.setdefault(j.spec.job_class.value, []).append((j.profile.compute_slices, elapsed))
+        self.class_fit = {}
+        for cls, obs in by_class.items():
+            fit = self.classes.fit(cls, obs)
+            if fit is not None:
+                self.class_fit[cls] = fit
 
     def forget(self, job: JobView) -> None:
         self.startup.pop(job.job_id, None)
@@ -93,6 +126,9 @@ class RunTimes:
             lo, hi = min(runs), max(runs)
             a = math.log(runs[lo] / runs[hi]) / math.log(hi / lo)
             return min(max(a, 0.0), 1.0)
+        fit = self.class_fit.get(job_class) if not runs else None
+        if fit is not None:  # a family never seen: its class's fitted scaling
+            return fit.alpha
         return self.prior.get(job_class, DEFAULT_ALPHA)
 
     def compute_s(self, fam: str, job_class: str, compute_slices: int) -> float | None:
@@ -128,18 +164,23 @@ def remaining(job: JobView, now_s: float, fam: str, times: RunTimes) -> tuple[fl
         return max(total * (1.0 - p0) - elapsed, 0.0), total
     total = times.compute_s(fam, job.spec.job_class.value, prof.compute_slices)
     if total is None:
-        return None
+        fit = times.class_fit.get(job.spec.job_class.value) if not p0 else None
+        if fit is None:
+            return None
+        total = fit.expected_total_s(prof.compute_slices, elapsed)  # a long-runner's mean, given e
     return max(total * (1.0 - p0) - elapsed, 0.0), total
 
 
-def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile]) -> list[Profile]:
-    """Those of `profiles` that fit somewhere once idle instances and `job`'s own are destroyed."""
-    fits: set[Profile] = set()
+def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile],
+             claimed: frozenset[int] | set[int] = frozenset()) -> dict[Profile, int]:
+    """Those of `profiles` that fit somewhere once idle instances and `job`'s own are destroyed,
+    each with a GPU where it fits (GPUs in `claimed` are left to earlier picks)."""
+    fits: dict[Profile, int] = {}
     cands = list(profiles)
     gpus = [view.gpus[job.gpu]] if job.gpu is not None else []
     gpus += [view.gpus[m.lowest if hasattr(m, "lowest") else min(m)] for m in view.groups.values()]
     for g in gpus:
-        if not g.mig:
+        if not g.mig or g.index in claimed:
             continue
         lay = g.layout
         keep = tuple(i for i in lay.instances if i.busy and not (g.index == job.gpu and i.start == job.start))
@@ -147,45 +188,66 @@ def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile]) -> li
             lay = Layout(lay.model, keep)
         for p in cands:
             if p not in fits and lay.can_place(p):
-                fits.add(p)
+                fits[p] = g.index
         if len(fits) == len(cands):
             break
-    return [p for p in cands if p in fits]
+    return {p: fits[p] for p in cands if p in fits}
 
 
-def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], family: Callable[[JobView], str],
-                 min_memory: Callable[[JobView], float], times: RunTimes, margin: float,
-                 min_gain_s: float, reconf_s: float = 0.5) -> Upgrade | None:
-    """The restart that shortens the longest projected remaining time, or None (module doc)."""
-    best: Upgrade | None = None
+def _best_upgrade(view: ClusterView, model: GpuModel, job: JobView, fam: str, min_memory: float,
+                  times: RunTimes, margin: float, min_gain_s: float, reconf_s: float,
+                  claimed: set[int]) -> tuple[Upgrade, int] | None:
+    """The job's best restart (and the GPU with room for it), if it shortens its remaining time
+    by at least `margin` and `min_gain_s`."""
+    cur = job.profile
+    assert cur is not None
+    rem = remaining(job, view.now_s, fam, times)
+    if rem is None:
+        return None
+    old_s, total = rem
+    bigger = [p for p in model.profiles if p.compute_slices > cur.compute_slices and p.memory_mib >= min_memory]
+    if not bigger:
+        return None
+    alpha = times.alpha(fam, job.spec.job_class.value)
+    st = times.startup_of(job, fam)
+    cand: tuple[Upgrade, int] | None = None
+    # A job that can checkpoint moves with its progress (a resume, then the rest of the work);
+    # any other restarts from zero and does the whole work again.
+    ckpt = job.spec.checkpoint
+    work, extra = (old_s, ckpt.resume_s) if ckpt is not None else (total, 0.0)
+    for p, gpu in room_for(view, job, bigger, claimed).items():
+        new_s = reconf_s + st + extra + work * (cur.compute_slices / p.compute_slices) ** alpha
+        key = (new_s, p.compute_slices, p.memory_slices)
+        if cand is None or key < (cand[0].new_s, cand[0].profile.compute_slices, cand[0].profile.memory_slices):
+            cand = (Upgrade(job.job_id, p, old_s, new_s), gpu)
+    if cand is None or cand[0].new_s > (1.0 - margin) * old_s or old_s - cand[0].new_s < min_gain_s:
+        return None
+    return cand
+
+
+def pick_upgrades(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], family: Callable[[JobView], str],
+                  min_memory: Callable[[JobView], float], times: RunTimes, margin: float,
+                  min_gain_s: float, reconf_s: float = 0.5, most: int = 1) -> list[Upgrade]:
+    """Up to `most` restarts among the `TAIL_CANDIDATES` jobs with the longest projected remaining
+    time, longest first, each on a GPU of its own (so that two restarts decided together do not
+    count on the same room; module doc)."""
+    cands = []
     for job in jobs:
-        cur = job.profile
-        if cur is None or job.killing:
+        if job.profile is None or job.killing:
             continue
-        fam = family(job)
-        rem = remaining(job, view.now_s, fam, times)
-        if rem is None:
-            continue
-        old_s, total = rem
-        if best is not None and old_s <= best.old_s:
-            continue  # the longest remaining job decides the tail
-        need = min_memory(job)
-        bigger = [p for p in model.profiles if p.compute_slices > cur.compute_slices and p.memory_mib >= need]
-        if not bigger:
-            continue
-        alpha = times.alpha(fam, job.spec.job_class.value)
-        st = times.startup_of(job, fam)
-        cand: Upgrade | None = None
-        # A job that can checkpoint moves with its progress (a resume, then the rest of the
-        # work); any other restarts from zero and does the whole work again.
-        ckpt = job.spec.checkpoint
-        work, extra = (old_s, ckpt.resume_s) if ckpt is not None else (total, 0.0)
-        for p in room_for(view, job, bigger):
-            new_s = reconf_s + st + extra + work * (cur.compute_slices / p.compute_slices) ** alpha
-            key = (new_s, p.compute_slices, p.memory_slices)
-            if cand is None or key < (cand.new_s, cand.profile.compute_slices, cand.profile.memory_slices):
-                cand = Upgrade(job.job_id, p, old_s, new_s)
-        if cand is None or cand.new_s > (1.0 - margin) * old_s or old_s - cand.new_s < min_gain_s:
-            continue
-        best = cand
-    return best
+        rem = remaining(job, view.now_s, family(job), times)
+        if rem is not None:
+            cands.append((rem[0], job))
+    cands.sort(key=lambda c: -c[0])
+    out: list[Upgrade] = []
+    claimed: set[int] = set()
+    for _, job in cands[:TAIL_CANDIDATES]:
+        if len(out) >= most:
+            break
+        up = _best_upgrade(view, model, job, family(job), min_memory(job), times, margin, min_gain_s,
+                           reconf_s, claimed)
+        if up is not None:
+            out.append(up[0])
+            claimed.add(up[1])
+    return out
+
