@@ -36,7 +36,7 @@ from migsched.policies.migm.early import EarlyRestart
 from migsched.policies.migm.memory import ForecastScore, default_estimator, default_forecaster
 from migsched.policies.migm.placement import Reservation, choose_reservation
 from migsched.policies.migm.ordering import QueueIndex
-from migsched.policies.migm.restarts import RunTimes, pick_upgrades
+from migsched.policies.migm.restarts import RunTimes, pick_upgrade
 from migsched.policies.migm.sizing import MemorySizing
 from migsched.policies.registry import register
 
@@ -286,7 +286,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
 
     def _tail_restart(self, view: ClusterView, blocked: bool = False) -> list[Action]:
         """Nothing queued, nothing more to come: restart the job whose tail a larger instance
-        shortens most by at least `tail_margin` (restarts.pick_upgrades), one at a time."""
+        shortens most by at least `tail_margin` (restarts.pick_upgrade), one at a time."""
         if not (self.tail_restart and self.compute_upgrade) or (view.more_arrivals and not blocked) \
                 or (view.queue and not blocked) \
                 or self._target \
@@ -304,23 +304,20 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
         self._tail_key = key
         assert self.model is not None
         self.times.refit(view.running.values(), view.now_s)
-        # One restart per check: several decided together were measured on 1,000 jobs x 64 GPUs
-        # (each on a GPU of its own, `most` > 1): same makespan, slightly more energy.
-        ups = pick_upgrades(view, self.model, view.running.values(), lambda j: j.family,
-                            lambda j: self.model.profile(self._tier_of(j) or j.profile.name).memory_mib,  # type: ignore[union-attr]
-                            self.times, self.tail_margin, self.tail_min_gain_s, most=1)
-        acts: list[Action] = []
-        for up in ups:
-            self._target[up.job_id] = up.profile
-            if blocked:
-                self._sticky.add(up.job_id)
-            self._bump("blocked_restarts" if blocked else "tail_upgrades")
-            if view.running[up.job_id].checkpointable:  # a move that keeps its progress
-                self._bump("moves")
-                acts.append(Kill(up.job_id, KillReason.MOVE, checkpoint=True))
-            else:
-                acts.append(Kill(up.job_id, KillReason.PREEMPT))
-        return acts
+        up = pick_upgrade(view, self.model, view.running.values(), lambda j: j.family,
+                          lambda j: self.model.profile(self._tier_of(j) or j.profile.name).memory_mib,  # type: ignore[union-attr]
+                          self.times, self.tail_margin, self.tail_min_gain_s)
+        if up is None:
+            return []
+        self._target[up.job_id] = up.profile
+        if blocked:
+            self._sticky.add(up.job_id)
+        self._bump("blocked_restarts" if blocked else "tail_upgrades")
+        job = view.running[up.job_id]
+        if job.checkpointable:  # a move that keeps its progress
+            self._bump("moves")
+            return [Kill(up.job_id, KillReason.MOVE, checkpoint=True)]
+        return [Kill(up.job_id, KillReason.PREEMPT)]
 
     # ---- the contract -------------------------------------------------------------------------
     def decide(self, view: ClusterView, changes: Changes) -> Decision:

@@ -1,7 +1,7 @@
 """`migm`'s tail upgrade: restart a long job that holds a small instance on a larger one.
 
 At the end of a batch (no more arrivals, nothing queued) the last long jobs often sit on 1g
-slices while the rest of the GPU idles. `pick_upgrades` projects, for each running job, its
+slices while the rest of the GPU idles. `pick_upgrade` projects, for each running job, its
 remaining time where it is and its finish after a restart on the best larger instance that the
 idle room (free slots, idle instances and the job's own instance) can hold, and proposes the
 restart whose projected remaining time shrinks the most, only when it shrinks by at least
@@ -171,16 +171,14 @@ def remaining(job: JobView, now_s: float, fam: str, times: RunTimes) -> tuple[fl
     return max(total * (1.0 - p0) - elapsed, 0.0), total
 
 
-def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile],
-             claimed: frozenset[int] | set[int] = frozenset()) -> dict[Profile, int]:
-    """Those of `profiles` that fit somewhere once idle instances and `job`'s own are destroyed,
-    each with a GPU where it fits (GPUs in `claimed` are left to earlier picks)."""
-    fits: dict[Profile, int] = {}
+def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile]) -> list[Profile]:
+    """Those of `profiles` that fit somewhere once idle instances and `job`'s own are destroyed."""
+    fits: set[Profile] = set()
     cands = list(profiles)
     gpus = [view.gpus[job.gpu]] if job.gpu is not None else []
     gpus += [view.gpus[m.lowest if hasattr(m, "lowest") else min(m)] for m in view.groups.values()]
     for g in gpus:
-        if not g.mig or g.index in claimed:
+        if not g.mig:
             continue
         lay = g.layout
         keep = tuple(i for i in lay.instances if i.busy and not (g.index == job.gpu and i.start == job.start))
@@ -188,66 +186,56 @@ def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile],
             lay = Layout(lay.model, keep)
         for p in cands:
             if p not in fits and lay.can_place(p):
-                fits[p] = g.index
+                fits.add(p)
         if len(fits) == len(cands):
             break
-    return {p: fits[p] for p in cands if p in fits}
+    return [p for p in cands if p in fits]
 
 
-def _best_upgrade(view: ClusterView, model: GpuModel, job: JobView, fam: str, min_memory: float,
-                  times: RunTimes, margin: float, min_gain_s: float, reconf_s: float,
-                  claimed: set[int]) -> tuple[Upgrade, int] | None:
-    """The job's best restart (and the GPU with room for it), if it shortens its remaining time
-    by at least `margin` and `min_gain_s`."""
+def _best_upgrade(view: ClusterView, model: GpuModel, job: JobView, fam: str, rem: tuple[float, float],
+                  min_memory: float, times: RunTimes, margin: float, min_gain_s: float,
+                  reconf_s: float) -> Upgrade | None:
+    """The job's best restart, given its projection `rem` = (remaining s, total compute s), if
+    it shortens its remaining time by at least `margin` and `min_gain_s`."""
     cur = job.profile
     assert cur is not None
-    rem = remaining(job, view.now_s, fam, times)
-    if rem is None:
-        return None
     old_s, total = rem
     bigger = [p for p in model.profiles if p.compute_slices > cur.compute_slices and p.memory_mib >= min_memory]
     if not bigger:
         return None
     alpha = times.alpha(fam, job.spec.job_class.value)
     st = times.startup_of(job, fam)
-    cand: tuple[Upgrade, int] | None = None
+    cand: Upgrade | None = None
     # A job that can checkpoint moves with its progress (a resume, then the rest of the work);
     # any other restarts from zero and does the whole work again.
     ckpt = job.spec.checkpoint
     work, extra = (old_s, ckpt.resume_s) if ckpt is not None else (total, 0.0)
-    for p, gpu in room_for(view, job, bigger, claimed).items():
+    for p in room_for(view, job, bigger):
         new_s = reconf_s + st + extra + work * (cur.compute_slices / p.compute_slices) ** alpha
         key = (new_s, p.compute_slices, p.memory_slices)
-        if cand is None or key < (cand[0].new_s, cand[0].profile.compute_slices, cand[0].profile.memory_slices):
-            cand = (Upgrade(job.job_id, p, old_s, new_s), gpu)
-    if cand is None or cand[0].new_s > (1.0 - margin) * old_s or old_s - cand[0].new_s < min_gain_s:
+        if cand is None or key < (cand.new_s, cand.profile.compute_slices, cand.profile.memory_slices):
+            cand = Upgrade(job.job_id, p, old_s, new_s)
+    if cand is None or cand.new_s > (1.0 - margin) * old_s or old_s - cand.new_s < min_gain_s:
         return None
     return cand
 
 
-def pick_upgrades(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], family: Callable[[JobView], str],
-                  min_memory: Callable[[JobView], float], times: RunTimes, margin: float,
-                  min_gain_s: float, reconf_s: float = 0.5, most: int = 1) -> list[Upgrade]:
-    """Up to `most` restarts among the `TAIL_CANDIDATES` jobs with the longest projected remaining
-    time, longest first, each on a GPU of its own (so that two restarts decided together do not
-    count on the same room; module doc)."""
+def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], family: Callable[[JobView], str],
+                 min_memory: Callable[[JobView], float], times: RunTimes, margin: float,
+                 min_gain_s: float, reconf_s: float = 0.5) -> Upgrade | None:
+    """The restart of the job with the longest projected remaining time that qualifies, among
+    the `TAIL_CANDIDATES` longest, or None (module doc)."""
     cands = []
     for job in jobs:
         if job.profile is None or job.killing:
             continue
-        rem = remaining(job, view.now_s, family(job), times)
+        fam = family(job)
+        rem = remaining(job, view.now_s, fam, times)
         if rem is not None:
-            cands.append((rem[0], job))
-    cands.sort(key=lambda c: -c[0])
-    out: list[Upgrade] = []
-    claimed: set[int] = set()
-    for _, job in cands[:TAIL_CANDIDATES]:
-        if len(out) >= most:
-            break
-        up = _best_upgrade(view, model, job, family(job), min_memory(job), times, margin, min_gain_s,
-                           reconf_s, claimed)
+            cands.append((rem, fam, job))
+    cands.sort(key=lambda c: -c[0][0])
+    for rem, fam, job in cands[:TAIL_CANDIDATES]:
+        up = _best_upgrade(view, model, job, fam, rem, min_memory(job), times, margin, min_gain_s, reconf_s)
         if up is not None:
-            out.append(up[0])
-            claimed.add(up[1])
-    return out
-
+            return up
+    return None

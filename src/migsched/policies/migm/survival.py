@@ -1,7 +1,7 @@
 """How long a job of a class runs, when nothing about the job itself is known yet.
 
 A job whose family has never completed a run, and that reports no progress, has no projection
-of its own: the tail restart (`restarts.pick_upgrades`) could not act on it, and on many GPUs
+of its own: the tail restart (`restarts.pick_upgrade`) could not act on it, and on many GPUs
 such jobs, started on 1g slices while the queue was long, set the makespan (docs/evaluation.md,
 round 2: 64 GPUs at 1.56x serial). What *is* known is its class, the profile it runs on and how
 long it has run so far.
