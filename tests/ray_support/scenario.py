@@ -51,6 +51,21 @@ def kill_node(cluster: LocalCluster, name: str, run_dir: Path) -> int:
     return len(victims)
 
 
+def marker_batch(work: Path, n: int) -> tuple[Path, Path]:
+    """A task file of `n` marker jobs (job.py, JOB_S each) and the folder their markers go to."""
+    markers = work / "markers"
+    markers.mkdir(parents=True)
+    tasks = work / "tasks.txt"
+    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} j{i:02d} {JOB_S}\n" for i in range(n)))
+    return markers, tasks
+
+
+def running_on(core, backend, node: str) -> list:
+    """The launched jobs running on `node`'s GPUs."""
+    nodes = backend.gpu_nodes()
+    return [j for j in core.view.running.values() if j.launched_s is not None and nodes[j.gpu] == node]
+
+
 class KillWhenBusy:
     """Observer: kills node-1 as soon as jobs have started on both of its GPUs."""
 
@@ -63,8 +78,7 @@ class KillWhenBusy:
     def after_handle(self, core, events) -> None:
         if self.killed_s is not None:
             return
-        nodes = self.backend.gpu_nodes()
-        here = [j for j in core.view.running.values() if j.launched_s is not None and nodes[j.gpu] == "node-1"]
+        here = running_on(core, self.backend, "node-1")
         if len(here) >= 2:
             self.on_node = sorted(j.job_id for j in here)
             self.victims = kill_node(self.cluster, "node-1", self.run_dir)
@@ -75,10 +89,7 @@ class KillWhenBusy:
 
 
 def kill_node_scenario(work: Path) -> dict:
-    markers = work / "markers"
-    markers.mkdir(parents=True)
-    tasks = work / "tasks.txt"
-    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} j{i:02d} {JOB_S}\n" for i in range(JOBS)))
+    markers, tasks = marker_batch(work, JOBS)
     t0 = time.monotonic()
     cluster = LocalCluster([{"A100-40GB": 2}, {"A100-40GB": 2}, {"A100-80GB": 2}])
     try:
@@ -135,8 +146,7 @@ class KillAgentWhenBusy:
         self.gpus_added += [g.index for g in core.last_changes.gpus_added]
         if self.killed_s is not None:
             return
-        nodes = self.backend.gpu_nodes()
-        here = [j for j in core.view.running.values() if j.launched_s is not None and nodes[j.gpu] == "node-1"]
+        here = running_on(core, self.backend, "node-1")
         if len(here) >= 2:
             import ray
             self.on_node = sorted(j.job_id for j in here)
@@ -148,11 +158,7 @@ class KillAgentWhenBusy:
 
 
 def kill_agent_scenario(work: Path) -> dict:
-    markers = work / "markers"
-    markers.mkdir(parents=True)
-    tasks = work / "tasks.txt"
-    n = 12
-    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} j{i:02d} {JOB_S}\n" for i in range(n)))
+    markers, tasks = marker_batch(work, 12)
     cluster = LocalCluster([{"A100-40GB": 2}, {"A100-40GB": 2}])
     try:
         session = start_run(tasks, backend="ray", gpu="A100-40GB", gpus=2, policy="serial", state=work / "run.db",
@@ -190,11 +196,7 @@ def resume_scenario(work: Path) -> dict:
     """`migsched run --backend ray --address` is SIGKILLed mid-batch; `run --resume` finishes it."""
     import signal
     import subprocess
-    markers = work / "markers"
-    markers.mkdir(parents=True)
-    tasks = work / "tasks.txt"
-    n = 6
-    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} j{i:02d} {JOB_S}\n" for i in range(n)))
+    markers, tasks = marker_batch(work, 6)
     state = work / "run.db"
     cli = [sys.executable, "-m", "migsched.cli.main", "run"]
     cluster = LocalCluster([None, None])
