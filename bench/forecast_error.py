@@ -24,12 +24,11 @@ import datetime as _dt
 import json
 import platform
 import random
-import statistics
 import sys
 from pathlib import Path
 
 from migsched.core.events import MemorySample
-from migsched.estimators.forecast import MemoryForecaster
+from migsched.estimators.forecast import ForecastLog, MemoryForecaster
 from migsched.jobs import load_jobs_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,41 +57,44 @@ def samples_until(job, fraction: float, noise: float = 0.0) -> list[MemorySample
     return out
 
 
-def measure(noise: float) -> list[dict]:
+def held_out_jobs() -> list[tuple[str, list]]:
+    """(mix, jobs) of every held-out batch."""
+    return [(b.mix, load_jobs_dict(heldout_doc(b), require_model=True)) for b in heldout_batches()]
+
+
+def measure(batches: list[tuple[str, list]], noise: float) -> list[dict]:
     fc = MemoryForecaster()
     rows: dict[tuple[str, float], dict] = {}
-    for b in heldout_batches():
-        jobs = load_jobs_dict(heldout_doc(b), require_model=True)
+    for mix, jobs in batches:
         for job in jobs:
-            peak_mib = job.truth.peak_gib * 1024.0
+            jid, peak_mib = job.spec.job_id, job.truth.peak_gib * 1024.0
             for f in FRACTIONS:
                 s = samples_until(job, f, noise)
-                r = rows.setdefault((b.mix, f), {"mix": b.mix, "fraction": f, "jobs": 0, "growing": 0,
-                                                 "err": [], "err_conf": [], "low_conf": 0, "err_seen": []})
+                r = rows.setdefault((mix, f), {"mix": mix, "fraction": f, "jobs": 0, "growing": 0, "low_conf": 0,
+                                               "all": ForecastLog(), "conf": ForecastLog(), "seen": ForecastLog()})
                 r["jobs"] += 1
                 seen = max(x.used_mib for x in s)
                 if seen < peak_mib * 0.999:
                     r["growing"] += 1
-                r["err_seen"].append(abs(seen - peak_mib) / peak_mib)
+                r["seen"].record(jid, seen, peak_mib)
                 pred = fc.forecast(None, s)  # type: ignore[arg-type]  # no horizon: the job is not read
                 if pred is None:
                     continue
-                e = abs(pred.peak_mib - peak_mib) / peak_mib
-                r["err"].append(e)
+                r["all"].record(jid, pred.peak_mib, peak_mib)
                 if pred.confident:
-                    r["err_conf"].append(e)
+                    r["conf"].record(jid, pred.peak_mib, peak_mib)
                     if pred.peak_mib < 0.9 * peak_mib:
                         r["low_conf"] += 1
     out = []
     for r in rows.values():
-        n_conf = len(r["err_conf"])
+        every, conf = r["all"].summary(), r["conf"].summary()
         out.append({
             "mix": r["mix"], "noise": noise, "fraction": r["fraction"], "jobs": r["jobs"], "growing": r["growing"],
-            "mape_pct": 100 * statistics.fmean(r["err"]) if r["err"] else None,
-            "confident": n_conf,
-            "mape_confident_pct": 100 * statistics.fmean(r["err_conf"]) if n_conf else None,
-            "confident_low_pct": 100 * r["low_conf"] / n_conf if n_conf else None,
-            "mape_seen_pct": 100 * statistics.fmean(r["err_seen"]),
+            "mape_pct": every.mape_pct if every.count else None,
+            "confident": conf.count,
+            "mape_confident_pct": conf.mape_pct if conf.count else None,
+            "confident_low_pct": 100 * r["low_conf"] / conf.count if conf.count else None,
+            "mape_seen_pct": r["seen"].summary().mape_pct,
         })
     return sorted(out, key=lambda x: (x["mix"], x["fraction"]))
 
@@ -116,7 +118,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="also write the rows and provenance here")
     args = ap.parse_args()
-    rows = [r for noise in NOISES for r in measure(noise)]
+    batches = held_out_jobs()
+    rows = [r for noise in NOISES for r in measure(batches, noise)]
     print(table(rows))
     if args.json:
         doc = {"command": "python bench/forecast_error.py", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(),
