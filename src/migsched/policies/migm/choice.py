@@ -26,7 +26,13 @@ from migsched.policies.migm.sizing import spare_compute, spare_profiles
 
 
 class PlacementChoice:
-    """Mixin of `MigmPolicy` (uses its options, `index`, `times`, `_target`, `_sticky`)."""
+    """Mixin of `MigmPolicy` (uses its options, `index`, `times`, `_target`, `_sticky`).
+
+    `_spare_memo` holds `spare_compute` for the current pass over the queue heads (the policy
+    clears it at the start of each pass: the cluster and the queue do not change within one).
+    """
+
+    _spare_memo: tuple[int, int] | None = None
 
     def _place(self, view: ClusterView, job: JobView, tight: Profile, reserved: Sequence[Reservation]
                ) -> Placement | None:
@@ -100,7 +106,10 @@ class PlacementChoice:
         online = view.more_arrivals
         if online and self.spare_share <= 0:
             return None
-        spare_c, spare_m = spare_compute(view, self.model, self.index.counts)
+        spare = self._spare_memo  # one pass over the heads sees one cluster: computed once
+        if spare is None:
+            spare = self._spare_memo = spare_compute(view, self.model, self.index.counts)
+        spare_c, spare_m = spare
         pool_c = spare_c
         if online:
             spare_c = int(spare_c * self.spare_share)

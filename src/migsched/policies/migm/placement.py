@@ -147,16 +147,22 @@ def find_reclaim(view: ClusterView, profile: Profile, reserved: Sequence[Reserva
                      create=((profile, r.start),))
 
 
-@functools.lru_cache(maxsize=4096)
-def _reclaims_cached(layout: Layout, profile: Profile) -> tuple[Reclaim, ...]:
-    return tuple(reclaim_options(layout, profile))
+# (id(model), layout state, profile name) -> (model, reclaim options): every GPU of a group
+# shares the state, so each is worked out once. Keyed by the layout's precomputed `state`, not
+# the `Layout` itself: hashing a frozen `Layout` hashes its model and every instance each call.
+_RECLAIMS: dict[tuple[int, tuple, str], tuple[GpuModel, tuple[Reclaim, ...]]] = {}
 
 
 def _reclaims(layout: Layout, profile: Profile) -> tuple[Reclaim, ...]:
-    try:
-        return _reclaims_cached(layout, profile)
-    except TypeError:  # unhashable layout: compute directly
-        return tuple(reclaim_options(layout, profile))
+    key = (id(layout.model), layout.state, profile.name)
+    hit = _RECLAIMS.get(key)
+    if hit is not None and hit[0] is layout.model:
+        return hit[1]
+    opts = tuple(reclaim_options(layout, profile))
+    if len(_RECLAIMS) > 100_000:  # bound the memo (many models and layouts in one process)
+        _RECLAIMS.clear()
+    _RECLAIMS[key] = (layout.model, opts)
+    return opts
 
 
 def choose_reservation(view: ClusterView, profile: Profile, taken: Iterable[int]) -> Reservation | None:

@@ -256,6 +256,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
 
     def _place_heads(self, view: ClusterView, model: GpuModel, heads: list[tuple[str, JobView]]) -> list[Action]:
         """Launch the first head that can be placed, or reserve slots for the first blocked one."""
+        self._spare_memo = None
         for tier, job in heads:
             reserved = [r[1] for j, r in self._resv.items() if j != job.job_id] if view.running else []
             pl = self._place(view, job, model.profile(tier), reserved)

@@ -171,32 +171,54 @@ def remaining(job: JobView, now_s: float, fam: str, times: RunTimes) -> tuple[fl
     return max(total * (1.0 - p0) - elapsed, 0.0), total
 
 
-def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile]) -> list[Profile]:
-    """Those of `profiles` that fit somewhere once idle instances and `job`'s own are destroyed."""
-    fits: set[Profile] = set()
+def _idle_dropped(g, skip_start: int | None = None) -> Layout:
+    """`g`'s layout with its idle instances (and the one at `skip_start`) destroyed."""
+    lay = g.layout
+    keep = tuple(i for i in lay.instances if i.busy and i.start != skip_start)
+    return lay if len(keep) == len(lay.instances) else Layout(lay.model, keep)
+
+
+def shared_room(view: ClusterView, profiles: Iterable[Profile]) -> set[Profile]:
+    """Those of `profiles` that fit on some MIG GPU once its idle instances are destroyed.
+
+    One GPU per layout group stands for all of its group (the same layout, the same room); the
+    result holds for every job, so a tail check computes it once, not once per candidate."""
     cands = list(profiles)
-    gpus = [view.gpus[job.gpu]] if job.gpu is not None else []
-    gpus += [view.gpus[m.lowest if hasattr(m, "lowest") else min(m)] for m in view.groups.values()]
-    for g in gpus:
+    fits: set[Profile] = set()
+    for m in view.groups.values():
+        g = view.gpus[m.lowest if hasattr(m, "lowest") else min(m)]
         if not g.mig:
             continue
-        lay = g.layout
-        keep = tuple(i for i in lay.instances if i.busy and not (g.index == job.gpu and i.start == job.start))
-        if len(keep) != len(lay.instances):
-            lay = Layout(lay.model, keep)
+        lay = _idle_dropped(g)
         for p in cands:
             if p not in fits and lay.can_place(p):
                 fits.add(p)
         if len(fits) == len(cands):
             break
+    return fits
+
+
+def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile],
+             shared: set[Profile] | None = None) -> list[Profile]:
+    """Those of `profiles` that fit somewhere once idle instances and `job`'s own are destroyed.
+
+    `shared` is `shared_room(view, ...)` over at least `profiles`, if the caller has it."""
+    cands = list(profiles)
+    if shared is None:
+        shared = shared_room(view, cands)
+    fits = {p for p in cands if p in shared}
+    if job.gpu is not None and len(fits) < len(cands) and view.gpus[job.gpu].mig:
+        own = _idle_dropped(view.gpus[job.gpu], job.start)
+        fits.update(p for p in cands if p not in fits and own.can_place(p))
     return [p for p in cands if p in fits]
 
 
 def _best_upgrade(view: ClusterView, model: GpuModel, job: JobView, fam: str, rem: tuple[float, float],
                   min_memory: float, times: RunTimes, margin: float, min_gain_s: float,
-                  reconf_s: float) -> Upgrade | None:
+                  reconf_s: float, shared: set[Profile] | None = None) -> Upgrade | None:
     """The job's best restart, given its projection `rem` = (remaining s, total compute s), if
-    it shortens its remaining time by at least `margin` and `min_gain_s`."""
+    it shortens its remaining time by at least `margin` and `min_gain_s` (`shared`: as for
+    `room_for`)."""
     cur = job.profile
     assert cur is not None
     old_s, total = rem
@@ -210,7 +232,7 @@ def _best_upgrade(view: ClusterView, model: GpuModel, job: JobView, fam: str, re
     # any other restarts from zero and does the whole work again.
     ckpt = job.spec.checkpoint
     work, extra = (old_s, ckpt.resume_s) if ckpt is not None else (total, 0.0)
-    for p in room_for(view, job, bigger):
+    for p in room_for(view, job, bigger, shared):
         new_s = reconf_s + st + extra + work * (cur.compute_slices / p.compute_slices) ** alpha
         key = (new_s, p.compute_slices, p.memory_slices)
         if cand is None or key < (cand.new_s, cand.profile.compute_slices, cand.profile.memory_slices):
@@ -234,8 +256,12 @@ def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], fa
         if rem is not None:
             cands.append((rem, fam, job))
     cands.sort(key=lambda c: -c[0][0])
+    shared: set[Profile] | None = None
     for rem, fam, job in cands[:TAIL_CANDIDATES]:
-        up = _best_upgrade(view, model, job, fam, rem, min_memory(job), times, margin, min_gain_s, reconf_s)
+        if shared is None:
+            shared = shared_room(view, model.profiles)
+        up = _best_upgrade(view, model, job, fam, rem, min_memory(job), times, margin, min_gain_s, reconf_s,
+                           shared)
         if up is not None:
             return up
     return None
