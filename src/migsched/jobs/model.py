@@ -12,6 +12,9 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import itemgetter
+
+_x = itemgetter(0)  # a memory point's x (fraction of the run), for bisect
 
 SPEEDUP_KEYS = (1, 2, 3, 4, 7)
 
@@ -162,8 +165,9 @@ class TruthModel:
         """Memory in use after `fraction` of the run (0..1)."""
         pts = self.memory_points
         f = min(max(fraction, 0.0), 1.0)
-        xs = [x for x, _ in pts]
-        i = bisect.bisect_right(xs, f)
+        # the first point right of f (bisect_right on the xs; curves have a handful of points,
+        # and the simulator asks at every memory sample, so no list of xs is built per call)
+        i = bisect.bisect_right(pts, f, key=_x)
         if i == 0:
             return pts[0][1]
         if i >= len(pts):
