@@ -219,33 +219,34 @@ class _SampleThenKillOnce(GreedyPolicy):
 
 def test_memory_samples_follow_the_curve():
     # hint 9 -> 1g.10gb, ready 0.12, startup 1 -> computes 1.12..11.12 (speed 1, 10 s).
-    # Samples every 2 s after compute starts, strictly before the end: 3.12, 5.12, 7.12, 9.12.
-    # Linear 0 -> 8 GiB: at 3.12 the job is 2/10 done -> 1.6 GiB = 1638.4 MiB; elapsed since launch 3.0.
+    # Samples every 2 s after compute starts, on the 2 s grid that all jobs share, strictly before
+    # the end: due 3.12 -> taken at 4, then 6, 8, 10 (12 is past the end).
+    # Linear 0 -> 8 GiB: at 4 the job is 2.88/10 done -> 0.288 * 8192 MiB; elapsed since launch 3.88.
     pol = _SampleThenKillOnce(kill=False)
     r = simulate(jobs(job("s", 10, speedup={1: 1.0}, startup_s=1, memory="linear", peak_gib=8, hint_gib=9,
                           reports_progress=True)), A40, policy=pol)
     assert r.makespan_s == pytest.approx(11.12, rel=REL)
-    assert [t for t, *_ in pol.seen] == pytest.approx([3.12, 5.12, 7.12, 9.12])
-    assert [u for _, _, u, _, _ in pol.seen] == pytest.approx([0.2 * 8192, 0.4 * 8192, 0.6 * 8192, 0.8 * 8192])
-    assert [e for *_, e, _ in pol.seen] == pytest.approx([3.0, 5.0, 7.0, 9.0])
-    assert [p for *_, p in pol.seen] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert [t for t, *_ in pol.seen] == pytest.approx([4.0, 6.0, 8.0, 10.0])
+    assert [u for _, _, u, _, _ in pol.seen] == pytest.approx([0.288 * 8192, 0.488 * 8192, 0.688 * 8192, 0.888 * 8192])
+    assert [e for *_, e, _ in pol.seen] == pytest.approx([3.88, 5.88, 7.88, 9.88])
+    assert [p for *_, p in pol.seen] == pytest.approx([0.288, 0.488, 0.688, 0.888])
 
 
 def test_kill_loses_the_work_and_restarts_from_scratch():
-    # As above, killed at the first sample (3.12): the process exits kill_s = 0.5 later, at 3.62.
-    # Greedy destroys the instance (3.62 + 0.11 = 3.73) and creates a new one (3.73 + 0.12 = 3.85);
-    # the job starts again from zero: startup to 4.85, work to 14.85.
-    # wasted = (3.62 - 0.12) * 1/7 = 0.5 GPU-s.
-    # Dynamic power only while computing: 1.12..3.12 (2 s) and 4.85..14.85 (10 s), 44.72 W (cap).
-    # energy = 55 * 14.85 + 44.72 * 12 = 816.75 + 536.67 = 1353.42 J
+    # As above, killed at the first sample (4.0): the process exits kill_s = 0.5 later, at 4.5.
+    # Greedy destroys the instance (4.5 + 0.11 = 4.61) and creates a new one (4.61 + 0.12 = 4.73);
+    # the job starts again from zero: startup to 5.73, work to 15.73.
+    # wasted = (4.5 - 0.12) * 1/7 = 0.6257 GPU-s.
+    # Dynamic power only while computing: 1.12..4.0 (2.88 s) and 5.73..15.73 (10 s), 44.72 W (cap).
+    # energy = 55 * 15.73 + 44.72 * 12.88 = 865.15 + 576.0 = 1441.15 J
     pol = _SampleThenKillOnce(kill=True)
     r = simulate(jobs(job("s", 10, speedup={1: 1.0}, startup_s=1, memory="linear", peak_gib=8, hint_gib=9)),
                  A40, policy=pol)
     spans = [(s.t0_s, s.t1_s, s.outcome) for s in r.timeline.jobs]
-    assert spans == [(pytest.approx(0.12), pytest.approx(3.62, rel=REL), "killed:early-restart"),
-                     (pytest.approx(3.85, rel=REL), pytest.approx(14.85, rel=REL), "ok")]
-    assert r.makespan_s == pytest.approx(14.85, rel=REL)
+    assert spans == [(pytest.approx(0.12), pytest.approx(4.5, rel=REL), "killed:early-restart"),
+                     (pytest.approx(4.73, rel=REL), pytest.approx(15.73, rel=REL), "ok")]
+    assert r.makespan_s == pytest.approx(15.73, rel=REL)
     assert r.early_restarts == 1 and r.oom_restarts == 0
-    assert r.wasted_gpu_s == pytest.approx(0.5, rel=REL)
-    assert r.energy_j == pytest.approx(55 * 14.85 + CAP_1G * 12, rel=REL)
+    assert r.wasted_gpu_s == pytest.approx(4.38 / 7, rel=REL)
+    assert r.energy_j == pytest.approx(55 * 15.73 + CAP_1G * 12.88, rel=REL)
     assert r.jobs[0].outcomes == ("killed:early-restart", "ok")

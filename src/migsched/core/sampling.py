@@ -11,6 +11,7 @@ Times are counted from when the backend begins to watch the attempt (the simulat
 start-up ends and work begins; real backends: when the process starts). With the defaults and
 a base period of 2 s the samples come at 2, 4, ..., 16 s, then each gap doubles (20, 28, 44, 76,
 140 s, ...), at most 24 in all: 100 s of run time holds 12 samples, 10,000 s 19, 10^7 s 24.
+(The simulator takes each on a time grid that all jobs share, docs/simulator.md.)
 (Measured on 600 jobs of `bench/bench_simulator.py`'s mix on 8 GPUs under migm, against one
 sample every 2 s: the same OOM restarts, makespan within 0.1%, 11,000 instead of 398,861
 simulator events, 7x less CPU; docs/benchmarks.md.)

@@ -12,8 +12,9 @@ What is simulated (costs in `costs.py`, power in `energy.py`, documented in docs
   * a checkpoint (`Kill(checkpoint=True)`) ends it after its save time, keeping the work done,
     and a `Launch(resume=True)` pays `resume_s` and goes on from there (`checkpoint.py`);
   * memory samples when the attempt's `SamplePlan` (`Launch.samples`) asks, on the base period
-    `sample_interval_s`, with the job's progress when the job reports it; late, sparse samples
-    are put on a coarse time grid so that those of many jobs come in one batch (`_sample_at`);
+    `sample_interval_s`, with the job's progress when the job reports it, on a time grid that
+    all jobs share (the base period, coarser for late sparse samples) so that the samples of many
+    jobs come in one batch (`_sample_at`);
   * the hardware's own layout per GPU: an action the MIG rules forbid (or a launch on an
     instance that does not exist) is answered with `ActionFailed`, as NVML would refuse it.
 
@@ -339,11 +340,10 @@ class Simulator(Backend):
 
 
 def _sample_at(t_s: float, gap_s: float, base_s: float) -> float:
-    """When a sample due at `t_s` after a gap of `gap_s` is taken: as due while gaps are short,
-    else at the next multiple of a power of two at most an eighth of the gap, so that the sparse
-    samples of many running jobs fall on the same instants and reach the core as one batch (a
-    real backend reads every process at one tick, too)."""
-    if gap_s < 8.0 * base_s:
-        return t_s
-    q = 2.0 ** math.floor(math.log2(gap_s / 8.0))
-    return math.ceil(t_s / q) * q
+    """When a sample due at `t_s` after a gap of `gap_s` is taken: on a grid that every running
+    job shares, so that the samples of many jobs fall on the same instants and reach the core as
+    one batch (a real backend reads every process at one tick, too). While gaps are short (under
+    8 base periods) the grid is the base period (at most one period late); then the next multiple
+    of a power of two at most an eighth of the gap (at most 12.5% late)."""
+    q = base_s if gap_s < 8.0 * base_s else 2.0 ** math.floor(math.log2(gap_s / 8.0))
+    return math.ceil(t_s / q - 1e-9) * q
