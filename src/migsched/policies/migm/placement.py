@@ -12,8 +12,9 @@ waiting for, so that those slots drain and the large job does not starve.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from migsched.core.events import Action, CreateInstance, DestroyInstance, Launch
 from migsched.core.state import ClusterView, GpuView, state_key
@@ -23,6 +24,7 @@ from migsched.partition.reshape import Reclaim, plan, reclaim_options
 from migsched.partition.search import best_start, enumerate_layouts
 from migsched.policies.common import lowest_gpu
 
+T = TypeVar("T")
 Reservation = tuple[int, frozenset[int]]  # (gpu, memory slots kept free for a blocked job)
 
 
@@ -147,6 +149,24 @@ def find_reclaim(view: ClusterView, profile: Profile, reserved: Sequence[Reserva
                      create=((profile, r.start),))
 
 
+#: Entries a state-keyed memo holds before it is cleared (state keys of many models and layouts
+#: in one process).
+_MEMO_MAX = 100_000
+
+
+def _memoised(table: dict, key: tuple, owner: object, compute: Callable[[], T]) -> T:
+    """`table[key]`'s value if it was stored for this very `owner` (the object whose `id` is in
+    the key: an id can be reused once its object is gone), else `compute()`, stored."""
+    hit = table.get(key)
+    if hit is not None and hit[0] is owner:
+        return hit[1]
+    value = compute()
+    if len(table) > _MEMO_MAX:
+        table.clear()
+    table[key] = (owner, value)
+    return value
+
+
 # (id(model), layout state, profile name) -> (model, reclaim options): every GPU of a group
 # shares the state, so each is worked out once. Keyed by the layout's precomputed `state`, not
 # the `Layout` itself: hashing a frozen `Layout` hashes its model and every instance each call.
@@ -154,15 +174,8 @@ _RECLAIMS: dict[tuple[int, tuple, str], tuple[GpuModel, tuple[Reclaim, ...]]] = 
 
 
 def _reclaims(layout: Layout, profile: Profile) -> tuple[Reclaim, ...]:
-    key = (id(layout.model), layout.state, profile.name)
-    hit = _RECLAIMS.get(key)
-    if hit is not None and hit[0] is layout.model:
-        return hit[1]
-    opts = tuple(reclaim_options(layout, profile))
-    if len(_RECLAIMS) > 100_000:  # bound the memo (many models and layouts in one process)
-        _RECLAIMS.clear()
-    _RECLAIMS[key] = (layout.model, opts)
-    return opts
+    return _memoised(_RECLAIMS, (id(layout.model), layout.state, profile.name), layout.model,
+                     lambda: tuple(reclaim_options(layout, profile)))
 
 
 def choose_reservation(view: ClusterView, profile: Profile, taken: Iterable[int]) -> Reservation | None:
@@ -200,16 +213,11 @@ _IN_WAY: dict[tuple[int, tuple], tuple[Profile, tuple[int, int]]] = {}
 
 def _least_in_way(layout: Layout, profile: Profile) -> tuple[int, int]:
     """The least busy compute over `profile`'s starts on `layout` and the lowest start with it."""
-    state = state_key(layout)
-    hit = _IN_WAY.get((id(profile), state))
-    if hit is not None and hit[0] is profile:
-        return hit[1]
-    busy = [(i.profile.slots(i.start), i.profile.compute_slices) for i in layout.instances if i.busy]
-    best = min((sum(c for sl, c in busy if set(sl) & set(profile.slots(s))), s) for s in profile.starts)
-    if len(_IN_WAY) > 100_000:  # bound the memo (state keys of many models in one process)
-        _IN_WAY.clear()
-    _IN_WAY[(id(profile), state)] = (profile, best)
-    return best
+    def least() -> tuple[int, int]:
+        busy = [(i.profile.slots(i.start), i.profile.compute_slices) for i in layout.instances if i.busy]
+        return min((sum(c for sl, c in busy if set(sl) & set(profile.slots(s))), s) for s in profile.starts)
+
+    return _memoised(_IN_WAY, (id(profile), state_key(layout)), profile, least)
 
 
 # ---- whole-layout targets (scheme "repartition-min") ---------------------------------------

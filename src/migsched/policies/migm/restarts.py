@@ -32,9 +32,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from migsched.core.events import MemorySample
-from migsched.core.state import ClusterView, JobView
+from migsched.core.state import ClusterView, GpuView, JobView
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
+from migsched.policies.migm.placement import mig_groups
 from migsched.policies.migm.survival import ClassDurations, DurationFit
 
 #: Speed-scaling exponent assumed when a family has not run on two compute sizes.
@@ -171,7 +172,7 @@ def remaining(job: JobView, now_s: float, fam: str, times: RunTimes) -> tuple[fl
     return max(total * (1.0 - p0) - elapsed, 0.0), total
 
 
-def _idle_dropped(g, skip_start: int | None = None) -> Layout:
+def _idle_dropped(g: GpuView, skip_start: int | None = None) -> Layout:
     """`g`'s layout with its idle instances (and the one at `skip_start`) destroyed."""
     lay = g.layout
     keep = tuple(i for i in lay.instances if i.busy and i.start != skip_start)
@@ -185,10 +186,7 @@ def shared_room(view: ClusterView, profiles: Iterable[Profile]) -> set[Profile]:
     result holds for every job, so a tail check computes it once, not once per candidate."""
     cands = list(profiles)
     fits: set[Profile] = set()
-    for m in view.groups.values():
-        g = view.gpus[m.lowest if hasattr(m, "lowest") else min(m)]
-        if not g.mig:
-            continue
+    for g, _members in mig_groups(view):
         lay = _idle_dropped(g)
         for p in cands:
             if p not in fits and lay.can_place(p):
