@@ -246,9 +246,10 @@ def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], fa
     """The restart of the job with the longest projected remaining time that qualifies, among
     the `TAIL_CANDIDATES` longest, or None (module doc)."""
     cands = []
+    top = model.compute_slices
     for job in jobs:
-        if job.profile is None or job.killing:
-            continue
+        if job.profile is None or job.killing or job.profile.compute_slices >= top:
+            continue  # nothing larger to restart on: not a candidate (and not in the top ones)
         fam = family(job)
         rem = remaining(job, view.now_s, fam, times)
         if rem is not None:
