@@ -247,8 +247,12 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
             acts = self._place_heads(view, model, heads)
             if acts:
                 return acts
-            if len(self._resv) == len(key[6]):
-                self._miss = key  # nothing placed and nothing reserved: the same state finds nothing
+            # Nothing placed: the same state finds nothing again. A reservation made in this pass
+            # is part of that state; a rerun with it finds nothing either (heads before the
+            # reserving one failed with fewer slots barred, those after it already saw it, and
+            # no second reservation is made while one stands).
+            key = key[:6] + (tuple(self._resv.items()),) + key[7:]
+            self._miss = key
         if key == self._miss:
             self._quiet = (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
                            self.sizing.version, len(self._resv), len(self._target))
