@@ -193,7 +193,13 @@ class SchedulerCore:
     # ---- events ---------------------------------------------------------------------------
     def _absorb(self, ev: Event, log: _Log) -> None:
         v = self.view
-        if isinstance(ev, JobArrived):
+        if isinstance(ev, MemorySample):  # first: the most frequent kind
+            job = v.jobs.get(ev.job_id)
+            if job is not None and job.state is JobState.RUNNING:
+                job.samples.append(ev)
+                if self.policy.wants_memory_samples:
+                    log.samples.append((job, ev))
+        elif isinstance(ev, JobArrived):
             job = JobView(spec=ev.spec, seq=self._seq, arrived_s=ev.time_s)
             self._seq += 1
             if job.job_id in v.jobs:
@@ -217,12 +223,6 @@ class SchedulerCore:
             assert prof is not None, ev
             self.timeline.job_up(ev.time_s, ev.job_id, ev.gpu, ev.start, prof.size, prof.compute_slices)
             log.started.append(job)
-        elif isinstance(ev, MemorySample):
-            job = v.jobs.get(ev.job_id)
-            if job is not None and job.state is JobState.RUNNING:
-                job.samples.append(ev)
-                if self.policy.wants_memory_samples:
-                    log.samples.append((job, ev))
         elif isinstance(ev, JobExited):
             if self._exited(ev):
                 log.ended.append(v.jobs[ev.job_id])

@@ -72,8 +72,8 @@ class RunTimes:
     def on_sample(self, job: JobView) -> None:
         """Measure the startup of the job's attempt: where its first two progress reports
         extrapolate to progress 0 (launch to first progress)."""
-        if job.job_id in self.startup:
-            return
+        if job.job_id in self.startup or len(job.samples) > 8:
+            return  # measured, or past the first eight samples that the measure reads
         p0 = job.saved_progress or 0.0  # a resumed run starts from its checkpoint
         first = [s for s in job.samples[:8] if s.progress is not None and s.progress > p0][:2]
         if len(first) == 2 and first[1].progress > first[0].progress:  # type: ignore[operator]
