@@ -71,6 +71,12 @@ class AnalyticEstimate:
     growing: bool
     parts: tuple[tuple[str, float], ...]
 
+    @property
+    def certain_mib(self) -> float:
+        """The parts the description pins down (weights, gradients, optimizer state, KV cache,
+        context): all but those marked "(guess)", the activation terms."""
+        return sum(v for name, v in self.parts if not name.endswith("(guess)"))
+
 
 def dtype_bytes(dtype: str | None, job_class: JobClass) -> float | None:
     """Bytes per element of `dtype` (the class default when None); None for an unknown name."""

@@ -3,7 +3,9 @@
 Each source is tried in order of how much it knows about *this* job (paper.md §3.2):
 
 1. history: the peak of earlier runs of the same job name (and command), × `history_margin`;
-2. analytic: the job's `describe:` block (DNNMem-spirit), × `analytic_margin`;
+2. analytic: the job's `describe:` block (DNNMem-spirit), × `analytic_margin`, unless the job
+   also has a hint that holds the parts of it that are not guesses (`certain_mib`): then the
+   hint decides, since the rest is the activation guess (docs/estimators.md);
 3. hint: `hint_gib` × the margin learned for its class (`hint.py`);
 4. class: what completed jobs of the same class peaked at in this run (`ClassPeaks`, a high
    quantile × `class_margin`), else a small prior share of the largest instance per class.
@@ -140,9 +142,15 @@ class JobMemoryEstimator:
         past = self.history.peak_mib(spec.name, spec.command)
         if past is not None and past > 0:
             return past * self.history_margin, "history"
-        if analytic is not None:
-            return analytic.peak_mib * self.analytic_margin, "analytic"
         hinted = self.hint.estimate_mib(spec)
+        if analytic is not None:
+            # A hint at least as large as what the description pins down is consistent with it;
+            # the rest of the analytic figure is the activation guess (ResNet-50 at 224 px: 4.5
+            # GiB at CIFAR's 32 px was estimated at 50 GiB), so the user's number decides. A hint
+            # below the certain part is certainly low: the analytic figure decides.
+            if hinted is not None and analytic.certain_mib < analytic.peak_mib and hinted >= analytic.certain_mib:
+                return hinted, "hint"
+            return analytic.peak_mib * self.analytic_margin, "analytic"
         if hinted is not None:
             return hinted, "hint"
         learned = self.classes.quantile_mib(spec.job_class)
