@@ -242,3 +242,22 @@ def test_without_jitter_the_seed_does_not_matter():
     a = simulate(_mixed(), A40, policy="greedy", seed=1)
     b = simulate(_mixed(), A40, policy="greedy", seed=2)
     assert _fingerprint(a) == _fingerprint(b)
+
+
+def test_each_gpu_view_names_the_jobs_placed_on_it_while_they_are_placed():
+    """`GpuView.jobs` (start -> job id) is the core's: set when a launch is accepted, cleared when
+    the job leaves its instance, so a policy finds what runs on a GPU without scanning every job."""
+    seen: list[dict[int, str]] = []
+
+    from migsched.policies.static import StaticPolicy
+
+    class WatchStatic(StaticPolicy):
+        def schedule(self, view):
+            seen.append(dict(view.gpus[0].jobs))
+            return super().schedule(view)
+
+    r = simulate(jobs(job("a", 10.0), job("b", 30.0)), A40, policy=WatchStatic(layout="3g.20gb@0,3g.20gb@4"),
+                 record_power=False)
+    assert r.jobs_completed == 2
+    assert {0: "a", 4: "b"} in seen or {4: "a", 0: "b"} in seen   # both placed at once
+    assert any(len(s) == 1 for s in seen) and seen[-1] == {}    # "a" left first; none at the end

@@ -51,6 +51,7 @@ def apply_action(core: SchedulerCore, a: Action) -> Action:
             job.gpu, job.start, job.profile = a.gpu, a.start, inst.profile
             job.placed_s = v.now_s
             v.running[job.job_id] = job
+            gpu.jobs[a.start] = job.job_id
             plan = a.samples if a.samples is not None else core.policy.sample_plan(job)
             return dataclasses.replace(a, attempt=job.attempt, spec=job.spec,
                                        resume=job.saved_progress is not None, samples=plan)

@@ -180,6 +180,7 @@ class SchedulerCore:
             job.launched_s = job.placed_s = launched_s
             job.killing, job.checkpointing = killing, checkpointing and bool(killing)
             v.running[job.job_id] = job
+            g.jobs[start] = job.job_id
             self.timeline.job_up(launched_s or v.now_s, job.job_id, gpu, start, inst.profile.size,
                                  inst.profile.compute_slices)
             self._pending.started.append(job)
@@ -303,6 +304,8 @@ class SchedulerCore:
         gpu = v.gpus[job.gpu]
         self._set_layout(gpu, gpu.layout.mark(job.start, False), busy_only=True)
         v.running.pop(job.job_id, None)
+        if gpu.jobs.get(job.start) == job.job_id:
+            del gpu.jobs[job.start]
         profile = job.profile
         job.gpu = job.start = job.profile = job.launched_s = job.placed_s = None
         job.samples = []

@@ -145,6 +145,7 @@ class GpuView:
     uuid: str = ""
     creating: set[int] = field(default_factory=set)  # starts of creates in flight
     destroying: dict[int, Profile] = field(default_factory=dict)  # starts of destroys in flight
+    jobs: dict[int, str] = field(default_factory=dict)  # start -> id of the job placed there (the core's)
 
     def free_whole(self) -> bool:
         """For a MIG-off GPU: True when no job runs on it."""
