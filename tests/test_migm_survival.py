@@ -112,3 +112,9 @@ def test_a_job_of_an_unseen_family_gets_a_projection_from_its_class():
     assert left_s == pytest.approx(total_s - 500.0)
     assert times.alpha("lone", "scientific") == pytest.approx(fit.alpha)   # not the 0.1 prior
     assert times.alpha("lone", "scientific") != pytest.approx(times.prior["scientific"])
+
+
+def test_a_fitted_class_quantile_follows_its_log_normal():
+    fit = DurationFit(b0=B0, alpha=ALPHA, sigma=SIGMA, runs=100, censored=0)
+    assert fit.quantile_s(1, 0.0) == pytest.approx(math.exp(B0))                    # the median
+    assert fit.quantile_s(7, 0.8416) == pytest.approx(math.exp(B0 - ALPHA * math.log(7) + 0.8416 * SIGMA))

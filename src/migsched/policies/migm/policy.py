@@ -31,6 +31,7 @@ from migsched.hardware.catalog import GpuModel, Profile
 from migsched.errors import SchedulingError
 from migsched.policies.base import Changes, Decision, Policy
 from migsched.policies.common import gib, profiles_by_size
+from migsched.policies.migm.backfill import BackfillPass
 from migsched.policies.migm.choice import PlacementChoice
 from migsched.policies.migm.early import EarlyRestart
 from migsched.policies.migm.memory import ForecastScore, default_estimator, default_forecaster
@@ -70,6 +71,8 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
             reserved job waiting >= blocked_wait_s gets its slots (docs/migm.md step 9).
         spare_share, spare_min_gain: while jobs still arrive, a job may take this share of the
             compute the queue cannot use, if it runs at least spare_min_gain faster there.
+        easy_backfill: a job may start on slots reserved for a blocked one when it is projected
+            to end before they drain (`backfill.py`).
         estimator, forecaster: override the memory estimator / forecaster.
     """
 
@@ -83,7 +86,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
                  mid_upgrade: bool = True, reserve_after_s: float = 0.0,
                  alpha_prior: dict[str, float] | None = None, blocked_restart: bool = True,
                  blocked_wait_s: float = 300.0, blocked_online: bool = False,
-                 spare_share: float = 1.0, spare_min_gain: float = 0.2,
+                 spare_share: float = 1.0, spare_min_gain: float = 0.2, easy_backfill: bool = True,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -105,6 +108,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
         if not 0 <= spare_min_gain < 1:
             raise ValueError(f"spare_min_gain must be in [0, 1), got {spare_min_gain}")
         self.spare_share, self.spare_min_gain = spare_share, spare_min_gain
+        self.easy_backfill = easy_backfill
         self.estimator, self.forecaster = estimator, forecaster
         self.times = RunTimes(alpha_prior)
         self._target: dict[str, Profile] = {}     # job -> profile its tail restart is for
@@ -131,6 +135,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
         self._miss: tuple | None = None
         self._quiet: tuple | None = None  # state in which the last pass placed nothing (fast path)
         self._changes: list[Changes] = []  # arrivals/ends/requeues not yet in the queue index
+        self._bf_memo: dict[tuple, tuple[int, float, float | None]] = {}  # class projections (backfill.py)
 
     # ---- memory -----------------------------------------------------------------------------
     def _init(self, view: ClusterView) -> GpuModel:
@@ -261,8 +266,12 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
     def _place_heads(self, view: ClusterView, model: GpuModel, heads: list[tuple[str, JobView]]) -> list[Action]:
         """Launch the first head that can be placed, or reserve slots for the first blocked one."""
         self._spare_memo = None
+        bf: BackfillPass | None = None
         for tier, job in heads:
             reserved = [r[1] for j, r in self._resv.items() if j != job.job_id] if view.running else []
+            if reserved and self.easy_backfill:  # reserved slots it leaves before they drain are open
+                bf = bf or BackfillPass(view, self.times, self._bf_memo)
+                reserved = [r for r in reserved if not bf.allows(job, model.profile(tier), r)]
             pl = self._place(view, job, model.profile(tier), reserved)
             if pl is not None:
                 self._resv.pop(job.job_id, None)

@@ -66,6 +66,10 @@ class DurationFit:
     runs: int       # completed runs it was fitted on
     censored: int   # running jobs counted as censored
 
+    def quantile_s(self, compute_slices: int, z: float) -> float:
+        """The run time on `compute_slices` that a share Phi(z) of the class stays under."""
+        return math.exp(self.b0 - self.alpha * math.log(compute_slices) + z * max(self.sigma, 0.0))
+
     def expected_total_s(self, compute_slices: int, elapsed_s: float) -> float:
         """E[T | T > elapsed] on `compute_slices` (log-normal conditional mean)."""
         mu = self.b0 - self.alpha * math.log(compute_slices)
@@ -92,6 +96,29 @@ class ClassDurations:
         runs = self._runs.setdefault(job_class, deque(maxlen=KEEP_RUNS))
         runs.append((math.log(compute_slices), math.log(max(compute_s, 1e-3))))
         self._total += 1
+
+    def run_quantile_s(self, job_class: str, compute_slices: int, q: float, alpha: float,
+                       running: Iterable[tuple[int, float]] = (), min_runs: int = 3) -> float | None:
+        """The `q` quantile of the class's compute time on `compute_slices` (Kaplan-Meier: the
+        completed runs as events, `running` = (compute slices, compute seconds so far) as
+        censored; every time scaled to `compute_slices` by slices^-alpha). None with fewer than
+        `min_runs` completed runs, or while the censored jobs leave the quantile unresolved:
+        completed runs alone are the short side of a class whose long jobs still run."""
+        runs = self._runs.get(job_class)
+        if runs is None or len(runs) < min_runs:
+            return None
+        lc = math.log(compute_slices)
+        obs = [(y + alpha * (x - lc), 1) for x, y in runs]
+        obs += [(math.log(max(e, 1e-3)) + alpha * (math.log(c) - lc), 0) for c, e in running]
+        obs.sort(key=lambda o: (o[0], -o[1]))  # at a tie an event comes before a censoring
+        at_risk, surv = len(obs), 1.0
+        for y, event in obs:
+            if event:
+                surv *= 1.0 - 1.0 / at_risk
+                if surv <= 1.0 - q:
+                    return math.exp(y)
+            at_risk -= 1
+        return None
 
     def count(self) -> int:
         """Completed runs recorded, over all classes (kept ones and those aged out)."""

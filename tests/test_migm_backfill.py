@@ -1,0 +1,121 @@
+"""migm's EASY backfill (policies/migm/backfill.py): a job may start on slots reserved for a
+blocked one only when it is projected to end before they drain.
+
+Hand-built: one A100-40GB; a 1g job that runs ~2,000 s blocks a whole-GPU (39 GiB) job that
+holds a reservation; a job of a family that has run before (20 s) arrives meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from migsched.core.events import MemorySample
+from migsched.core.state import ClusterView, GpuView, JobState, JobView
+from migsched.hardware import get_model
+from migsched.jobs import load_jobs_dict
+from migsched.jobs.model import JobClass, JobSpec
+from migsched.partition.layout import Instance, Layout
+from migsched.policies.migm import backfill
+from migsched.policies.migm.restarts import RunTimes
+from migsched.policies.migm.survival import ClassDurations
+from migsched.run import simulate
+
+A40 = get_model("A100-40GB")
+
+
+def _job(name, hint_gib, runtime_s, arrival_s):
+    return {"name": name, "class": "ml-train", "hint_gib": hint_gib, "arrival_s": arrival_s,
+            "reports_progress": True,
+            "model": {"runtime_s": runtime_s, "peak_gib": hint_gib * 0.9, "memory": "constant", "startup_s": 1,
+                      "speedup": {1: 1.0}}}
+
+
+def _batch(quick_runtime_s: float):
+    return load_jobs_dict({"version": 1, "jobs": [
+        _job("quick-000", 4.0, 20.0, 0.0),          # teaches the family "quick" its run time
+        _job("long", 4.0, 2000.0, 0.0),             # the 1g job in the whole-GPU job's way
+        _job("big", 39.0, 100.0, 60.0),             # 7g.40gb: reserves the GPU, waits for "long"
+        _job("quick-001", 4.0, quick_runtime_s, 120.0),
+    ]}, require_model=True)
+
+
+def _start(r, job_id):
+    return next(j for j in r.jobs if j.job_id == job_id).runs[0].launched_s
+
+
+def test_a_short_job_of_a_known_family_runs_in_the_reserved_slots_and_the_head_is_not_delayed():
+    opts = {"spare_share": 0.0}  # keep "long" on its 1g slice (no spare compute while jobs arrive)
+    on = simulate(_batch(20.0), A40, policy="migm", record_power=False, **opts)
+    off = simulate(_batch(20.0), A40, policy="migm", record_power=False, easy_backfill=False, **opts)
+    assert on.policy_summary.get("reservations", 0) >= 1
+    assert _start(on, "quick-001") < 200.0                  # backfilled at once
+    assert _start(off, "quick-001") >= _start(off, "big")   # without backfill: behind the head
+    assert _start(on, "big") == pytest.approx(_start(off, "big"), abs=5.0)  # the head waits no longer
+
+
+def test_a_job_whose_family_ran_long_does_not_backfill():
+    # its family ran 1,500 s; "long" has ~2,300 s left when it arrives: it would end in time
+    # by the family's figure, but not with the margin (2x) that run times of a family need
+    batch = load_jobs_dict({"version": 1, "jobs": [
+        _job("slow-000", 4.0, 1500.0, 0.0), _job("long", 4.0, 4000.0, 0.0),
+        _job("big", 39.0, 100.0, 1600.0), _job("slow-001", 4.0, 1500.0, 1700.0)]}, require_model=True)
+    r = simulate(batch, A40, policy="migm", record_power=False, spare_share=0.0)
+    assert _start(r, "slow-001") >= _start(r, "big")
+
+
+# ---- the estimates ----------------------------------------------------------------------------
+def _running(job_id, slot_profile, launched_s, progress=None, now_s=1000.0):
+    j = JobView(spec=JobSpec(job_id, job_id, JobClass.ML_TRAIN), state=JobState.RUNNING, gpu=0,
+                start=slot_profile.starts[0], profile=slot_profile, launched_s=launched_s)
+    if progress is not None:
+        j.samples.append(MemorySample(now_s, job_id, 1024.0, now_s - launched_s, progress))
+    return j
+
+
+def _view(*jobs, now_s=1000.0):
+    lay = Layout(A40, tuple(Instance(j.profile, j.start, busy=True) for j in jobs))
+    gpu = GpuView(0, A40, True, lay, jobs={j.start: j.job_id for j in jobs})
+    return ClusterView(now_s=now_s, gpus=[gpu], queue=deque(),
+                       running={j.job_id: j for j in jobs}, jobs={j.job_id: j for j in jobs})
+
+
+def test_the_drain_time_is_the_latest_projected_end_in_the_way_else_a_share_of_the_elapsed_time():
+    one = A40.profile("1g.5gb")
+    whole = frozenset(range(A40.memory_slices))
+    half = _running("half", one, 0.0, progress=0.5)  # 1,000 s for half the work: 1,000 s left
+    assert backfill.drain_s(_view(half), (0, whole), RunTimes()) == pytest.approx(1000.0, rel=0.01)
+    blind = _running("blind", one, 200.0)  # no progress, no family, no class model: 800 s run
+    assert backfill.drain_s(_view(blind), (0, whole), RunTimes()) == pytest.approx(backfill.LINDY_SHARE * 800.0)
+    other = frozenset(s for s in whole if s not in set(one.slots(one.starts[0])))
+    assert backfill.drain_s(_view(blind), (0, other), RunTimes()) == 0.0  # nothing in the way
+    assert backfill.drain_s(_view(half), (1, whole), RunTimes()) is None  # a GPU the view lacks
+
+
+def test_the_class_quantile_counts_running_jobs_as_censored():
+    d = ClassDurations()
+    for t in (100.0, 110.0, 120.0, 130.0):
+        d.finished("ml-train", 1, t)
+    naive = d.run_quantile_s("ml-train", 1, 0.8, 0.9)
+    assert naive == pytest.approx(130.0)
+    # four more still running past 1,000 s: the 80 % quantile is beyond what is known
+    assert d.run_quantile_s("ml-train", 1, 0.8, 0.9, [(1, 1000.0)] * 4) is None
+    # one censored early (at 105 s) leaves fewer at risk: the quantile moves up, not down
+    assert d.run_quantile_s("ml-train", 1, 0.5, 0.9, [(1, 105.0)]) >= d.run_quantile_s("ml-train", 1, 0.5, 0.9)
+    # scaled to 7 slices by 7^-0.9
+    assert d.run_quantile_s("ml-train", 7, 0.8, 0.9) == pytest.approx(130.0 * 7 ** -0.9)
+    assert ClassDurations().run_quantile_s("ml-train", 1, 0.8, 0.9) is None  # no runs
+
+
+def test_a_queued_job_is_projected_from_its_family_else_its_class_else_not_at_all():
+    times = RunTimes()
+    one = A40.profile("1g.5gb")
+    fam = JobView(spec=JobSpec("f-001", "f-001", JobClass.ML_TRAIN))
+    view = _view()
+    assert backfill.run_s(view, fam, one, times) is None
+    for k in range(3):
+        times.classes.finished("ml-train", 1, 200.0 + k)
+    assert backfill.run_s(view, fam, one, times) == pytest.approx(202.0)  # the class's runs
+    times.compute["f"] = {1: 50.0}
+    assert backfill.run_s(view, fam, one, times) == pytest.approx(50.0)   # its family's
