@@ -17,10 +17,14 @@ before the reservation would be met anyway, so the head is not delayed:
 * **the candidate's run**: its family's learned compute time on its tight profile (scaled by the
   family's speed exponent) plus its family's start-up; for a family with no completed run, the
   `CLASS_Z` quantile (80 %) of its class's censored duration model (a class mean does not bound
-  a heavy-tailed job; a high quantile does, mostly); unknown without either. Times `MARGIN`.
+  a heavy-tailed job; a high quantile does, mostly), or before the class has that model the
+  Kaplan-Meier `CLASS_Q` quantile of its completed runs with its running jobs censored
+  (`ClassDurations.run_quantile_s`); unknown without either. Times `MARGIN`.
 
 It backfills only when both are known and the candidate ends first: a misestimate costs the
-head the overrun, never its place.
+head the overrun, never its place. The projections move with the clock, and the policy's
+placement memo does not re-ask between events: a job that becomes short enough is backfilled
+at the next arrival or exit, not at the instant.
 """
 
 from __future__ import annotations
