@@ -73,6 +73,25 @@ def test_migm_samples_densely_only_the_jobs_early_restart_can_move():
     assert counts["small"] > 8
 
 
+def test_a_job_that_reports_no_progress_reports_only_its_growth_to_migm():
+    from migsched.policies.migm.early import GROWTH_ONLY_PLAN
+    pol = create_policy("migm")
+    seen = {}
+
+    class Observer:
+        def after_handle(self, core, events):
+            pass
+
+        def before_execute(self, core, actions):
+            seen.update((a.job_id, a.samples) for a in actions if isinstance(a, Launch))
+
+    quiet = dict(_job("quiet", 4.0), reports_progress=False)
+    batch = _jobs(_job("told", 4.0), quiet, *(_job(f"fill{i}", 4.0) for i in range(5)))
+    sim = Simulator([A40], {j.job_id: j.truth for j in batch})
+    run(TraceSource(j.spec for j in batch), pol, sim, Observer())
+    assert seen["told"] == DEFAULT_PLAN and seen["quiet"] == GROWTH_ONLY_PLAN and GROWTH_ONLY_PLAN.growth_only
+
+
 def test_without_early_restart_migm_samples_for_progress_only_and_without_tail_not_at_all():
     plans, _ = _launch_plans_and_samples(early_restart=False)
     assert plans == {"small": PROGRESS_PLAN, "whole": STARTUP_PLAN}

@@ -93,6 +93,19 @@ def test_the_cursor_stops_at_the_cap_and_when_memory_stays_flat():
     assert SampleCursor.start(NO_SAMPLES, 1.0, 0.0).next_s is None
 
 
+def test_a_growth_only_plan_reports_new_peaks_and_progress_and_drops_the_rest():
+    cur = SampleCursor.start(SamplePlan(growth_only=True), 1.0, 0.0)
+    wanted = []
+    for used, progress in ((5.0, False), (5.0, False), (6.0, False), (6.0, True), (5.5, False), (7.0, False)):
+        cur.took(0.0, used)
+        wanted.append(cur.wanted(progress))
+    assert wanted == [True, False, True, True, False, True]
+    every = SampleCursor.start(SamplePlan(), 1.0, 0.0)
+    every.took(0.0, 5.0)
+    every.took(1.0, 5.0)
+    assert every.wanted(False)  # the default plan reports every sample
+
+
 # ---- the core and the simulator -----------------------------------------------------------------
 def _samples_of(runtime_s: float, policy=None) -> tuple[int, int]:
     pol = policy or Recording()
@@ -129,6 +142,16 @@ def test_each_attempt_is_sampled_as_its_plan_says():
              record_power=False)
     counts = {jid: sum(1 for j, _ in pol.seen if j == jid) for jid in ("quiet", "few", "dflt")}
     assert counts["quiet"] == 0 and counts["few"] == 3 and counts["dflt"] > 8
+
+
+def test_the_simulator_reports_only_growth_under_a_growth_only_plan_unless_progress_comes_with_it():
+    plan = SamplePlan.periodic(max_samples=10)
+    growth = SamplePlan(dense=10, growth=1.0, max_samples=10, growth_only=True)
+    pol = Recording({"flat": growth, "ramp": growth, "every": plan, "told": growth})
+    simulate(jobs(job("flat", 100.0), job("ramp", 100.0, memory="linear"), job("every", 100.0),
+                  job("told", 100.0, reports_progress=True)), A40, policy=pol, record_power=False)
+    counts = {jid: sum(1 for j, _ in pol.seen if j == jid) for jid in ("flat", "ramp", "every", "told")}
+    assert counts == {"flat": 1, "ramp": 10, "every": 10, "told": 10}
 
 
 def test_a_policy_without_samples_gets_none_and_its_launches_carry_no_plan():
@@ -209,6 +232,25 @@ def test_the_local_backend_honours_the_plan(tmp_path):
             samples += [e for e in batch if isinstance(e, MemorySample)]
             ended = any(isinstance(e, JobExited) for e in batch)
         assert len(samples) == 3
+    finally:
+        be.stop_all()
+        be.close()
+
+
+def test_the_local_backend_drops_flat_samples_under_a_growth_only_plan(tmp_path):
+    be = LocalBackend([A40], tmp_path, sample_interval_s=0.2, tick_s=0.01)
+    try:
+        be.open(RunSettings(True, 0.2))
+        spec = JobSpec("j", "j", JobClass.SCIENTIFIC, hint_gib=1.0, argv=(sys.executable, "-c", "import time; time.sleep(1.5)"))
+        plan = SamplePlan(dense=4, growth=1.0, max_samples=4, growth_only=True)
+        be.execute([CreateInstance(0, "1g.5gb", 0), Launch("j", 0, 0, 1, spec, samples=plan)])
+        samples, ended = [], False
+        while not ended:
+            batch = be.poll(be.clock.now_s() + 5.0)
+            assert batch, "the job did not end in time"
+            samples += [e for e in batch if isinstance(e, MemorySample)]
+            ended = any(isinstance(e, JobExited) for e in batch)
+        assert 1 <= len(samples) < 4  # a sleeping process's memory stays flat: not every sample
     finally:
         be.stop_all()
         be.close()

@@ -42,6 +42,10 @@ class SamplePlan:
             stops at `max_samples`.
         stop_when_flat: stop once this many samples in a row showed no growth (the peak is
             known as far as sampling can tell); None: never stop early.
+        growth_only: deliver only the samples that set a new memory peak (the first always) or
+            carry a progress report; the others are still taken (they count for the cap and
+            the flat rule) but not reported, for a policy that reads only growth (a flat
+            curve then costs it one sample instead of one per tick).
     """
 
     interval_s: float | None = None
@@ -50,6 +54,7 @@ class SamplePlan:
     max_samples: int = 24
     max_gap_s: float | None = None
     stop_when_flat: int | None = None
+    growth_only: bool = False
 
     def __post_init__(self) -> None:
         if self.interval_s is not None and not (self.interval_s > 0 and math.isfinite(self.interval_s)):
@@ -131,6 +136,10 @@ class SampleCursor:
         else:
             self.next_s = at_s + p.gap_s(self.taken, self.base_s)
         return self.next_s
+
+    def wanted(self, has_progress: bool) -> bool:
+        """Whether the sample just recorded (`took`) is to be reported (`SamplePlan.growth_only`)."""
+        return not self.plan.growth_only or self.flat == 0 or has_progress
 
 
 __all__ = ["DEFAULT_PLAN", "NO_SAMPLES", "SampleCursor", "SamplePlan"]

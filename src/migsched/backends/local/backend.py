@@ -335,7 +335,8 @@ class LocalBackend(Backend):
                 assert run.cursor is not None
                 nxt = run.cursor.took(now, used_mib)
                 run.next_sample_s = nxt if nxt is not None else math.inf
-                out.append(MemorySample(now, job_id, used_mib, now - run.launched_s, progress))
+                if run.cursor.wanted(progress is not None):  # SamplePlan.growth_only
+                    out.append(MemorySample(now, job_id, used_mib, now - run.launched_s, progress))
         return out
 
     def _gpu_mib(self, rss_bytes: int) -> float:

@@ -302,6 +302,8 @@ class Simulator(Backend):
             run.cursor.took(t, used)
             self._schedule_sample(run)
             progress = f if run.job.reports_progress else None
+            if not run.cursor.wanted(progress is not None):
+                return None  # taken, not reported (SamplePlan.growth_only)
             return MemorySample(t, run.job.job_id, used, t - run.launch_s, progress)
         if kind == "failed":
             action, reason, *perm = payload  # type: ignore[misc]

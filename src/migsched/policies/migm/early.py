@@ -14,6 +14,8 @@ proves it low or grows by a tenth.
 
 from __future__ import annotations
 
+import dataclasses
+
 from migsched.core.events import Action, Kill, KillReason, MemorySample
 from migsched.core.sampling import DEFAULT_PLAN, SamplePlan
 from migsched.core.state import ClusterView, JobView
@@ -25,6 +27,9 @@ FORECAST_FROM = 0.5
 #: but a 4 s job on the local backend then ran out of memory before its forecast was confident:
 #: tests/test_run_local.py; kept at the default.)
 GROWTH_PLAN = DEFAULT_PLAN
+#: The same for a job that reports no progress: only the samples that set a new peak reach the
+#: policy (a forecast reads the growth; flat memory below the limit is never fitted, `_due`).
+GROWTH_ONLY_PLAN = dataclasses.replace(DEFAULT_PLAN, growth_only=True)
 #: An attempt no early restart can act on, whose progress still feeds the tail's estimates
 #: (restarts.remaining reads the latest progress report): a doubling grid from the first sample.
 PROGRESS_PLAN = SamplePlan(dense=2, growth=2.0, max_samples=16)
@@ -38,15 +43,14 @@ class EarlyRestart:
 
     def sample_plan(self, job: JobView) -> SamplePlan:
         """Samples only where one can change a decision (issue 9: samples when the policy wants
-        them). A job that early restart can move to more memory: `DEFAULT_PLAN`. On the largest
+        them). A job that early restart can move to more memory: `DEFAULT_PLAN`, reporting only
+        new peaks when the job reports no progress (`GROWTH_ONLY_PLAN`). On the largest
         memory (or with early restart off) no forecast can act; if the tail restart can still
         give it more compute, `PROGRESS_PLAN` keeps its progress known, else `STARTUP_PLAN`.
         """
         prof = job.profile
-        if prof is None or self.model is None:
-            return GROWTH_PLAN
-        if self.early_restart and prof.memory_mib < self._largest:
-            return GROWTH_PLAN
+        if prof is None or self.model is None or (self.early_restart and prof.memory_mib < self._largest):
+            return GROWTH_PLAN if job.spec.reports_progress else GROWTH_ONLY_PLAN
         if self.tail_restart and self.compute_upgrade and prof.compute_slices < self.model.compute_slices:
             return PROGRESS_PLAN
         return STARTUP_PLAN
