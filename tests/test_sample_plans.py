@@ -154,6 +154,30 @@ def test_the_simulator_reports_only_growth_under_a_growth_only_plan_unless_progr
     assert counts == {"flat": 1, "ramp": 10, "every": 10, "told": 10}
 
 
+def test_the_simulator_takes_unreported_samples_without_events_and_reports_what_firing_would():
+    """A ramp then a plateau: under growth_only the reported samples are exactly the new peaks of
+    the full plan, and the dropped ones cost no simulator event."""
+    full = SamplePlan(dense=10, growth=1.0, max_samples=10)
+    grow = SamplePlan(dense=10, growth=1.0, max_samples=10, growth_only=True)
+
+    class Values(Recording):
+        def on_memory_sample(self, view, job, sample):
+            self.seen.append((sample.time_s, sample.used_mib))
+            return []
+
+    entry = job("r", 100.0, memory="ramp")
+    every, peaks = Values({"r": full}), Values({"r": grow})
+    r_every = simulate(jobs(entry), A40, policy=every, record_power=False)
+    r_peaks = simulate(jobs(entry), A40, policy=peaks, record_power=False)
+    top, want = -1.0, []
+    for t, used in every.seen:
+        if used > top * 1.001 + 1e-9:
+            want.append((t, used))
+        top = max(top, used)
+    assert peaks.seen == want and 1 < len(want) < len(every.seen)
+    assert r_every.events_processed - r_peaks.events_processed == len(every.seen) - len(want)
+
+
 def test_a_policy_without_samples_gets_none_and_its_launches_carry_no_plan():
     pol = GreedyPolicy()
     launches = []

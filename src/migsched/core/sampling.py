@@ -125,7 +125,7 @@ class SampleCursor:
     def took(self, at_s: float, used_mib: float) -> float | None:
         """Record a sample taken at `at_s`; returns when the next one is due (None: no more)."""
         self.taken += 1
-        if used_mib > self.last_mib * 1.001 + 1e-9:
+        if self.grows(used_mib):
             self.flat = 0
         else:
             self.flat += 1
@@ -136,6 +136,10 @@ class SampleCursor:
         else:
             self.next_s = at_s + p.gap_s(self.taken, self.base_s)
         return self.next_s
+
+    def grows(self, used_mib: float) -> bool:
+        """Whether a sample of `used_mib` would set a new peak (above the last by 0.1 %)."""
+        return used_mib > self.last_mib * 1.001 + 1e-9
 
     def wanted(self, has_progress: bool) -> bool:
         """Whether the sample just recorded (`took`) is to be reported (`SamplePlan.growth_only`)."""

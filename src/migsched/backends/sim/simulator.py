@@ -245,13 +245,24 @@ class Simulator(Backend):
             self._schedule_sample(run)
 
     def _schedule_sample(self, run: _Run) -> None:
+        """Queue the attempt's next reported sample. Under a `growth_only` plan (no progress
+        reports) the samples that would not be reported are taken here, in order and at their
+        own times, without an event each: the curve is known, and what the core sees is the
+        same as if each had fired and been dropped."""
         cur = run.cursor
         assert cur is not None
-        if cur.next_s is None:
-            return
-        t = _sample_at(cur.next_s, cur.plan.gap_s(cur.taken, cur.base_s), cur.base_s)
-        if t < run.end_s:
+        skip = cur.plan.growth_only and not run.job.reports_progress
+        while cur.next_s is not None:
+            t = _sample_at(cur.next_s, cur.plan.gap_s(cur.taken, cur.base_s), cur.base_s)
+            if t >= run.end_s:
+                return
+            if skip:
+                used = run.truth.memory_gib(self._progress(run, t)) * 1024.0
+                if not cur.grows(used):
+                    cur.took(t, used)  # taken, not reported: no event
+                    continue
             self._push(t, "sample", (run, run.token))
+            return
 
     def _kill(self, a: Kill) -> None:
         run = self._runs.get(a.job_id)
@@ -300,9 +311,10 @@ class Simulator(Backend):
             used = run.truth.memory_gib(f) * 1024.0
             assert run.cursor is not None
             run.cursor.took(t, used)
-            self._schedule_sample(run)
             progress = f if run.job.reports_progress else None
-            if not run.cursor.wanted(progress is not None):
+            wanted = run.cursor.wanted(progress is not None)  # before the next ones are taken
+            self._schedule_sample(run)
+            if not wanted:
                 return None  # taken, not reported (SamplePlan.growth_only)
             return MemorySample(t, run.job.job_id, used, t - run.launch_s, progress)
         if kind == "failed":
