@@ -32,7 +32,7 @@ from __future__ import annotations
 from migsched.core.state import ClusterView, JobView
 from migsched.hardware.catalog import Profile
 from migsched.policies.migm.placement import Reservation
-from migsched.policies.migm.restarts import RunTimes, remaining
+from migsched.policies.migm.restarts import REFIT_RUNS, REFIT_S, RunTimes, remaining
 
 #: A backfilled job's projected run is stretched by this factor before it is compared with the
 #: drain time (run times of a family vary with its inputs and with its neighbours on the GPU).
@@ -67,11 +67,9 @@ def drain_s(view: ClusterView, res: Reservation, times: RunTimes) -> float | Non
     return latest
 
 
-def run_s(view: ClusterView, job: JobView, profile: Profile, times: RunTimes,
-          censored: list[tuple[int, float]] | None = None) -> float | None:
+def run_s(view: ClusterView, job: JobView, profile: Profile, times: RunTimes) -> float | None:
     """The projected run of queued `job` on `profile` (start-up included, before `MARGIN`), or
-    None when neither its family nor its class has a model. `censored`: `_censored(view, ...)`
-    for the job's class, if the caller has it."""
+    None when neither its family nor its class has a model."""
     cls = job.spec.job_class.value
     compute = times.compute_s(job.family, cls, profile.compute_slices)
     if compute is None:
@@ -79,7 +77,7 @@ def run_s(view: ClusterView, job: JobView, profile: Profile, times: RunTimes,
         if fit is not None:
             compute = fit.quantile_s(profile.compute_slices, CLASS_Z)
         else:
-            cens = censored if censored is not None else _censored(view, cls, times)
+            cens = times.censored(view.running.values(), view.now_s).get(cls, [])
             compute = times.classes.run_quantile_s(cls, profile.compute_slices, CLASS_Q,
                                                    times.alpha(job.family, cls), cens)
         if compute is None:
@@ -87,30 +85,13 @@ def run_s(view: ClusterView, job: JobView, profile: Profile, times: RunTimes,
     return times.fam_startup.get(job.family, 0.0) + compute
 
 
-def _censored(view: ClusterView, job_class: str, times: RunTimes) -> list[tuple[int, float]]:
-    """(compute slices, compute seconds so far) of the class's running first attempts."""
-    out = []
-    for j in view.running.values():
-        if j.spec.job_class.value == job_class and j.profile is not None and j.launched_s is not None \
-                and not j.saved_progress:
-            out.append((j.profile.compute_slices,
-                        max(view.now_s - j.launched_s - times.startup_of(j, j.family), 1e-3)))
-    return out
-
-
-#: A class projection is reused until the completed runs grew by 2 % or this long passed (the
-#: censored times grow with the clock; the quantile moves slowly), as `RunTimes.refit` paces
-#: the class model.
-REUSE_S = 300.0
-REUSE_RUNS = 1.02
-
-
 class BackfillPass:
     """The backfill rule over one placement pass: the cluster does not change within a pass, so
     each reservation's drain time and each projection is worked out once (a pass may ask for many
     queue heads against the same reservation). `memo` (owned by the policy, kept across passes)
-    holds the class projections, reused as `REUSE_S` and `REUSE_RUNS` say: each is a sort over the
-    class's runs and a scan of the running jobs."""
+    holds the class projections, reused as `RunTimes.refit` paces the class model (`REFIT_RUNS`
+    more completed runs or `REFIT_S` seconds): each is a sort over the class's runs and a scan of
+    the running jobs."""
 
     def __init__(self, view: ClusterView, times: RunTimes,
                  memo: dict[tuple, tuple[int, float, float | None]] | None = None) -> None:
@@ -135,13 +116,13 @@ class BackfillPass:
     def _project(self, job: JobView, profile: Profile) -> float | None:
         cls = job.spec.job_class.value
         if job.family in self.times.compute or cls in self.times.class_fit:
-            return run_s(self.view, job, profile, self.times, [])
+            return run_s(self.view, job, profile, self.times)  # no class quantile, no scan
         ckey = (cls, profile.compute_slices)  # a family never seen: its class's alpha, no start-up
         runs, now = self.times.classes.count(), self.view.now_s
         hit = self.memo.get(ckey)
-        if hit is not None and runs < REUSE_RUNS * max(hit[0], 1) and now - hit[1] < REUSE_S:
+        if hit is not None and runs < REFIT_RUNS * max(hit[0], 1) and now - hit[1] < REFIT_S:
             return hit[2]
-        val = run_s(self.view, job, profile, self.times, _censored(self.view, cls, self.times))
+        val = run_s(self.view, job, profile, self.times)
         if len(self.memo) > 256:
             self.memo.clear()
         self.memo[ckey] = (runs, now, val)

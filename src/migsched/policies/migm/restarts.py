@@ -42,6 +42,10 @@ from migsched.policies.migm.survival import ClassDurations, DurationFit
 PRIOR_ALPHA = {"scientific": 0.1, "ml-train": 0.9, "ml-infer": 0.9, "llm": 0.8}
 DEFAULT_ALPHA = 0.3
 MIN_PROGRESS = 0.02  # progress below this says too little about the rate
+#: The class duration model is refitted once the completed runs grew by this factor or this
+#: many seconds passed (`RunTimes.refit`); what is derived from it is paced the same way.
+REFIT_RUNS = 1.02
+REFIT_S = 300.0
 #: The tail check looks for room only for this many of the longest-remaining jobs (the room
 #: search is O(GPUs) per job; the longest ones are those a restart can shorten the batch by).
 TAIL_CANDIDATES = 16
@@ -99,23 +103,28 @@ class RunTimes:
     def refit(self, running: Iterable[JobView], now_s: float) -> None:
         """Refit each class's duration model with its running jobs as censored observations
         (`survival.ClassDurations`); a class without enough completed runs has no fit."""
-        # A fit moves little between checks: refit once the completed runs grew by 2 % or
-        # 300 s passed (the censored times grow with the clock), else keep the last one.
+        # A fit moves little between checks: refit once the completed runs grew by REFIT_RUNS
+        # or REFIT_S passed (the censored times grow with the clock), else keep the last one.
         runs = self.classes.count()
-        if self._fit_at is not None and runs < 1.02 * self._fit_at[0] and now_s < self._fit_at[1] + 300.0:
+        if self._fit_at is not None and runs < REFIT_RUNS * self._fit_at[0] and now_s < self._fit_at[1] + REFIT_S:
             return
         self._fit_at = (runs, now_s)
+        self.class_fit = {}
+        for cls, obs in self.censored(running, now_s).items():
+            fit = self.classes.fit(cls, obs)
+            if fit is not None:
+                self.class_fit[cls] = fit
+
+    def censored(self, running: Iterable[JobView], now_s: float) -> dict[str, list[tuple[int, float]]]:
+        """Per job class, (compute slices, compute seconds so far) of the running first attempts
+        (resumed runs left out): the right-censored observations of the class duration models."""
         by_class: dict[str, list[tuple[int, float]]] = {}
         for j in running:
             if j.profile is None or j.launched_s is None or j.saved_progress:
                 continue
             elapsed = now_s - j.launched_s - self.startup_of(j, j.family)
             by_class.setdefault(j.spec.job_class.value, []).append((j.profile.compute_slices, elapsed))
-        self.class_fit = {}
-        for cls, obs in by_class.items():
-            fit = self.classes.fit(cls, obs)
-            if fit is not None:
-                self.class_fit[cls] = fit
+        return by_class
 
     def forget(self, job: JobView) -> None:
         self.startup.pop(job.job_id, None)
