@@ -38,12 +38,27 @@ def _job(name, hint_gib, runtime_s=200.0):
                       "speedup": {1: 1.0}}}
 
 
+def _plans_at_launch(pol, batch) -> dict[str, object]:
+    """Simulate `batch` under `pol`; each job's sample plan as its (last) launch carried it."""
+    seen: dict[str, object] = {}
+
+    class Observer:
+        def after_handle(self, core, events):
+            pass
+
+        def before_execute(self, core, actions):
+            seen.update((a.job_id, a.samples) for a in actions if isinstance(a, Launch))
+
+    sim = Simulator([A40], {j.job_id: j.truth for j in batch})
+    run(TraceSource(j.spec for j in batch), pol, sim, Observer())
+    return seen
+
+
 def _launch_plans_and_samples(**opts):
     """Simulate a 4 GiB job (1g.5gb, with six more that keep the other slices busy so that no
     spare compute comes its way) and a 39 GiB one (7g.40gb, the largest) under migm; return each
     job's plan at launch and how many samples reached the policy."""
     pol = create_policy("migm", **opts)
-    seen: dict[str, object] = {}
     counts: dict[str, int] = {}
     orig = pol.on_memory_sample
 
@@ -52,18 +67,9 @@ def _launch_plans_and_samples(**opts):
         return orig(view, job, sample)
 
     pol.on_memory_sample = on_sample  # type: ignore[method-assign]
-
-    class Observer:
-        def after_handle(self, core, events):
-            pass
-
-        def before_execute(self, core, actions):
-            seen.update((a.job_id, a.samples) for a in actions if isinstance(a, Launch) and not a.job_id.startswith("fill"))
-
     batch = _jobs(_job("small", 4.0), *(_job(f"fill{i}", 4.0) for i in range(6)), _job("whole", 39.0))
-    sim = Simulator([A40], {j.job_id: j.truth for j in batch})
-    run(TraceSource(j.spec for j in batch), pol, sim, Observer())
-    return seen, counts
+    plans = _plans_at_launch(pol, batch)
+    return {j: p for j, p in plans.items() if not j.startswith("fill")}, counts
 
 
 def test_migm_samples_densely_only_the_jobs_early_restart_can_move():
@@ -75,20 +81,9 @@ def test_migm_samples_densely_only_the_jobs_early_restart_can_move():
 
 def test_a_job_that_reports_no_progress_reports_only_its_growth_to_migm():
     from migsched.policies.migm.early import GROWTH_ONLY_PLAN
-    pol = create_policy("migm")
-    seen = {}
-
-    class Observer:
-        def after_handle(self, core, events):
-            pass
-
-        def before_execute(self, core, actions):
-            seen.update((a.job_id, a.samples) for a in actions if isinstance(a, Launch))
-
     quiet = dict(_job("quiet", 4.0), reports_progress=False)
     batch = _jobs(_job("told", 4.0), quiet, *(_job(f"fill{i}", 4.0) for i in range(5)))
-    sim = Simulator([A40], {j.job_id: j.truth for j in batch})
-    run(TraceSource(j.spec for j in batch), pol, sim, Observer())
+    seen = _plans_at_launch(create_policy("migm"), batch)
     assert seen["told"] == DEFAULT_PLAN and seen["quiet"] == GROWTH_ONLY_PLAN and GROWTH_ONLY_PLAN.growth_only
 
 

@@ -243,30 +243,13 @@ def test_the_core_fills_in_the_plan_of_each_launch():
 
 
 # ---- the local backend ----------------------------------------------------------------------------
-def test_the_local_backend_honours_the_plan(tmp_path):
-    be = LocalBackend([A40], tmp_path, sample_interval_s=0.05, tick_s=0.01)
+def _local_samples(tmp_path, interval_s: float, sleep_s: float, plan: SamplePlan) -> list[MemorySample]:
+    """The memory samples the local backend reports for one sleeping job run under `plan`."""
+    be = LocalBackend([A40], tmp_path, sample_interval_s=interval_s, tick_s=0.01)
     try:
-        be.open(RunSettings(True, 0.05))
-        spec = JobSpec("j", "j", JobClass.SCIENTIFIC, hint_gib=1.0, argv=(sys.executable, "-c", "import time; time.sleep(1.0)"))
-        be.execute([CreateInstance(0, "1g.5gb", 0), Launch("j", 0, 0, 1, spec, samples=SamplePlan.periodic(max_samples=3))])
-        samples, ended = [], False
-        while not ended:
-            batch = be.poll(be.clock.now_s() + 5.0)
-            assert batch, "the job did not end in time"
-            samples += [e for e in batch if isinstance(e, MemorySample)]
-            ended = any(isinstance(e, JobExited) for e in batch)
-        assert len(samples) == 3
-    finally:
-        be.stop_all()
-        be.close()
-
-
-def test_the_local_backend_drops_flat_samples_under_a_growth_only_plan(tmp_path):
-    be = LocalBackend([A40], tmp_path, sample_interval_s=0.2, tick_s=0.01)
-    try:
-        be.open(RunSettings(True, 0.2))
-        spec = JobSpec("j", "j", JobClass.SCIENTIFIC, hint_gib=1.0, argv=(sys.executable, "-c", "import time; time.sleep(1.5)"))
-        plan = SamplePlan(dense=4, growth=1.0, max_samples=4, growth_only=True)
+        be.open(RunSettings(True, interval_s))
+        spec = JobSpec("j", "j", JobClass.SCIENTIFIC, hint_gib=1.0,
+                       argv=(sys.executable, "-c", f"import time; time.sleep({sleep_s})"))
         be.execute([CreateInstance(0, "1g.5gb", 0), Launch("j", 0, 0, 1, spec, samples=plan)])
         samples, ended = [], False
         while not ended:
@@ -274,10 +257,20 @@ def test_the_local_backend_drops_flat_samples_under_a_growth_only_plan(tmp_path)
             assert batch, "the job did not end in time"
             samples += [e for e in batch if isinstance(e, MemorySample)]
             ended = any(isinstance(e, JobExited) for e in batch)
-        assert 1 <= len(samples) < 4  # a sleeping process's memory stays flat: not every sample
+        return samples
     finally:
         be.stop_all()
         be.close()
+
+
+def test_the_local_backend_honours_the_plan(tmp_path):
+    assert len(_local_samples(tmp_path, 0.05, 1.0, SamplePlan.periodic(max_samples=3))) == 3
+
+
+def test_the_local_backend_drops_flat_samples_under_a_growth_only_plan(tmp_path):
+    plan = SamplePlan(dense=4, growth=1.0, max_samples=4, growth_only=True)
+    samples = _local_samples(tmp_path, 0.2, 1.5, plan)
+    assert 1 <= len(samples) < 4  # a sleeping process's memory stays flat: not every sample
 
 
 # ---- the run loop's garbage collection ---------------------------------------------------------
