@@ -90,7 +90,7 @@ def test_expected_total_is_the_lognormal_conditional_mean():
 def _running_job(job_id: str, profile, launched_s: float):
     spec = SimpleNamespace(job_class=SimpleNamespace(value="scientific"), checkpoint=None)
     return SimpleNamespace(job_id=job_id, family=job_id, profile=profile, launched_s=launched_s,
-                           saved_progress=None, samples=(), spec=spec, killing=False)
+                           saved_progress=None, samples=(), spec=spec, killing=False, attempts=[])
 
 
 def test_a_job_of_an_unseen_family_gets_a_projection_from_its_class():

@@ -37,7 +37,7 @@ from migsched.policies.migm.early import EarlyRestart
 from migsched.policies.migm.memory import ForecastScore, default_estimator, default_forecaster
 from migsched.policies.migm.placement import Reservation, choose_reservation
 from migsched.policies.migm.ordering import QueueIndex
-from migsched.policies.migm.restarts import RunTimes, pick_upgrade
+from migsched.policies.migm.restarts import RunTimes, pick_upgrade, sized_by_duration
 from migsched.policies.migm.sizing import MemorySizing
 from migsched.policies.registry import register
 
@@ -64,6 +64,8 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
         compute_upgrade: allow same-memory variants with more compute and tail upgrades.
         rank: order within a tier: "lpt" (family-learned longest first), "fifo" or "class".
         tail_restart, tail_margin, tail_min_gain_s: restart a long tail job bigger (docs/migm.md 7).
+        tail_overshoot: a job known only by its class may also qualify by how much less it
+            would overrun the other jobs' projected end (the batch's makespan), not only its mean.
         mid_upgrade: same-memory compute variants also while other jobs are queued.
         reserve_after_s: reserve slots only for a job that has waited this long.
         alpha_prior: per-class speed exponent priors (overrides restarts.PRIOR_ALPHA).
@@ -83,6 +85,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
     def __init__(self, scheme: str = "head", backfill: bool = True, order: str = "largest",
                  early_restart: bool = True, safety: float = 0.95, compute_upgrade: bool = True,
                  rank: str = "lpt", tail_restart: bool = True, tail_margin: float = 0.25, tail_min_gain_s: float = 30.0,
+                 tail_overshoot: bool = True,
                  mid_upgrade: bool = True, reserve_after_s: float = 0.0,
                  alpha_prior: dict[str, float] | None = None, blocked_restart: bool = True,
                  blocked_wait_s: float = 300.0, blocked_online: bool = False,
@@ -101,6 +104,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
         if not 0 <= tail_margin < 1:
             raise ValueError(f"tail_margin must be in [0, 1), got {tail_margin}")
         self.tail_restart, self.tail_margin, self.tail_min_gain_s = tail_restart, tail_margin, tail_min_gain_s
+        self.tail_overshoot = tail_overshoot
         self.mid_upgrade, self.reserve_after_s = mid_upgrade, reserve_after_s
         self.blocked_restart, self.blocked_wait_s, self.blocked_online = blocked_restart, blocked_wait_s, blocked_online
         if not 0 <= spare_share <= 1:
@@ -195,12 +199,17 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
             new_family = name not in self.times.compute
             p0 = next((x.saved_progress for x in reversed(job.attempts[:-1]) if x.outcome != "launch-failed"), None)
             self.times.finished(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s,
-                                p0 or 0.0)
+                                p0 or 0.0, for_class=not sized_by_duration(job, len(job.attempts) - 1))
             self._fam_val[name] = self.times.compute_s(name, "", 1) or 0.0
             if new_family and self.rank == "lpt":
                 self.index.learned(name)
             self.sizing.succeeded(job, a.peak_mib)
             self.score.finished(job.job_id, a.peak_mib)
+        elif a.outcome not in ("launch-failed", "failed") and a.saved_progress is None \
+                and all(x.saved_progress is None for x in job.attempts[:-1]) \
+                and not sized_by_duration(job, len(job.attempts) - 1):  # a run from zero, sized by memory
+            assert self.model is not None
+            self.times.stopped(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s)
         else:
             self.times.forget(job)
         if a.outcome == "oom":
@@ -320,7 +329,8 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
         self.times.refit(view.running.values(), view.now_s)
         up = pick_upgrade(view, self.model, view.running.values(), lambda j: j.family,
                           lambda j: self.model.profile(self._tier_of(j) or j.profile.name).memory_mib,  # type: ignore[union-attr]
-                          self.times, self.tail_margin, self.tail_min_gain_s)
+                          self.times, self.tail_margin, self.tail_min_gain_s,
+                          overshoot=self.tail_overshoot and not blocked)
         if up is None:
             return []
         self._target[up.job_id] = up.profile

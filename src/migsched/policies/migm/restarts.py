@@ -7,6 +7,11 @@ idle room (free slots, idle instances and the job's own instance) can hold, and 
 restart whose projected remaining time shrinks the most, only when it shrinks by at least
 `margin` (and `min_gain_s`). Killed work is lost, so the projection charges the whole run again.
 
+A job projected by its class (below) has a distribution of totals, and a batch's makespan is set
+by the tail of such distributions, not their means: with `overshoot`, such a job also qualifies
+when the restart does not lengthen its expected remaining time and cuts its expected overrun of
+the others' latest projected end, E[(finish - end)+], by `margin` and `min_gain_s`.
+
 Durations (no ground truth is read):
 
 * **Compute time on the current instance** T: from the job's own progress reports
@@ -31,7 +36,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from migsched.core.events import MemorySample
+from migsched.core.events import KillReason, MemorySample
 from migsched.core.state import ClusterView, GpuView, JobView
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
@@ -49,6 +54,17 @@ REFIT_S = 300.0
 #: The tail check looks for room only for this many of the longest-remaining jobs (the room
 #: search is O(GPUs) per job; the longest ones are those a restart can shorten the batch by).
 TAIL_CANDIDATES = 16
+
+
+#: Attempt outcomes of kills made for a job's duration (a tail or blocked restart, a move).
+DURATION_KILLS = (f"killed:{KillReason.PREEMPT.value}", f"killed:{KillReason.MOVE.value}")
+
+
+def sized_by_duration(job: JobView, upto: int | None = None) -> bool:
+    """Whether a kill for the job's duration came before its attempt number `upto` (default:
+    its current run): that run's size was chosen because the job ran long, so it is a biased
+    sample of the class's run time on that size and the class model leaves it out."""
+    return any(a.outcome in DURATION_KILLS for a in job.attempts[:upto])
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +104,12 @@ class RunTimes:
     def startup_of(self, job: JobView, fam: str) -> float:
         return self.startup.get(job.job_id, self.fam_startup.get(fam, 0.0))
 
-    def finished(self, job: JobView, fam: str, compute_slices: int, run_s: float, from_progress: float = 0.0) -> None:
+    def finished(self, job: JobView, fam: str, compute_slices: int, run_s: float, from_progress: float = 0.0,
+                 for_class: bool = True) -> None:
         """A run of `job` on a profile with `compute_slices` took `run_s` from launch to exit,
-        doing the work from `from_progress` (its checkpoint; 0: from the start) to the end."""
+        doing the work from `from_progress` (its checkpoint; 0: from the start) to the end.
+        `for_class=False`: the run's size was chosen by its duration (a tail restart), so the
+        class's model of run time per size does not take it (it would be a biased sample)."""
         st = self.startup.pop(job.job_id, None)
         if st is not None:
             self.fam_startup[fam] = st
@@ -98,7 +117,18 @@ class RunTimes:
             st = self.fam_startup.get(fam, 0.0)
         work_s = max(run_s - st, 1e-3) / max(1.0 - from_progress, 0.01)
         self.compute.setdefault(fam, {})[compute_slices] = work_s
-        self.classes.finished(job.spec.job_class.value, compute_slices, work_s)
+        if for_class:
+            self.classes.finished(job.spec.job_class.value, compute_slices, work_s)
+
+    def stopped(self, job: JobView, fam: str, compute_slices: int, run_s: float) -> None:
+        """A first attempt of `job` was stopped (killed or out of memory) after `run_s` from
+        launch: its class learns that such a run lasts longer than what it computed (a
+        right-censored observation, kept after the job left the running set: the restarts pick
+        the longest runners, so dropping them would teach the class that its jobs are short)."""
+        compute_s = run_s - self.startup_of(job, fam)
+        if compute_s > 0:
+            self.classes.stopped(job.spec.job_class.value, compute_slices, compute_s)
+        self.forget(job)
 
     def refit(self, running: Iterable[JobView], now_s: float) -> None:
         """Refit each class's duration model with its running jobs as censored observations
@@ -116,11 +146,12 @@ class RunTimes:
                 self.class_fit[cls] = fit
 
     def censored(self, running: Iterable[JobView], now_s: float) -> dict[str, list[tuple[int, float]]]:
-        """Per job class, (compute slices, compute seconds so far) of the running first attempts
-        (resumed runs left out): the right-censored observations of the class duration models."""
+        """Per job class, (compute slices, compute seconds so far) of the running jobs (resumed
+        runs and runs sized by their duration left out): the right-censored observations of the
+        class duration models."""
         by_class: dict[str, list[tuple[int, float]]] = {}
         for j in running:
-            if j.profile is None or j.launched_s is None or j.saved_progress:
+            if j.profile is None or j.launched_s is None or j.saved_progress or sized_by_duration(j):
                 continue
             elapsed = now_s - j.launched_s - self.startup_of(j, j.family)
             by_class.setdefault(j.spec.job_class.value, []).append((j.profile.compute_slices, elapsed))
@@ -161,6 +192,24 @@ def last_progress(job: JobView) -> MemorySample | None:
 def remaining(job: JobView, now_s: float, fam: str, times: RunTimes) -> tuple[float, float] | None:
     """(remaining seconds on the current instance, compute seconds of the whole job there), or
     None if unknown. A resumed run (`JobView.saved_progress`) counts from its checkpoint."""
+    proj = project(job, now_s, fam, times)
+    return None if proj is None else (proj.remaining_s, proj.total_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """A running job's projection: remaining and total compute seconds on its instance, its
+    compute seconds so far, and the class fit they come from when nothing about the job itself
+    is known (then the total is a distribution, not a point: `DurationFit`)."""
+
+    remaining_s: float
+    total_s: float
+    elapsed_s: float
+    fit: DurationFit | None = None
+
+
+def project(job: JobView, now_s: float, fam: str, times: RunTimes) -> Projection | None:
+    """The job's `Projection` (progress, else its family's runs, else its class fit), or None."""
     prof = job.profile
     if prof is None or job.launched_s is None:
         return None
@@ -171,14 +220,15 @@ def remaining(job: JobView, now_s: float, fam: str, times: RunTimes) -> tuple[fl
     if s is not None and s.progress is not None and s.progress - p0 >= MIN_PROGRESS:
         done_s = max(s.elapsed_s - st, 1e-3)
         total = done_s / (min(s.progress, 1.0) - p0)
-        return max(total * (1.0 - p0) - elapsed, 0.0), total
+        return Projection(max(total * (1.0 - p0) - elapsed, 0.0), total, elapsed)
     total = times.compute_s(fam, job.spec.job_class.value, prof.compute_slices)
+    fit = None
     if total is None:
         fit = times.class_fit.get(job.spec.job_class.value) if not p0 else None
         if fit is None:
             return None
         total = fit.expected_total_s(prof.compute_slices, elapsed)  # a long-runner's mean, given e
-    return max(total * (1.0 - p0) - elapsed, 0.0), total
+    return Projection(max(total * (1.0 - p0) - elapsed, 0.0), total, elapsed, fit)
 
 
 def _idle_dropped(g: GpuView, skip_start: int | None = None) -> Layout:
@@ -220,56 +270,90 @@ def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile],
     return [p for p in cands if p in fits]
 
 
-def _best_upgrade(view: ClusterView, model: GpuModel, job: JobView, fam: str, rem: tuple[float, float],
+def _best_upgrade(view: ClusterView, model: GpuModel, job: JobView, fam: str, proj: Projection,
                   min_memory: float, times: RunTimes, margin: float, min_gain_s: float,
-                  reconf_s: float, shared: set[Profile] | None = None) -> Upgrade | None:
-    """The job's best restart, given its projection `rem` = (remaining s, total compute s), if
-    it shortens its remaining time by at least `margin` and `min_gain_s` (`shared`: as for
-    `room_for`)."""
+                  reconf_s: float, shared: set[Profile] | None = None,
+                  horizon_s: float | None = None) -> Upgrade | None:
+    """The job's best restart, given its `proj`ection, if it shortens its remaining time by at
+    least `margin` and `min_gain_s`, or (with `horizon_s`, the others' latest projected end from
+    now, and a class-fit projection) its expected overshoot of that end by as much (module doc;
+    `shared`: as for `room_for`)."""
     cur = job.profile
     assert cur is not None
-    old_s, total = rem
+    old_s, total = proj.remaining_s, proj.total_s
     bigger = [p for p in model.profiles if p.compute_slices > cur.compute_slices and p.memory_mib >= min_memory]
     if not bigger:
         return None
     alpha = times.alpha(fam, job.spec.job_class.value)
     st = times.startup_of(job, fam)
-    cand: Upgrade | None = None
+    fit = proj.fit if horizon_s is not None else None
+    old_over = fit.expected_excess_s(cur.compute_slices, proj.elapsed_s, proj.elapsed_s + horizon_s) \
+        if fit is not None and horizon_s is not None else 0.0
+    best: tuple[tuple[float, ...], Upgrade, float] | None = None
     # A job that can checkpoint moves with its progress (a resume, then the rest of the work);
     # any other restarts from zero and does the whole work again.
     ckpt = job.spec.checkpoint
-    work, extra = (old_s, ckpt.resume_s) if ckpt is not None else (total, 0.0)
+    work, extra, done = (old_s, ckpt.resume_s, proj.elapsed_s) if ckpt is not None else (total, 0.0, 0.0)
     for p in room_for(view, job, bigger, shared):
-        new_s = reconf_s + st + extra + work * (cur.compute_slices / p.compute_slices) ** alpha
-        key = (new_s, p.compute_slices, p.memory_slices)
-        if cand is None or key < (cand.new_s, cand.profile.compute_slices, cand.profile.memory_slices):
-            cand = Upgrade(job.job_id, p, old_s, new_s)
-    if cand is None or cand.new_s > (1.0 - margin) * old_s or old_s - cand.new_s < min_gain_s:
+        ratio = (cur.compute_slices / p.compute_slices) ** alpha
+        fixed = reconf_s + st + extra
+        new_s = fixed + work * ratio
+        new_over = 0.0
+        if fit is not None and horizon_s is not None:  # after: fixed + ratio (T - done) > horizon
+            new_over = ratio * fit.expected_excess_s(cur.compute_slices, proj.elapsed_s,
+                                                     done + (horizon_s - fixed) / ratio)
+        key = (new_over, new_s, p.compute_slices, p.memory_slices)
+        if best is None or key < best[0]:
+            best = (key, Upgrade(job.job_id, p, old_s, new_s), new_over)
+    if best is None:
         return None
-    return cand
+    _key, cand, new_over = best
+    by_mean = cand.new_s <= (1.0 - margin) * old_s and old_s - cand.new_s >= min_gain_s
+    by_end = fit is not None and cand.new_s <= old_s and new_over <= (1.0 - margin) * old_over \
+        and old_over - new_over >= min_gain_s
+    return cand if by_mean or by_end else None
 
 
 def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], family: Callable[[JobView], str],
                  min_memory: Callable[[JobView], float], times: RunTimes, margin: float,
-                 min_gain_s: float, reconf_s: float = 0.5) -> Upgrade | None:
+                 min_gain_s: float, reconf_s: float = 0.5, overshoot: bool = True) -> Upgrade | None:
     """The restart of the job with the longest projected remaining time that qualifies, among
-    the `TAIL_CANDIDATES` longest, or None (module doc)."""
+    the `TAIL_CANDIDATES` longest, or None (module doc). With `overshoot`, a job projected by
+    its class may also qualify by how much less it would overrun the others' latest end."""
     cands = []
     top = model.compute_slices
+    ends: list[float] = []  # projected remaining seconds of every running job with a projection
     for job in jobs:
-        if job.profile is None or job.killing or job.profile.compute_slices >= top:
-            continue  # nothing larger to restart on: not a candidate (and not in the top ones)
+        if job.profile is None or job.killing:
+            continue
         fam = family(job)
-        rem = remaining(job, view.now_s, fam, times)
-        if rem is not None:
-            cands.append((rem, fam, job))
-    cands.sort(key=lambda c: -c[0][0])
+        proj = project(job, view.now_s, fam, times)
+        if proj is None:
+            continue
+        ends.append(proj.remaining_s)
+        if job.profile.compute_slices < top:  # else nothing larger to restart on
+            cands.append((proj, fam, job))
+    cands.sort(key=lambda c: -c[0].remaining_s)
+    first, second = _top_two(ends)
     shared: set[Profile] | None = None
-    for rem, fam, job in cands[:TAIL_CANDIDATES]:
+    for proj, fam, job in cands[:TAIL_CANDIDATES]:
         if shared is None:
             shared = shared_room(view, model.profiles)
-        up = _best_upgrade(view, model, job, fam, rem, min_memory(job), times, margin, min_gain_s, reconf_s,
-                           shared)
+        # the latest end of the others (this job may be the latest itself)
+        horizon = (second if proj.remaining_s >= first else first) if overshoot else None
+        up = _best_upgrade(view, model, job, fam, proj, min_memory(job), times, margin, min_gain_s, reconf_s,
+                           shared, horizon)
         if up is not None:
             return up
     return None
+
+
+def _top_two(values: list[float]) -> tuple[float, float]:
+    """The largest and second largest of `values` (0 where there are fewer)."""
+    first = second = 0.0
+    for v in values:
+        if v > first:
+            first, second = v, first
+        elif v > second:
+            second = v
+    return first, second

@@ -84,11 +84,30 @@ class DurationFit:
         return max(elapsed_s, math.exp(mu + s * s / 2.0) * num / max(den, 1e-300))
 
 
+    def expected_excess_s(self, compute_slices: int, elapsed_s: float, threshold_s: float) -> float:
+        """E[(T - threshold)+ | T > elapsed] on `compute_slices`: how far, on average, a job that
+        has run `elapsed_s` overruns `threshold_s` (the tail restart's overshoot, restarts.py)."""
+        mu = self.b0 - self.alpha * math.log(compute_slices)
+        s = max(self.sigma, 1e-6)
+        e = max(elapsed_s, 1e-9)
+        lo = max(threshold_s, e)  # T > elapsed anyway: below it the excess is T - threshold
+        z_e, z_lo = (math.log(e) - mu) / s, (math.log(lo) - mu) / s
+        if z_e > MAX_Z:  # far in the tail: E[T | T > e] ~ e exp(s / z), exponential-like above e
+            mean = e * math.exp(s / z_e)
+            scale = mean - e
+            return scale * math.exp(-(lo - e) / max(scale, 1e-9)) + (lo - threshold_s)
+        sf = 0.5 * math.erfc(z_e / math.sqrt(2.0))
+        part_mean = math.exp(mu + s * s / 2.0) * 0.5 * math.erfc((z_lo - s) / math.sqrt(2.0))
+        part_cnt = threshold_s * 0.5 * math.erfc(z_lo / math.sqrt(2.0))
+        return max(part_mean - part_cnt, 0.0) / max(sf, 1e-300)
+
+
 class ClassDurations:
     """Completed runs per class, and the censored fit over them and the running jobs (module doc)."""
 
     def __init__(self) -> None:
         self._runs: dict[str, deque[tuple[float, float]]] = {}  # class -> (log slices, log compute s)
+        self._stopped: dict[str, deque[tuple[int, float]]] = {}  # class -> (slices, compute s before the kill)
         self._total = 0
 
     def finished(self, job_class: str, compute_slices: int, compute_s: float) -> None:
@@ -97,11 +116,21 @@ class ClassDurations:
         runs.append((math.log(compute_slices), math.log(max(compute_s, 1e-3))))
         self._total += 1
 
+    def stopped(self, job_class: str, compute_slices: int, compute_s: float) -> None:
+        """A run of the class was stopped after computing `compute_s` on `compute_slices`: its
+        whole work would have taken longer (censored, like a running job, from now on)."""
+        self._stopped.setdefault(job_class, deque(maxlen=KEEP_RUNS)).append((compute_slices, compute_s))
+
+    def censored(self, job_class: str, running: Iterable[tuple[int, float]]) -> list[tuple[int, float]]:
+        """The class's censored observations: `running` (compute slices, compute seconds so far)
+        and the stopped runs."""
+        return [*running, *self._stopped.get(job_class, ())]
+
     def run_quantile_s(self, job_class: str, compute_slices: int, q: float, alpha: float,
                        running: Iterable[tuple[int, float]] = (), min_runs: int = 3) -> float | None:
         """The `q` quantile of the class's compute time on `compute_slices` (Kaplan-Meier: the
-        completed runs as events, `running` = (compute slices, compute seconds so far) as
-        censored; every time scaled to `compute_slices` by slices^-alpha). None with fewer than
+        completed runs as events, `running` = (compute slices, compute seconds so far) and the
+        stopped runs as censored; every time scaled to `compute_slices` by slices^-alpha). None with fewer than
         `min_runs` completed runs, or while the censored jobs leave the quantile unresolved:
         completed runs alone are the short side of a class whose long jobs still run."""
         runs = self._runs.get(job_class)
@@ -109,7 +138,7 @@ class ClassDurations:
             return None
         lc = math.log(compute_slices)
         obs = [(y + alpha * (x - lc), 1) for x, y in runs]
-        obs += [(math.log(max(e, 1e-3)) + alpha * (math.log(c) - lc), 0) for c, e in running]
+        obs += [(math.log(max(e, 1e-3)) + alpha * (math.log(c) - lc), 0) for c, e in self.censored(job_class, running)]
         obs.sort(key=lambda o: (o[0], -o[1]))  # at a tie an event comes before a censoring
         at_risk, surv = len(obs), 1.0
         for y, event in obs:
@@ -125,8 +154,8 @@ class ClassDurations:
         return self._total
 
     def fit(self, job_class: str, running: Iterable[tuple[int, float]]) -> DurationFit | None:
-        """The class's fit with `running` = (compute slices, compute seconds so far) as censored
-        observations; None until MIN_RUNS completed runs cover two sizes with MIN_PER_SIZE each."""
+        """The class's fit with `running` = (compute slices, compute seconds so far) and the
+        stopped runs as censored observations; None until MIN_RUNS completed runs cover two sizes with MIN_PER_SIZE each."""
         runs = self._runs.get(job_class)
         if runs is None or len(runs) < MIN_RUNS:
             return None
@@ -134,7 +163,8 @@ class ClassDurations:
         sizes, counts = np.unique(done[:, 0], return_counts=True)
         if (counts >= MIN_PER_SIZE).sum() < 2:
             return None
-        cens = np.array([(math.log(c), math.log(e)) for c, e in running if e > 1e-3], dtype=float).reshape(-1, 2)
+        cens = np.array([(math.log(c), math.log(e)) for c, e in self.censored(job_class, running) if e > 1e-3],
+                        dtype=float).reshape(-1, 2)
         x = np.concatenate([done[:, 0], cens[:, 0]])
         y_done, low = done[:, 1], cens[:, 1]
         design = np.column_stack([np.ones_like(x), -x])

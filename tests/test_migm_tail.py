@@ -1,0 +1,166 @@
+"""migm's tail restart on many GPUs: the batch's end, censored kills, sizes chosen by duration.
+
+At the end of a batch on many GPUs (docs/evaluation.md, round 5) the jobs still running on 1g
+slices are known only by their class. Three rules made the tail restart act on them:
+
+* a job may qualify by how much less it would overrun the other jobs' projected end (its
+  expected overshoot, `DurationFit.expected_excess_s`) when a restart does not lengthen its
+  expected remaining time, not only by its mean gain;
+* a stopped run (killed, out of memory) stays in its class's model as a censored observation;
+* a run whose size was chosen because the job ran long (after a tail restart) is left out of the
+  class's model, completed or running: it is a sample biased long on that size.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+
+import pytest
+
+from migsched.core.events import MemorySample
+from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView
+from migsched.hardware import get_model
+from migsched.jobs.model import JobClass, JobSpec
+from migsched.partition.layout import Instance, Layout
+from migsched.policies.migm import policy as migm_policy
+from migsched.policies.migm.restarts import RunTimes, pick_upgrade, remaining
+from migsched.policies.migm.survival import ClassDurations, DurationFit
+from migsched.policies.registry import create_policy
+from migsched.run import simulate
+from tests.test_migm import A100, _tail_batch
+from tests.test_migm_survival import B0, draws
+
+A80 = get_model("A100-80GB")
+
+
+@pytest.mark.parametrize("elapsed_s, threshold_s", [(0.0, 500.0), (300.0, 200.0), (300.0, 2000.0),
+                                                     (1000.0, 5000.0), (5000.0, 3000.0), (300.0, -50.0)])
+def test_expected_excess_is_the_lognormal_mean_overrun(elapsed_s, threshold_s):
+    """E[(T - threshold)+ | T > elapsed], against a Monte-Carlo estimate."""
+    f = DurationFit(b0=6.0, alpha=0.3, sigma=1.2, runs=100, censored=0)
+    rng = random.Random(1)
+    xs = [math.exp(6.0 + 1.2 * rng.gauss(0.0, 1.0)) for _ in range(400_000)]
+    tail = [x for x in xs if x > elapsed_s]
+    mc = sum(max(x - threshold_s, 0.0) for x in tail) / len(tail)
+    assert f.expected_excess_s(1, elapsed_s, threshold_s) == pytest.approx(mc, rel=0.03)
+
+
+def test_stopped_runs_stay_censored_in_the_class_model():
+    """Runs killed at 1,200 s (the long half) say the class is long; forgetting them says short."""
+    cut_s = 1200.0
+    kept, forgot = ClassDurations(), ClassDurations()
+    for c, t in draws(1500):
+        if t <= cut_s:
+            kept.finished("scientific", c, t)
+            forgot.finished("scientific", c, t)
+        else:
+            kept.stopped("scientific", c, cut_s)
+    fit, naive = kept.fit("scientific", []), forgot.fit("scientific", [])
+    assert fit is not None and naive is not None and fit.censored > 300 and naive.censored == 0
+    assert fit.b0 == pytest.approx(B0, abs=0.15)
+    assert naive.b0 < B0 - 0.5
+    assert kept.censored("scientific", [(2, 10.0)])[0] == (2, 10.0)  # running ones come first
+
+
+def test_a_tail_restart_keeps_the_killed_run_and_leaves_the_rerun_out_of_the_class():
+    """The long job of `_tail_batch` is restarted from 1g to a larger instance: its killed 1g
+    run is a censored observation of its class; its completed rerun is not a class run."""
+    pol = create_policy("migm")
+    r = simulate(_tail_batch(50.0), A100, policy=pol)
+    long_r = next(j for j in r.jobs if j.name == "long-train")
+    assert long_r.outcomes == ("killed:preempt", "ok")
+    killed = long_r.runs[0]
+    cens = pol.times.classes.censored("ml-train", [])
+    assert len(cens) == 1 and cens[0][0] == 1
+    assert cens[0][1] == pytest.approx(killed.ended_s - killed.launched_s, abs=2.0)
+    assert pol.times.classes.count() == 6   # the six short jobs; not the rerun
+
+
+def _job(job_id: str, cls: JobClass, gpu: int, profile, launched_s: float, progress: float | None = None,
+         now_s: float = 0.0) -> JobView:
+    j = JobView(spec=JobSpec(job_id, job_id, cls), state=JobState.RUNNING, gpu=gpu, start=profile.starts[0],
+                profile=profile, launched_s=launched_s)
+    if progress is not None:
+        j.samples.append(MemorySample(now_s - 1.0, job_id, 1024.0, now_s - 1.0 - launched_s, progress))
+    return j
+
+
+def _tail_view(elapsed_s: float, fit: DurationFit, other_left_s: float = 4000.0) -> tuple[ClusterView, RunTimes]:
+    """A scientific job known only by its class, `elapsed_s` into its run on a 1g slice of an
+    otherwise empty GPU, and an ML job with progress on a second GPU's 7g, `other_left_s` from
+    its end (1,000 s done)."""
+    one, whole = A80.profile("1g.10gb"), A80.profile("7g.80gb")
+    now_s = 10_000.0
+    cand = _job("cand", JobClass.SCIENTIFIC, 0, one, now_s - elapsed_s)
+    other = _job("other", JobClass.ML_TRAIN, 1, whole, now_s - 1001.0, progress=1000.0 / (1001.0 + other_left_s),
+                 now_s=now_s)
+    gpus = [GpuView(0, A80, True, Layout(A80, (Instance(one, one.starts[0], busy=True),))),
+            GpuView(1, A80, True, Layout(A80, (Instance(whole, 0, busy=True),)))]
+    running = {"cand": cand, "other": other}
+    view = ClusterView(now_s=now_s, gpus=gpus, queue=deque(), running=running, jobs=dict(running))
+    times = RunTimes()
+    times.class_fit["scientific"] = fit
+    return view, times
+
+
+def _pick(view, times, overshoot):
+    return pick_upgrade(view, A80, view.running.values(), lambda j: j.family, lambda j: 0.0, times,
+                        0.25, 30.0, overshoot=overshoot)
+
+
+def test_a_restart_that_cuts_the_overrun_of_the_batch_end_qualifies_though_its_mean_gain_is_small():
+    """1g, 2,617 s in: E[remaining] 4,534 s, a 7g rerun 3,490 s (a 23 % gain, under the 25 %
+    margin). The other job ends in 4,000 s; the rerun overruns that end far less."""
+    fit = DurationFit(b0=6.47, alpha=0.37, sigma=1.41, runs=800, censored=200)
+    view, times = _tail_view(2617.0, fit)
+    left_s, _total = remaining(view.running["cand"], view.now_s, "cand", times)
+    assert left_s == pytest.approx(4534.0, rel=0.01)
+    assert _pick(view, times, overshoot=False) is None
+    up = _pick(view, times, overshoot=True)
+    assert up is not None and up.job_id == "cand" and up.profile.name == "7g.80gb"
+    assert up.old_s > up.new_s > 0.75 * up.old_s
+
+
+def test_no_restart_by_the_batch_end_when_it_lengthens_the_jobs_expected_remaining_time():
+    """alpha 0.3, 6,000 s done, the other job 10,000 s from its end: a rerun from zero on 7g is
+    expected to take longer than the rest of the run (7,386 s against 7,240), though it would
+    overrun the other job's end by half as much: the overshoot alone does not restart it."""
+    fit = DurationFit(b0=6.47, alpha=0.3, sigma=1.41, runs=800, censored=200)
+    view, times = _tail_view(6000.0, fit, other_left_s=10_000.0)
+    left_s, total_s = remaining(view.running["cand"], view.now_s, "cand", times)
+    r = 7 ** -0.3
+    assert 0.5 + total_s * r > left_s  # the mean says no
+    over_old = fit.expected_excess_s(1, 6000.0, 6000.0 + 10_000.0)
+    over_new = r * fit.expected_excess_s(1, 6000.0, (10_000.0 - 0.5) / r)
+    assert over_new < 0.75 * over_old and over_old - over_new > 30.0   # the overshoot alone says yes
+    assert _pick(view, times, overshoot=False) is None
+    assert _pick(view, times, overshoot=True) is None
+
+
+def test_a_running_job_sized_by_its_duration_is_not_a_censored_class_observation():
+    times = RunTimes()
+    fresh = _job("a", JobClass.SCIENTIFIC, 0, A80.profile("1g.10gb"), 0.0)
+    rerun = _job("b", JobClass.SCIENTIFIC, 1, A80.profile("7g.80gb"), 500.0)
+    rerun.attempts.append(Attempt(1, 0, "1g.10gb", 10240, 0.0, 400.0, "killed:preempt", 100.0))
+    oom = _job("c", JobClass.SCIENTIFIC, 2, A80.profile("2g.20gb"), 500.0)
+    oom.attempts.append(Attempt(2, 0, "1g.10gb", 10240, 0.0, 400.0, "oom", 10240.0))
+    cens = times.censored([fresh, rerun, oom], 1000.0)["scientific"]
+    assert sorted(cens) == [(1, 1000.0), (2, 500.0)]   # the OOM rerun's size follows its memory
+
+
+def test_the_tail_overshoot_option_reaches_the_tail_check(monkeypatch):
+    seen = []
+    orig = migm_policy.pick_upgrade
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["overshoot"])
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(migm_policy, "pick_upgrade", spy)
+    simulate(_tail_batch(50.0), A100, policy=create_policy("migm", tail_overshoot=False))
+    assert seen and not any(seen)
+    seen.clear()
+    simulate(_tail_batch(50.0), A100, policy=create_policy("migm"))
+    assert seen and all(seen)
