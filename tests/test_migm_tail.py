@@ -164,3 +164,40 @@ def test_the_tail_overshoot_option_reaches_the_tail_check(monkeypatch):
     seen.clear()
     simulate(_tail_batch(50.0), A100, policy=create_policy("migm"))
     assert seen and all(seen)
+
+
+# ---- while jobs still arrive, on many GPUs ---------------------------------------------------------
+def _online_tail_batch(gpus: int, busy_gpus: int = 0):
+    """`gpus` A100s filled at t = 0 by 1g jobs: a long progress-reporting training job, 50 s
+    short ones, and on `busy_gpus` GPUs 8,000 s jobs that report nothing (no projection, never
+    restarted); one more job arrives at 50,000 s, so jobs still arrive while the long one runs."""
+    from migm_support import batch, job
+    long = job("long-train", cls="ml-train", runtime=1000.0, speedup={1: 0.2, 2: 0.4, 3: 0.6, 4: 0.7, 7: 1.0})
+    long["reports_progress"] = True
+    entries = [long, job("late", runtime=10.0, arrival=50_000.0)]
+    if busy_gpus:
+        entries.append(job("busy", count=7 * busy_gpus, runtime=8000.0, speedup={1: 1.0}))
+    entries.append(job("short", count=7 * (gpus - busy_gpus) - 1, runtime=50.0, speedup={1: 1.0}))
+    return batch(*entries)
+
+
+def _long_run(gpus: int, busy_gpus: int = 0):
+    r = simulate(_online_tail_batch(gpus, busy_gpus), A100, gpus=gpus, policy="migm")
+    return next(j for j in r.jobs if j.name == "long-train")
+
+
+def test_on_many_gpus_the_tail_restart_acts_while_jobs_still_arrive():
+    """4 GPUs, idle after 50 s but for the long job: it is restarted on a 7g at once, not when
+    the last arrival is in (it would have run ~5,000 s on its 1g slice)."""
+    long_r = _long_run(4)
+    assert long_r.outcomes == ("killed:preempt", "ok")
+    assert long_r.runs[0].ended_s < 200.0
+    assert long_r.runs[1].profile == "7g.80gb"
+
+
+def test_while_jobs_arrive_no_tail_restart_on_few_gpus_or_with_little_idle_compute():
+    """Under `TAIL_ONLINE_GPUS` (2) whole GPUs idle, or with fewer than 4 GPUs, a later arrival
+    would want the room back: the long job stays on its slice until nothing more can arrive."""
+    assert migm_policy.TAIL_ONLINE_GPUS == 2
+    for gpus, busy in ((1, 0), (3, 0), (4, 3)):
+        assert _long_run(gpus, busy).outcomes == ("ok",), (gpus, busy)

@@ -38,7 +38,7 @@ from migsched.policies.migm.memory import ForecastScore, default_estimator, defa
 from migsched.policies.migm.placement import Reservation, choose_reservation
 from migsched.policies.migm.ordering import QueueIndex
 from migsched.policies.migm.restarts import RunTimes, pick_upgrade, sized_by_duration
-from migsched.policies.migm.sizing import MemorySizing
+from migsched.policies.migm.sizing import MemorySizing, spare_compute
 from migsched.policies.registry import register
 
 SCHEMES = ("head", "repartition-min")
@@ -48,6 +48,8 @@ RANKS = ("fifo", "class", "lpt")
 CLASS_RANK = {"ml-train": 0, "ml-infer": 1, "llm": 2, "scientific": 3}
 #: Up to this many running jobs, the tail restart is re-checked whenever the running set changes.
 TAIL_FULL_CHECK = 32
+#: While jobs still arrive, the tail restart acts only with this many whole GPUs' compute idle.
+TAIL_ONLINE_GPUS = 2
 
 
 @register
@@ -308,9 +310,11 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
         return []
 
     def _tail_restart(self, view: ClusterView, blocked: bool = False) -> list[Action]:
-        """Nothing queued, nothing more to come: restart the job whose tail a larger instance
-        shortens most by at least `tail_margin` (restarts.pick_upgrade), one at a time."""
-        if not (self.tail_restart and self.compute_upgrade) or (view.more_arrivals and not blocked) \
+        """Nothing queued, nothing more to come (or, on many GPUs, `_spare_gpus`): restart the
+        job whose tail a larger instance shortens most by at least `tail_margin`
+        (restarts.pick_upgrade), one at a time."""
+        if not (self.tail_restart and self.compute_upgrade) \
+                or (view.more_arrivals and not blocked and len(view.gpus) < 2 * TAIL_ONLINE_GPUS) \
                 or (view.queue and not blocked) \
                 or self._target \
                 or not view.running:
@@ -325,6 +329,8 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
                                                  and key[0] > 0.9 * last[0])):
             return []
         self._tail_key = key
+        if view.more_arrivals and not blocked and not self._spare_gpus(view):
+            return []
         assert self.model is not None
         self.times.refit(view.running.values(), view.now_s)
         up = pick_upgrade(view, self.model, view.running.values(), lambda j: j.family,
@@ -342,6 +348,14 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
             self._bump("moves")
             return [Kill(up.job_id, KillReason.MOVE, checkpoint=True)]
         return [Kill(up.job_id, KillReason.PREEMPT)]
+
+    def _spare_gpus(self, view: ClusterView) -> bool:
+        """While jobs still arrive: whether the idle compute is worth at least `TAIL_ONLINE_GPUS`
+        whole GPUs with nothing queued, so that a restart leaves room for the next arrivals."""
+        if view.queue or self.model is None:
+            return False
+        spare_c, _m = spare_compute(view, self.model, self.index.counts)
+        return spare_c >= TAIL_ONLINE_GPUS * self.model.compute_slices
 
     # ---- the contract -------------------------------------------------------------------------
     def decide(self, view: ClusterView, changes: Changes) -> Decision:
