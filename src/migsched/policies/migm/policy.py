@@ -280,10 +280,13 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
         bf: BackfillPass | None = None
         for tier, job in heads:
             reserved = [r[1] for j, r in self._resv.items() if j != job.job_id] if view.running else []
-            if reserved and self.easy_backfill:  # reserved slots it leaves before they drain are open
-                bf = bf or BackfillPass(view, self.times, self._bf_memo)
-                reserved = [r for r in reserved if not bf.allows(job, model.profile(tier), r)]
             pl = self._place(view, job, model.profile(tier), reserved)
+            if pl is None and reserved and self.easy_backfill:
+                # No room outside the reserved slots: those it leaves before they drain are open
+                bf = bf or BackfillPass(view, self.times, self._bf_memo)
+                open_to = [r for r in reserved if not bf.allows(job, model.profile(tier), r)]
+                if len(open_to) < len(reserved):
+                    pl = self._place(view, job, model.profile(tier), open_to)
             if pl is not None:
                 self._resv.pop(job.job_id, None)
                 self._bump(pl.kind)
