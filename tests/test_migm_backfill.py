@@ -148,3 +148,24 @@ def test_the_backfill_rule_is_asked_only_when_no_room_is_left_outside_the_reserv
         assert asked == [] and tried == [[res]]
     else:
         assert asked == [res] and tried == [[res], []]
+
+
+def test_a_head_that_found_no_place_is_not_searched_again_until_an_event(monkeypatch):
+    """Within one burst (the calls after the policy's own actions at one instant) room only
+    shrinks, so a failed head is not searched again; the next events start a new burst.
+    (backfill=False: no reservation is made, which would start a new burst too.)"""
+    from migsched.core.policy import Changes
+    from migsched.policies.registry import create_policy
+    pol = create_policy("migm", backfill=False)
+    view = _view(_running("long", A40.profile("1g.5gb"), 0.0, progress=0.5))
+    pol._init(view)
+    tried = []
+    monkeypatch.setattr(pol, "_try_place", lambda view, model, job, tier: tried.append(job.job_id))
+    heads = [("7g.40gb", JobView(spec=JobSpec("big", "big", JobClass.ML_TRAIN)))]
+    assert pol._place_heads(view, A40, heads) == [] and tried == ["big"]
+    pol.decide(view, Changes(view.now_s, first=False))   # after its own actions: same burst
+    pol._place_heads(view, A40, heads)
+    assert tried == ["big"]
+    pol.decide(view, Changes(view.now_s))                # events (first call): room may be freed
+    pol._place_heads(view, A40, heads)
+    assert tried == ["big", "big"]

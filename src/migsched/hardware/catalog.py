@@ -96,6 +96,9 @@ class GpuModel:
     source: str
     profiles: tuple[Profile, ...]
     ci_profiles: dict[int, tuple[ComputeInstanceProfile, ...]] = field(hash=False, compare=False)
+    #: Lookups already answered (`profile`, `usable_profiles`, `largest`): schedulers ask for
+    #: the same few names millions of times in a 100,000-job simulation.
+    _memo: dict = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     def profile_names(self, media: bool = True) -> list[str]:
         """Profile names, smallest first; `+me` profiles only when `media`."""
@@ -103,7 +106,11 @@ class GpuModel:
 
     def usable_profiles(self, media: bool = False) -> tuple[Profile, ...]:
         """Profiles a scheduler may create, smallest memory first (no `+me` unless asked)."""
-        return tuple(p for p in self.profiles if media or not p.media)
+        key = ("usable", media)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = tuple(p for p in self.profiles if media or not p.media)
+        return hit
 
     def profile(self, name: str | int) -> Profile:
         """Look a profile up by name (geometry-matched, case-insensitive) or by profile id.
@@ -111,6 +118,14 @@ class GpuModel:
         Raises:
             UnknownNameError: no profile of this model matches; the message lists the valid names.
         """
+        hit = self._memo.get(name)
+        if hit is not None:
+            return hit
+        found = self._lookup(name)
+        self._memo[name] = found
+        return found
+
+    def _lookup(self, name: str | int) -> Profile:
         if isinstance(name, int) or (isinstance(name, str) and name.strip().isdigit()):
             pid = int(name)
             for p in self.profiles:
@@ -139,7 +154,11 @@ class GpuModel:
     @property
     def largest(self) -> Profile:
         """The whole-GPU MIG profile (7g, or 4g on A30)."""
-        return max(self.usable_profiles(), key=lambda p: (p.compute_slices, p.memory_slices))
+        hit = self._memo.get(("largest",))
+        if hit is None:
+            hit = self._memo[("largest",)] = max(self.usable_profiles(),
+                                                  key=lambda p: (p.compute_slices, p.memory_slices))
+        return hit
 
     @property
     def whole_gpu(self) -> Profile:

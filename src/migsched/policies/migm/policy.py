@@ -35,7 +35,7 @@ from migsched.policies.migm.backfill import BackfillPass
 from migsched.policies.migm.choice import PlacementChoice
 from migsched.policies.migm.early import EarlyRestart
 from migsched.policies.migm.memory import ForecastScore, default_estimator, default_forecaster
-from migsched.policies.migm.placement import Reservation, choose_reservation
+from migsched.policies.migm.placement import Placement, Reservation, choose_reservation
 from migsched.policies.migm.ordering import QueueIndex
 from migsched.policies.migm.restarts import RunTimes, pick_upgrade, sized_by_duration
 from migsched.policies.migm.sizing import MemorySizing, spare_compute
@@ -142,6 +142,9 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
         self._quiet: tuple | None = None  # state in which the last pass placed nothing (fast path)
         self._changes: list[Changes] = []  # arrivals/ends/requeues not yet in the queue index
         self._bf_memo: dict[tuple, tuple[int, float, float | None]] = {}  # class projections (backfill.py)
+        self._bf_pass: BackfillPass | None = None
+        self._burst: tuple | None = None                  # (time, reservations) of the current burst
+        self._no_place: set[tuple[str, str]] = set()      # (job, tier) that found no place in it
 
     # ---- memory -----------------------------------------------------------------------------
     def _init(self, view: ClusterView) -> GpuModel:
@@ -277,16 +280,20 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
     def _place_heads(self, view: ClusterView, model: GpuModel, heads: list[tuple[str, JobView]]) -> list[Action]:
         """Launch the first head that can be placed, or reserve slots for the first blocked one."""
         self._spare_memo = None
-        bf: BackfillPass | None = None
+        self._bf_pass = None  # the cluster does not change within a pass (BackfillPass)
+        # Within one burst (the calls that follow this policy's own actions at one instant, with
+        # the same reservations) resources only shrink: a launch or create takes room and frees
+        # none, so a head that found no place finds none again (`decide` resets it on events).
+        burst = (view.now_s, tuple(self._resv.items()))
+        if burst != self._burst:
+            self._burst, self._no_place = burst, set()
         for tier, job in heads:
-            reserved = [r[1] for j, r in self._resv.items() if j != job.job_id] if view.running else []
-            pl = self._place(view, job, model.profile(tier), reserved)
-            if pl is None and reserved and self.easy_backfill:
-                # No room outside the reserved slots: those it leaves before they drain are open
-                bf = bf or BackfillPass(view, self.times, self._bf_memo)
-                open_to = [r for r in reserved if not bf.allows(job, model.profile(tier), r)]
-                if len(open_to) < len(reserved):
-                    pl = self._place(view, job, model.profile(tier), open_to)
+            if (job.job_id, tier) in self._no_place:
+                pl = None
+            else:
+                pl = self._try_place(view, model, job, tier)
+                if pl is None:
+                    self._no_place.add((job.job_id, tier))
             if pl is not None:
                 self._resv.pop(job.job_id, None)
                 self._bump(pl.kind)
@@ -302,6 +309,19 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
                     self._resv[job.job_id] = (tier, r)
                     self._bump("reservations")
         return []
+
+    def _try_place(self, view: ClusterView, model: GpuModel, job: JobView, tier: str) -> Placement | None:
+        """`_place` outside the reserved slots, then, with `easy_backfill` and no room outside
+        them, in those the backfill rule opens (`backfill.py`)."""
+        reserved = [r[1] for j, r in self._resv.items() if j != job.job_id] if view.running else []
+        pl = self._place(view, job, model.profile(tier), reserved)
+        if pl is None and reserved and self.easy_backfill:
+            if self._bf_pass is None:
+                self._bf_pass = BackfillPass(view, self.times, self._bf_memo)
+            open_to = [r for r in reserved if not self._bf_pass.allows(job, model.profile(tier), r)]
+            if len(open_to) < len(reserved):
+                pl = self._place(view, job, model.profile(tier), open_to)
+        return pl
 
     def _blocked(self, view: ClusterView) -> list[Action]:
         """Blocked restart: free a reserved job's slots by restarting a long running job."""
@@ -365,6 +385,8 @@ class MigmPolicy(EarlyRestart, PlacementChoice, Policy):
         """Keep what changed for the queue index (absorbed where the placement pass runs)."""
         if changes.arrived or changes.ended or changes.requeued:
             self._changes.append(changes)
+        if changes.first:  # events may have freed room: a new burst
+            self._burst = None
         for f in changes.failed:
             if isinstance(f.action, Kill):  # the restart it was for will not happen
                 self._target.pop(f.action.job_id, None)
