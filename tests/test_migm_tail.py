@@ -24,7 +24,7 @@ from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView
 from migsched.hardware import get_model
 from migsched.jobs.model import JobClass, JobSpec
 from migsched.partition.layout import Instance, Layout
-from migsched.policies.migm import policy as migm_policy
+from migsched.policies.migm import tail as migm_tail
 from migsched.policies.migm.restarts import RunTimes, pick_upgrade, remaining
 from migsched.policies.migm.survival import ClassDurations, DurationFit
 from migsched.policies.registry import create_policy
@@ -152,13 +152,13 @@ def test_a_running_job_sized_by_its_duration_is_not_a_censored_class_observation
 
 def test_the_tail_overshoot_option_reaches_the_tail_check(monkeypatch):
     seen = []
-    orig = migm_policy.pick_upgrade
+    orig = migm_tail.pick_upgrade
 
     def spy(*args, **kwargs):
         seen.append(kwargs["overshoot"])
         return orig(*args, **kwargs)
 
-    monkeypatch.setattr(migm_policy, "pick_upgrade", spy)
+    monkeypatch.setattr(migm_tail, "pick_upgrade", spy)
     simulate(_tail_batch(50.0), A100, policy=create_policy("migm", tail_overshoot=False))
     assert seen and not any(seen)
     seen.clear()
@@ -198,6 +198,6 @@ def test_on_many_gpus_the_tail_restart_acts_while_jobs_still_arrive():
 def test_while_jobs_arrive_no_tail_restart_on_few_gpus_or_with_little_idle_compute():
     """Under `TAIL_ONLINE_GPUS` (2) whole GPUs idle, or with fewer than 4 GPUs, a later arrival
     would want the room back: the long job stays on its slice until nothing more can arrive."""
-    assert migm_policy.TAIL_ONLINE_GPUS == 2
+    assert migm_tail.TAIL_ONLINE_GPUS == 2
     for gpus, busy in ((1, 0), (3, 0), (4, 3)):
         assert _long_run(gpus, busy).outcomes == ("ok",), (gpus, busy)

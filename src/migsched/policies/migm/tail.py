@@ -1,0 +1,100 @@
+"""`migm`'s tail and blocked restarts: when to look for a restart, and carrying one out.
+
+`TailRestart` is the part of `MigmPolicy` that decides *when* the restart rule of
+`restarts.pick_upgrade` is asked (docs/migm.md steps 7 and 9) and turns its answer into a kill:
+
+* the **tail restart**: nothing queued and nothing more to come, or, on 4 or more GPUs, nothing
+  queued while jobs still arrive and `TAIL_ONLINE_GPUS` whole GPUs' compute idles;
+* the **blocked restart**: a reserved job has waited `blocked_wait_s`; the restart frees its
+  slots, and the restarted job waits for its larger profile (`_sticky`);
+* re-checked when the running set changes and every 30 s (paced by the running count), one
+  restart in flight at a time (`_target`); `wake_at_s` asks for those re-checks.
+"""
+
+from __future__ import annotations
+
+from migsched.core.events import Action, Kill, KillReason
+from migsched.core.state import ClusterView
+from migsched.policies.migm.restarts import pick_upgrade
+from migsched.policies.migm.sizing import spare_compute
+
+#: Up to this many running jobs, the tail restart is re-checked whenever the running set changes.
+TAIL_FULL_CHECK = 32
+#: While jobs still arrive, the tail restart acts only with this many whole GPUs' compute idle.
+TAIL_ONLINE_GPUS = 2
+
+
+class TailRestart:
+    """Mixin of `MigmPolicy` (uses its options, `times`, `index`, `_resv`, `_target`, `_sticky`,
+    `_tail_key`, `_tier_of`, `_bump`)."""
+
+    def _blocked(self, view: ClusterView) -> list[Action]:
+        """Blocked restart: free a reserved job's slots by restarting a long running job."""
+        if self.blocked_restart and self._resv and (self.blocked_online or not view.more_arrivals):
+            jid = next(iter(self._resv))
+            blocked = view.jobs.get(jid) if hasattr(view.jobs, "get") else None
+            if blocked is not None and view.now_s - blocked.arrived_s >= self.blocked_wait_s:
+                return self._tail_restart(view, blocked=True)
+        return []
+
+    def _tail_restart(self, view: ClusterView, blocked: bool = False) -> list[Action]:
+        """Nothing queued, nothing more to come (or, on many GPUs, `_spare_gpus`): restart the
+        job whose tail a larger instance shortens most by at least `tail_margin`
+        (restarts.pick_upgrade), one at a time."""
+        if not (self.tail_restart and self.compute_upgrade) \
+                or (view.more_arrivals and not blocked and len(view.gpus) < 2 * TAIL_ONLINE_GPUS) \
+                or (view.queue and not blocked) \
+                or self._target \
+                or not view.running:
+            return []
+        # Re-checked every 30 s and when the running set changes; with many jobs running (a
+        # check costs O(running)) every 30 s x running / TAIL_FULL_CHECK, or once it shrank by
+        # a tenth since the last check, so the cost per simulated second stays flat.
+        period_s = 30.0 * max(1.0, len(view.running) / TAIL_FULL_CHECK)
+        key = (len(view.running), int(view.now_s // period_s))
+        last = self._tail_key
+        if last is not None and (key == last or (key[0] > TAIL_FULL_CHECK and key[1] == last[1]
+                                                 and key[0] > 0.9 * last[0])):
+            return []
+        self._tail_key = key
+        if view.more_arrivals and not blocked and not self._spare_gpus(view):
+            return []
+        assert self.model is not None
+        self.times.refit(view.running.values(), view.now_s)
+        up = pick_upgrade(view, self.model, view.running.values(), lambda j: j.family,
+                          lambda j: self.model.profile(self._tier_of(j) or j.profile.name).memory_mib,  # type: ignore[union-attr]
+                          self.times, self.tail_margin, self.tail_min_gain_s,
+                          overshoot=self.tail_overshoot and not blocked)
+        if up is None:
+            return []
+        self._target[up.job_id] = up.profile
+        if blocked:
+            self._sticky.add(up.job_id)
+        self._bump("blocked_restarts" if blocked else "tail_upgrades")
+        job = view.running[up.job_id]
+        if job.checkpointable:  # a move that keeps its progress
+            self._bump("moves")
+            return [Kill(up.job_id, KillReason.MOVE, checkpoint=True)]
+        return [Kill(up.job_id, KillReason.PREEMPT)]
+
+    def _spare_gpus(self, view: ClusterView) -> bool:
+        """While jobs still arrive: whether the idle compute is worth at least `TAIL_ONLINE_GPUS`
+        whole GPUs with nothing queued, so that a restart leaves room for the next arrivals."""
+        if view.queue or self.model is None:
+            return False
+        spare_c, _m = spare_compute(view, self.model, self.index.counts)
+        return spare_c >= TAIL_ONLINE_GPUS * self.model.compute_slices
+
+    def wake_at_s(self, view: ClusterView) -> float | None:
+        """Wake-ups for the time-based rules: the blocked restart's wait, the tail's 30 s re-check."""
+        wake = None
+        if self.blocked_restart and self._resv and (self.blocked_online or not view.more_arrivals):
+            blocked = view.jobs.get(next(iter(self._resv)))
+            if blocked is not None:
+                wake = blocked.arrived_s + self.blocked_wait_s
+        if (self.tail_restart and self.compute_upgrade and not view.more_arrivals and not view.queue
+                and not self._target and view.running):
+            period_s = 30.0 * max(1.0, len(view.running) / TAIL_FULL_CHECK)
+            t = (int(view.now_s // period_s) + 1) * period_s
+            wake = t if wake is None else min(wake, t)
+        return wake if wake is not None and wake > view.now_s else None
