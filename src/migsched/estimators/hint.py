@@ -9,10 +9,10 @@ seen it only ever *raises* the default margin, so a few lucky runs cannot make i
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-
-import numpy as np
 
 from migsched.jobs.model import JobClass, JobSpec
 
@@ -87,10 +87,25 @@ class MarginLearner:
         ratios = self._ratios.get(job_class)
         if not ratios:
             return cfg.default
-        learned = float(np.quantile(np.fromiter(ratios, float), cfg.quantile)) * cfg.headroom
+        learned = linear_quantile(ratios, cfg.quantile) * cfg.headroom
         if len(ratios) < cfg.min_runs:
             learned = max(learned, cfg.default)
         return min(max(learned, cfg.min_margin), cfg.max_margin)
+
+
+def linear_quantile(values: Iterable[float], q: float) -> float:
+    """`np.quantile(values, q)` (its default "linear" method, bit for bit) in plain Python.
+
+    The window is at most a few hundred ratios; numpy's first `quantile` call in a process also
+    costs ~10 ms of lazy set-up, which was the slowest placing decision of bench_decisions.py."""
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    t = pos - lo
+    a, b = xs[lo], xs[hi]
+    d = b - a
+    return b - d * (1.0 - t) if t >= 0.5 else a + d * t  # numpy's _lerp, both branches
 
 
 class HintEstimator:
