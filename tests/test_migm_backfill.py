@@ -169,3 +169,27 @@ def test_a_head_that_found_no_place_is_not_searched_again_until_an_event(monkeyp
     pol.decide(view, Changes(view.now_s))                # events (first call): room may be freed
     pol._place_heads(view, A40, heads)
     assert tried == ["big", "big"]
+
+
+def test_a_drain_time_is_kept_across_passes_while_the_jobs_in_the_way_and_the_class_model_stay(monkeypatch):
+    """The kept drain time counts down with the clock; new jobs in the way, a refitted class
+    model or `REFIT_S` later, it is projected again."""
+    from migsched.policies.migm.restarts import REFIT_S
+    calls = []
+    monkeypatch.setattr(backfill, "drain_s", lambda view, res, times: calls.append(view.now_s) or 1000.0)
+    one = A40.profile("1g.5gb")
+    res = (0, frozenset(range(A40.memory_slices)))
+    times, drains = RunTimes(), {}
+
+    def drain_at(now_s, *jobs):
+        return backfill.BackfillPass(_view(*jobs, now_s=now_s), times, {}, drains)._drain_s(res)
+
+    a = _running("a", one, 0.0)
+    assert drain_at(100.0, a) == 1000.0 and calls == [100.0]
+    assert drain_at(150.0, a) == pytest.approx(950.0) and calls == [100.0]     # kept, counted down
+    b = _running("b", A40.profile("2g.10gb"), 0.0)
+    b.start = 2
+    assert drain_at(160.0, a, b) == 1000.0 and calls == [100.0, 160.0]         # another job in the way
+    times.class_fit = {}                                                        # a refit
+    assert drain_at(170.0, a) == 1000.0 and calls[-1] == 170.0
+    assert drain_at(170.0 + REFIT_S, a) == 1000.0 and calls[-1] == 170.0 + REFIT_S

@@ -140,6 +140,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
         self._changes: list[Changes] = []  # arrivals/ends/requeues not yet in the queue index
         self._bf_memo: dict[tuple, tuple[int, float, float | None]] = {}  # class projections (backfill.py)
         self._bf_pass: BackfillPass | None = None
+        self._bf_drains: dict[tuple, tuple[float, object, float | None]] = {}  # drain times (backfill.py)
         self._burst: tuple | None = None                  # (time, reservations) of the current burst
         self._no_place: set[tuple[str, str]] = set()      # (job, tier) that found no place in it
 
@@ -314,7 +315,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
         pl = self._place(view, job, model.profile(tier), reserved)
         if pl is None and reserved and self.easy_backfill:
             if self._bf_pass is None:
-                self._bf_pass = BackfillPass(view, self.times, self._bf_memo)
+                self._bf_pass = BackfillPass(view, self.times, self._bf_memo, self._bf_drains)
             open_to = [r for r in reserved if not self._bf_pass.allows(job, model.profile(tier), r)]
             if len(open_to) < len(reserved):
                 pl = self._place(view, job, model.profile(tier), open_to)
