@@ -146,3 +146,22 @@ def test_a_start_up_ending_does_not_rerun_a_placement_pass_that_found_nothing():
     r = run(TraceSource(j.spec for j in batch), pol, sim)
     assert pol.counts.get("reservations", 0) >= 1 and r.jobs_completed == len(batch)
     assert passes["after_start"] == 0
+
+
+def test_no_forecast_is_fitted_before_it_could_be_confident():
+    """A forecast on fewer than the forecaster's `confident_samples` (5) samples is never
+    confident and so never acts: it is not fitted. A job whose memory climbs toward its 1g
+    slice's limit is first due on its fifth sample."""
+    pol = create_policy("migm")
+    one = A80.profile("1g.10gb")
+    job = JobView(spec=JobSpec("ramp", "ramp", JobClass.SCIENTIFIC), state=JobState.RUNNING, gpu=0,
+                  start=one.starts[0], profile=one, launched_s=0.0)
+    view = ClusterView(now_s=10.0, gpus=[GpuView(0, A80, True, Layout(A80, (Instance(one, one.starts[0], busy=True),)))],
+                       queue=deque(), running={"ramp": job}, jobs={"ramp": job})
+    pol._init(view)
+    due = []
+    for k in range(1, 7):
+        s = MemorySample(float(k), "ramp", 1024.0 * (4 + k), float(k), None)  # 5..10 GiB of 10
+        job.samples.append(s)
+        due.append(pol._due(job, s))
+    assert due == [False, False, False, False, True, True]

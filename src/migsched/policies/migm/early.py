@@ -87,10 +87,17 @@ class EarlyRestart:
         self._bump("early_restarts_decided")
         return [Kill(job.job_id, KillReason.EARLY_RESTART)]
 
+    def _min_samples(self) -> int:
+        """Samples before a forecast can be confident (the default forecaster's
+        `confident_samples`: an unconfident forecast changes nothing), at least 3."""
+        cfg = getattr(self.forecaster, "config", None)
+        return max(3, int(getattr(cfg, "confident_samples", 3)))
+
     def _due(self, job: JobView, sample: MemorySample) -> bool:
         """Whether a forecast now could change a decision, and is due.
 
-        Due on sample counts 3..8, then every n/8-th (about 8 fits per doubling), and only when
+        Due on sample counts 3..8 (from the forecaster's `confident_samples`, 5 by default: a
+        forecast on fewer is never confident, so it could not act), then every n/8-th (about 8 fits per doubling), and only when
         memory grew since the last confident forecast of this attempt. Skipped (no fit at all)
         when no outcome of it could restart the job: early restart off, the job already on the
         largest instance, memory flat since the first sample while below `safety` x the
@@ -99,7 +106,7 @@ class EarlyRestart:
         without progress reports, memory still below `FORECAST_FROM` x that limit.
         """
         n = len(job.samples)
-        if n < 3 or (n > 8 and n % (n // 8)):
+        if n < self._min_samples() or (n > 8 and n % (n // 8)):
             return False
         prof = job.profile
         if not self.early_restart or prof is None or prof.memory_mib >= self._largest:
