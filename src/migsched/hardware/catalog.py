@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from importlib import resources
 
 import yaml
@@ -106,10 +108,13 @@ class GpuModel:
 
     def usable_profiles(self, media: bool = False) -> tuple[Profile, ...]:
         """Profiles a scheduler may create, smallest memory first (no `+me` unless asked)."""
-        key = ("usable", media)
+        return self._cached(("usable", media), lambda: tuple(p for p in self.profiles if media or not p.media))
+
+    def _cached(self, key: object, compute: Callable[[], Any]) -> Any:
+        """`compute()`'s answer for `key`, worked out once per model (`_memo`)."""
         hit = self._memo.get(key)
         if hit is None:
-            hit = self._memo[key] = tuple(p for p in self.profiles if media or not p.media)
+            hit = self._memo[key] = compute()
         return hit
 
     def profile(self, name: str | int) -> Profile:
@@ -118,12 +123,10 @@ class GpuModel:
         Raises:
             UnknownNameError: no profile of this model matches; the message lists the valid names.
         """
-        hit = self._memo.get(name)
-        if hit is not None:
-            return hit
-        found = self._lookup(name)
-        self._memo[name] = found
-        return found
+        hit = self._memo.get(name)  # inline, not `_cached`: the hottest look-up of a simulation
+        if hit is None:
+            hit = self._memo[name] = self._lookup(name)
+        return hit
 
     def _lookup(self, name: str | int) -> Profile:
         if isinstance(name, int) or (isinstance(name, str) and name.strip().isdigit()):
@@ -154,11 +157,8 @@ class GpuModel:
     @property
     def largest(self) -> Profile:
         """The whole-GPU MIG profile (7g, or 4g on A30)."""
-        hit = self._memo.get(("largest",))
-        if hit is None:
-            hit = self._memo[("largest",)] = max(self.usable_profiles(),
-                                                  key=lambda p: (p.compute_slices, p.memory_slices))
-        return hit
+        return self._cached(("largest",), lambda: max(self.usable_profiles(),
+                                                      key=lambda p: (p.compute_slices, p.memory_slices)))
 
     @property
     def whole_gpu(self) -> Profile:

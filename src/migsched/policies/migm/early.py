@@ -41,6 +41,8 @@ STARTUP_PLAN = SamplePlan(dense=2, max_samples=2)
 class EarlyRestart:
     """Mixin of `MigmPolicy` (uses its `forecaster`, `sizing`, `times`, `score`, `safety`)."""
 
+    _forecast_from = 3  # samples before a forecast is fitted (`_min_samples`, set by `_init`)
+
     def sample_plan(self, job: JobView) -> SamplePlan:
         """Samples only where one can change a decision (issue 9: samples when the policy wants
         them). A job that early restart can move to more memory: `DEFAULT_PLAN`, reporting only
@@ -89,24 +91,25 @@ class EarlyRestart:
 
     def _min_samples(self) -> int:
         """Samples before a forecast can be confident (the default forecaster's
-        `confident_samples`: an unconfident forecast changes nothing), at least 3."""
+        `confident_samples`: an unconfident forecast changes nothing), at least 3. Read once,
+        when the policy meets its GPU model (`_forecast_from`), not on every sample."""
         cfg = getattr(self.forecaster, "config", None)
         return max(3, int(getattr(cfg, "confident_samples", 3)))
 
     def _due(self, job: JobView, sample: MemorySample) -> bool:
         """Whether a forecast now could change a decision, and is due.
 
-        Due on sample counts 3..8 (from the forecaster's `confident_samples`, 5 by default: a
-        forecast on fewer is never confident, so it could not act), then every n/8-th (about 8 fits per doubling), and only when
-        memory grew since the last confident forecast of this attempt. Skipped (no fit at all)
-        when no outcome of it could restart the job: early restart off, the job already on the
+        Due from the forecaster's `confident_samples`-th sample (5 by default: a forecast on
+        fewer is never confident, so it could not act) to the 8th, then on every n/8-th (about 8
+        fits per doubling), and only when memory grew since the last confident forecast of this
+        attempt. Skipped (no fit at all) when no outcome of it could restart the job: early restart off, the job already on the
         largest instance, memory flat since the first sample while below `safety` x the
         instance, or, with progress reports, growth so far that extrapolated linearly to the
         end stays below `safety` x the instance (the forecast forms are at most linear);
         without progress reports, memory still below `FORECAST_FROM` x that limit.
         """
         n = len(job.samples)
-        if n < self._min_samples() or (n > 8 and n % (n // 8)):
+        if n < self._forecast_from or (n > 8 and n % (n // 8)):
             return False
         prof = job.profile
         if not self.early_restart or prof is None or prof.memory_mib >= self._largest:

@@ -159,6 +159,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
         self.sizing = MemorySizing(model, self.estimator)
         if self.forecaster is None:
             self.forecaster = default_forecaster()
+        self._forecast_from = self._min_samples()
         return model
 
     def need_mib(self, job: JobView) -> float:
@@ -196,13 +197,14 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
         a = job.attempts[-1]
         name = job.family
         assert self.estimator is not None
+        by_duration = sized_by_duration(job, len(job.attempts) - 1)  # this run's size chosen by its length
         if a.outcome == "ok":
             assert self.model is not None
             self._ok_runs += 1
             new_family = name not in self.times.compute
             p0 = next((x.saved_progress for x in reversed(job.attempts[:-1]) if x.outcome != "launch-failed"), None)
             self.times.finished(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s,
-                                p0 or 0.0, for_class=not sized_by_duration(job, len(job.attempts) - 1))
+                                p0 or 0.0, for_class=not by_duration)
             self._fam_val[name] = self.times.compute_s(name, "", 1) or 0.0
             if new_family and self.rank == "lpt":
                 self.index.learned(name)
@@ -210,7 +212,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
             self.score.finished(job.job_id, a.peak_mib)
         elif a.outcome not in ("launch-failed", "failed") and a.saved_progress is None \
                 and all(x.saved_progress is None for x in job.attempts[:-1]) \
-                and not sized_by_duration(job, len(job.attempts) - 1):  # a run from zero, sized by memory
+                and not by_duration:  # a run from zero, sized by memory
             assert self.model is not None
             self.times.stopped(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s)
         else:

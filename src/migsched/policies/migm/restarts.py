@@ -286,22 +286,23 @@ def _best_upgrade(view: ClusterView, model: GpuModel, job: JobView, fam: str, pr
         return None
     alpha = times.alpha(fam, job.spec.job_class.value)
     st = times.startup_of(job, fam)
-    fit = proj.fit if horizon_s is not None else None
-    old_over = fit.expected_excess_s(cur.compute_slices, proj.elapsed_s, proj.elapsed_s + horizon_s) \
-        if fit is not None and horizon_s is not None else 0.0
+    fit = proj.fit if horizon_s is not None else None  # the overshoot rule's distribution
+    end_s = horizon_s or 0.0
+    old_over = fit.expected_excess_s(cur.compute_slices, proj.elapsed_s, proj.elapsed_s + end_s) \
+        if fit is not None else 0.0
     best: tuple[tuple[float, ...], Upgrade, float] | None = None
     # A job that can checkpoint moves with its progress (a resume, then the rest of the work);
     # any other restarts from zero and does the whole work again.
     ckpt = job.spec.checkpoint
     work, extra, done = (old_s, ckpt.resume_s, proj.elapsed_s) if ckpt is not None else (total, 0.0, 0.0)
+    fixed = reconf_s + st + extra
     for p in room_for(view, job, bigger, shared):
         ratio = (cur.compute_slices / p.compute_slices) ** alpha
-        fixed = reconf_s + st + extra
         new_s = fixed + work * ratio
         new_over = 0.0
-        if fit is not None and horizon_s is not None:  # after: fixed + ratio (T - done) > horizon
+        if fit is not None:  # after: fixed + ratio (T - done) > end
             new_over = ratio * fit.expected_excess_s(cur.compute_slices, proj.elapsed_s,
-                                                     done + (horizon_s - fixed) / ratio)
+                                                     done + (end_s - fixed) / ratio)
         key = (new_over, new_s, p.compute_slices, p.memory_slices)
         if best is None or key < best[0]:
             best = (key, Upgrade(job.job_id, p, old_s, new_s), new_over)
@@ -326,12 +327,15 @@ def pick_upgrade(view: ClusterView, model: GpuModel, jobs: Iterable[JobView], fa
     for job in jobs:
         if job.profile is None or job.killing:
             continue
+        can_grow = job.profile.compute_slices < top  # else nothing larger to restart on
+        if not (can_grow or overshoot):
+            continue  # projected only for the others' latest end
         fam = family(job)
         proj = project(job, view.now_s, fam, times)
         if proj is None:
             continue
         ends.append(proj.remaining_s)
-        if job.profile.compute_slices < top:  # else nothing larger to restart on
+        if can_grow:
             cands.append((proj, fam, job))
     cands.sort(key=lambda c: -c[0].remaining_s)
     first, second = _top_two(ends)

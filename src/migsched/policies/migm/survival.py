@@ -70,36 +70,40 @@ class DurationFit:
         """The run time on `compute_slices` that a share Phi(z) of the class stays under."""
         return math.exp(self.b0 - self.alpha * math.log(compute_slices) + z * max(self.sigma, 0.0))
 
+    def _log_params(self, compute_slices: int) -> tuple[float, float]:
+        """(mu, sigma) of log T on `compute_slices`."""
+        return self.b0 - self.alpha * math.log(compute_slices), max(self.sigma, 1e-6)
+
     def expected_total_s(self, compute_slices: int, elapsed_s: float) -> float:
         """E[T | T > elapsed] on `compute_slices` (log-normal conditional mean)."""
-        mu = self.b0 - self.alpha * math.log(compute_slices)
-        s = max(self.sigma, 1e-6)
+        mu, s = self._log_params(compute_slices)
         if elapsed_s <= 0:
             return math.exp(mu + s * s / 2.0)
         z = (math.log(elapsed_s) - mu) / s
         if z > MAX_Z:  # far in the tail: log T - log e given log T > log e is about sigma / z
             return elapsed_s * math.exp(s / z)
-        num = 0.5 * math.erfc((z - s) / math.sqrt(2.0))
-        den = 0.5 * math.erfc(z / math.sqrt(2.0))
+        num = _sf(z - s)
+        den = _sf(z)
         return max(elapsed_s, math.exp(mu + s * s / 2.0) * num / max(den, 1e-300))
-
 
     def expected_excess_s(self, compute_slices: int, elapsed_s: float, threshold_s: float) -> float:
         """E[(T - threshold)+ | T > elapsed] on `compute_slices`: how far, on average, a job that
         has run `elapsed_s` overruns `threshold_s` (the tail restart's overshoot, restarts.py)."""
-        mu = self.b0 - self.alpha * math.log(compute_slices)
-        s = max(self.sigma, 1e-6)
+        mu, s = self._log_params(compute_slices)
         e = max(elapsed_s, 1e-9)
         lo = max(threshold_s, e)  # T > elapsed anyway: below it the excess is T - threshold
         z_e, z_lo = (math.log(e) - mu) / s, (math.log(lo) - mu) / s
-        if z_e > MAX_Z:  # far in the tail: E[T | T > e] ~ e exp(s / z), exponential-like above e
-            mean = e * math.exp(s / z_e)
-            scale = mean - e
+        if z_e > MAX_Z:  # far in the tail: exponential-like above e, with E[T | T > e]'s mean
+            scale = self.expected_total_s(compute_slices, e) - e
             return scale * math.exp(-(lo - e) / max(scale, 1e-9)) + (lo - threshold_s)
-        sf = 0.5 * math.erfc(z_e / math.sqrt(2.0))
-        part_mean = math.exp(mu + s * s / 2.0) * 0.5 * math.erfc((z_lo - s) / math.sqrt(2.0))
-        part_cnt = threshold_s * 0.5 * math.erfc(z_lo / math.sqrt(2.0))
-        return max(part_mean - part_cnt, 0.0) / max(sf, 1e-300)
+        part_mean = math.exp(mu + s * s / 2.0) * _sf(z_lo - s)
+        part_cnt = threshold_s * _sf(z_lo)
+        return max(part_mean - part_cnt, 0.0) / max(_sf(z_e), 1e-300)
+
+
+def _sf(z: float) -> float:
+    """P(N(0,1) > z) for one value (`_norm_sf` is the array form, for the fit)."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 class ClassDurations:

@@ -24,6 +24,11 @@ TAIL_FULL_CHECK = 32
 TAIL_ONLINE_GPUS = 2
 
 
+def _check_period_s(view: ClusterView) -> float:
+    """The tail check's period: 30 s, stretched by the running count past `TAIL_FULL_CHECK`."""
+    return 30.0 * max(1.0, len(view.running) / TAIL_FULL_CHECK)
+
+
 class TailRestart:
     """Mixin of `MigmPolicy` (uses its options, `times`, `index`, `_resv`, `_target`, `_sticky`,
     `_tail_key`, `_tier_of`, `_bump`)."""
@@ -50,7 +55,7 @@ class TailRestart:
         # Re-checked every 30 s and when the running set changes; with many jobs running (a
         # check costs O(running)) every 30 s x running / TAIL_FULL_CHECK, or once it shrank by
         # a tenth since the last check, so the cost per simulated second stays flat.
-        period_s = 30.0 * max(1.0, len(view.running) / TAIL_FULL_CHECK)
+        period_s = _check_period_s(view)
         key = (len(view.running), int(view.now_s // period_s))
         last = self._tail_key
         if last is not None and (key == last or (key[0] > TAIL_FULL_CHECK and key[1] == last[1]
@@ -94,7 +99,7 @@ class TailRestart:
                 wake = blocked.arrived_s + self.blocked_wait_s
         if (self.tail_restart and self.compute_upgrade and not view.more_arrivals and not view.queue
                 and not self._target and view.running):
-            period_s = 30.0 * max(1.0, len(view.running) / TAIL_FULL_CHECK)
+            period_s = _check_period_s(view)
             t = (int(view.now_s // period_s) + 1) * period_s
             wake = t if wake is None else min(wake, t)
         return wake if wake is not None and wake > view.now_s else None
