@@ -256,13 +256,18 @@ class Simulator(Backend):
             t = _sample_at(cur.next_s, cur.plan.gap_s(cur.taken, cur.base_s), cur.base_s)
             if t >= run.end_s:
                 return
+            used = None
             if skip:
-                used = run.truth.memory_gib(self._progress(run, t)) * 1024.0
+                used = self._used_mib(run, t)
                 if not cur.grows(used):
                     cur.took(t, used)  # taken, not reported: no event
                     continue
-            self._push(t, "sample", (run, run.token))
+            self._push(t, "sample", (run, run.token, used))  # `used` read once, fired at t
             return
+
+    def _used_mib(self, run: _Run, t_s: float) -> float:
+        """The attempt's memory at `t_s` from its truth curve."""
+        return run.truth.memory_gib(self._progress(run, t_s)) * 1024.0
 
     def _kill(self, a: Kill) -> None:
         run = self._runs.get(a.job_id)
@@ -275,7 +280,7 @@ class Simulator(Backend):
         if run.computing:
             self.meters[run.gpu].change(self.now_s, -run.power_w)
             run.computing = False
-        peak_mib = run.truth.memory_gib(self._progress(run, self.now_s)) * 1024.0
+        peak_mib = self._used_mib(run, self.now_s)
         run.token = -1  # cancels its pending compute/exit/sample events
         self._push(self.now_s + self.costs.kill_s, "exit", (run, -1, ExitStatus.KILLED, peak_mib))
 
@@ -304,11 +309,12 @@ class Simulator(Backend):
     def _fire(self, kind: str, payload: object) -> Event | None:
         t = self._clock.now_s()
         if kind == "sample":  # first: the most frequent kind
-            run, token = payload  # type: ignore[misc]
+            run, token, used = payload  # type: ignore[misc]
             if token != run.token or self._runs.get(run.job.job_id) is not run:
                 return None
             f = self._progress(run, t)
-            used = run.truth.memory_gib(f) * 1024.0
+            if used is None:
+                used = run.truth.memory_gib(f) * 1024.0
             assert run.cursor is not None
             run.cursor.took(t, used)
             progress = f if run.job.reports_progress else None
