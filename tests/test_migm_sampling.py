@@ -8,6 +8,7 @@ progress only while more compute exists for it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 
 from migsched.core.events import Launch, MemorySample
@@ -19,7 +20,7 @@ from migsched.hardware import get_model
 from migsched.jobs import load_jobs_dict
 from migsched.jobs.model import JobClass, JobSpec
 from migsched.partition.layout import Instance, Layout
-from migsched.policies.migm.early import PROGRESS_PLAN, STARTUP_PLAN
+from migsched.policies.migm.early import FORECAST_FROM, PROGRESS_PLAN, STARTUP_PLAN
 from migsched.policies.migm.restarts import RunTimes, pick_upgrade
 from migsched.policies.registry import create_policy
 from migsched.run import run
@@ -84,7 +85,48 @@ def test_a_job_that_reports_no_progress_reports_only_its_growth_to_migm():
     quiet = dict(_job("quiet", 4.0), reports_progress=False)
     batch = _jobs(_job("told", 4.0), quiet, *(_job(f"fill{i}", 4.0) for i in range(5)))
     seen = _plans_at_launch(create_policy("migm"), batch)
-    assert seen["told"] == DEFAULT_PLAN and seen["quiet"] == GROWTH_ONLY_PLAN and GROWTH_ONLY_PLAN.growth_only
+    quiet_plan = seen["quiet"]
+    assert seen["told"] == DEFAULT_PLAN and quiet_plan.growth_only and GROWTH_ONLY_PLAN.growth_only
+    # held below FORECAST_FROM x safety x the instance's memory (1g.5gb), where _due fits nothing
+    assert quiet_plan == dataclasses.replace(GROWTH_ONLY_PLAN,
+                                             hold_below_mib=FORECAST_FROM * 0.95 * A40.profile("1g.5gb").memory_mib)
+
+
+def _ramps(pol):
+    """Four jobs that report no progress, hinted at 4 GiB (1g.5gb), whose memory rises steeply,
+    then ever slower, to 4.6 GiB: above 0.95 x the instance, so early restart moves those whose
+    forecast sees it to more memory. Returns (result, memory samples the policy was called for)."""
+    from migsched.run import simulate
+
+    calls = []
+    orig = pol.on_memory_sample
+
+    def on_sample(view, job, sample):
+        calls.append((job.job_id, sample.time_s, len(job.samples)))
+        return orig(view, job, sample)
+
+    pol.on_memory_sample = on_sample  # type: ignore[method-assign]
+    entry = {"name": "ramp", "class": "scientific", "hint_gib": 4.0, "count": 4,
+             "model": {"runtime_s": 400.0, "peak_gib": 4.6, "startup_s": 1, "speedup": {1: 1.0},
+                       "memory": [[0, 1.0], [0.05, 3.0], [0.1, 4.0], [0.2, 4.5], [0.4, 4.6], [1, 4.6]]}}
+    r = simulate(_jobs(entry), A40, policy=pol, record_power=False)
+    return r, calls
+
+
+def test_holding_samples_below_the_forecast_level_changes_no_decision_and_calls_the_policy_less():
+    from migsched.policies.migm import early
+
+    held_r, held_calls = _ramps(create_policy("migm"))
+    plain = create_policy("migm")
+    plain._held_plan = lambda memory_mib: early.GROWTH_ONLY_PLAN  # every growing sample reported
+    plain_r, plain_calls = _ramps(plain)
+    assert held_r.policy_summary["early_restarts_decided"] >= 3
+    assert held_r.makespan_s == plain_r.makespan_s and held_r.policy_summary == plain_r.policy_summary
+    assert len(held_calls) < len(plain_calls)
+    # at each call that both saw, the job's history was the same length: nothing was lost
+    both = set((j, t) for j, t, _n in held_calls) & set((j, t) for j, t, _n in plain_calls)
+    assert both and {(j, t, n) for j, t, n in held_calls if (j, t) in both} \
+        == {(j, t, n) for j, t, n in plain_calls if (j, t) in both}
 
 
 def test_without_early_restart_migm_samples_for_progress_only_and_without_tail_not_at_all():
@@ -165,3 +207,4 @@ def test_no_forecast_is_fitted_before_it_could_be_confident():
         job.samples.append(s)
         due.append(pol._due(job, s))
     assert due == [False, False, False, False, True, True]
+

@@ -6,6 +6,7 @@ of samples of an attempt is bounded whatever its run time.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import pytest
@@ -106,6 +107,33 @@ def test_a_growth_only_plan_reports_new_peaks_and_progress_and_drops_the_rest():
     assert every.wanted(False)  # the default plan reports every sample
 
 
+def test_a_plan_that_holds_low_samples_hands_them_over_with_the_next_reported_one():
+    cur = SampleCursor.start(SamplePlan(hold_below_mib=100.0), 1.0, 0.0)
+    out = []
+    for t, used, progress in ((1.0, 40.0, None), (2.0, 60.0, None), (3.0, 80.0, 0.5), (4.0, 120.0, None),
+                              (5.0, 50.0, None), (6.0, 130.0, None)):
+        cur.took(t, used)
+        out.append(cur.offer(MemorySample(t, "j", used, t, progress)))
+    assert out[0] is None and out[1] is None  # below 100 MiB, no progress: held
+    assert out[2] is not None and [s.time_s for s in out[2].held] == [1.0, 2.0]  # progress: never held
+    assert out[3] is not None and out[3].held == ()
+    assert out[4] is None and [s.time_s for s in out[5].held] == [5.0]
+    assert not cur.held
+
+
+def test_holding_applies_after_the_growth_filter_and_rejects_nonsense():
+    cur = SampleCursor.start(SamplePlan(growth_only=True, hold_below_mib=100.0), 1.0, 0.0)
+    got = []
+    for t, used in ((1.0, 40.0), (2.0, 40.0), (3.0, 60.0), (4.0, 150.0)):
+        cur.took(t, used)
+        got.append(cur.offer(MemorySample(t, "j", used, t)))
+    assert got[:3] == [None, None, None]
+    assert [s.time_s for s in got[3].held] == [1.0, 3.0]  # the flat one at 2 s was dropped, not held
+    for bad in (-1.0, math.inf, math.nan):
+        with pytest.raises(MigschedError, match="hold_below_mib"):
+            SamplePlan(hold_below_mib=bad)
+
+
 # ---- the core and the simulator -----------------------------------------------------------------
 def _samples_of(runtime_s: float, policy=None) -> tuple[int, int]:
     pol = policy or Recording()
@@ -176,6 +204,49 @@ def test_the_simulator_takes_unreported_samples_without_events_and_reports_what_
         top = max(top, used)
     assert peaks.seen == want and 1 < len(want) < len(every.seen)
     assert r_every.events_processed - r_peaks.events_processed == len(every.seen) - len(want)
+
+
+def test_the_simulator_holds_low_samples_and_the_core_puts_them_back_in_the_history():
+    """A linear ramp to 4 GiB under a plan that holds everything below 2 GiB: the policy is
+    called only for the samples from 2 GiB on, and at the first of them the job's history is
+    every sample the full plan would have shown up to then, in order."""
+    full = SamplePlan(dense=10, growth=1.0, max_samples=10)
+    held = SamplePlan(dense=10, growth=1.0, max_samples=10, hold_below_mib=2048.0)
+
+    class History(Recording):
+        def on_memory_sample(self, view, job, sample):
+            self.seen.append((sample.time_s, sample.used_mib, [s.time_s for s in job.samples]))
+            return []
+
+    entry = job("r", 30.0, memory="linear")
+    every, low = History({"r": full}), History({"r": held})
+    r_every = simulate(jobs(entry), A40, policy=every, record_power=False)
+    r_low = simulate(jobs(entry), A40, policy=low, record_power=False)
+    want = [(t, used) for t, used, _h in every.seen if used >= 2048.0]
+    assert [(t, used) for t, used, _h in low.seen] == want and 0 < len(want) < len(every.seen)
+    assert low.seen[0][2] == [t for t, _u, _h in every.seen if t <= want[0][0]]
+    assert r_every.events_processed - r_low.events_processed == len(every.seen) - len(want)
+
+
+def test_the_simulator_stops_taking_samples_that_nothing_could_report(monkeypatch):
+    """Flat memory under growth_only: after the first sample every later one would be dropped,
+    so the simulator takes no more (the plan's cap is 24); likewise a curve that stays below
+    `hold_below_mib` is never sampled at all."""
+    taken = []
+    orig = SampleCursor.took
+
+    def took(self, at_s, used_mib):
+        taken.append(at_s)
+        return orig(self, at_s, used_mib)
+
+    monkeypatch.setattr(SampleCursor, "took", took)
+    pol = Recording({"flat": SamplePlan(growth_only=True)})
+    simulate(jobs(job("flat", 5000.0)), A40, policy=pol, record_power=False)
+    assert len(pol.seen) == 1 and len(taken) == 1
+    taken.clear()
+    pol = Recording({"low": SamplePlan(hold_below_mib=8192.0)})
+    simulate(jobs(job("low", 5000.0, memory="linear")), A40, policy=pol, record_power=False)
+    assert pol.seen == [] and taken == []
 
 
 def test_a_policy_without_samples_gets_none_and_its_launches_carry_no_plan():
@@ -271,6 +342,13 @@ def test_the_local_backend_drops_flat_samples_under_a_growth_only_plan(tmp_path)
     plan = SamplePlan(dense=4, growth=1.0, max_samples=4, growth_only=True)
     samples = _local_samples(tmp_path, 0.2, 1.5, plan)
     assert 1 <= len(samples) < 4  # a sleeping process's memory stays flat: not every sample
+
+
+def test_the_local_backend_holds_samples_below_the_plans_level(tmp_path):
+    plan = SamplePlan(dense=4, growth=1.0, max_samples=4)
+    assert len(_local_samples(tmp_path / "a", 0.2, 1.5, plan)) == 4
+    held = SamplePlan(dense=4, growth=1.0, max_samples=4, hold_below_mib=1e9)
+    assert _local_samples(tmp_path / "b", 0.2, 1.5, held) == []  # every one held, none reported
 
 
 # ---- the run loop's garbage collection ---------------------------------------------------------

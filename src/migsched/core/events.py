@@ -81,13 +81,19 @@ def parse_process_handle(handle: str) -> tuple[int, float] | None:
 
 @dataclass(frozen=True, slots=True)
 class MemorySample:
-    """Memory the job uses now; `progress` is its own report of the fraction done, if any."""
+    """Memory the job uses now; `progress` is its own report of the fraction done, if any.
+
+    `held`: earlier samples of the same attempt that the backend took and held back under the
+    plan's `hold_below_mib` (oldest first); the core adds them to the job's history before this
+    one, and the policy is called for this one only.
+    """
 
     time_s: float
     job_id: str
     used_mib: float
     elapsed_s: float
     progress: float | None = None
+    held: tuple[MemorySample, ...] = ()
 
 
 class ExitStatus(StrEnum):

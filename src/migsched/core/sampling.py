@@ -22,9 +22,13 @@ simulator events, 7x less CPU; docs/benchmarks.md.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from migsched.errors import MigschedError
+
+if TYPE_CHECKING:  # core.events imports this module (Launch.samples)
+    from migsched.core.events import MemorySample
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,12 @@ class SamplePlan:
             carry a progress report; the others are still taken (they count for the cap and
             the flat rule) but not reported, for a policy that reads only growth (a flat
             curve then costs it one sample instead of one per tick).
+        hold_below_mib: a sample without a progress report that would be reported but uses
+            less memory than this is *held*, not reported: the next reported sample of the
+            attempt carries it (`MemorySample.held`), so the job's history is whole when the
+            policy next reads it, and the policy is not called for samples that cannot change
+            its decision (migm forecasts nothing below half its limit: policies/migm/early.py).
+            Samples still held when the attempt ends are never reported. None: hold nothing.
     """
 
     interval_s: float | None = None
@@ -55,6 +65,7 @@ class SamplePlan:
     max_gap_s: float | None = None
     stop_when_flat: int | None = None
     growth_only: bool = False
+    hold_below_mib: float | None = None
 
     def __post_init__(self) -> None:
         if self.interval_s is not None and not (self.interval_s > 0 and math.isfinite(self.interval_s)):
@@ -70,6 +81,9 @@ class SamplePlan:
             raise MigschedError(f"SamplePlan.max_gap_s must be positive or None, got {self.max_gap_s!r}")
         if self.stop_when_flat is not None and self.stop_when_flat < 1:
             raise MigschedError(f"SamplePlan.stop_when_flat must be >= 1 or None, got {self.stop_when_flat!r}")
+        if self.hold_below_mib is not None and not (self.hold_below_mib >= 0 and math.isfinite(self.hold_below_mib)):
+            raise MigschedError(f"SamplePlan.hold_below_mib must be a finite number of MiB >= 0 or None, "
+                                f"got {self.hold_below_mib!r}")
 
     @classmethod
     def periodic(cls, interval_s: float | None = None, max_samples: int = 10_000) -> SamplePlan:
@@ -107,7 +121,8 @@ NO_SAMPLES = SamplePlan(max_samples=0)
 class SampleCursor:
     """A backend's record of one attempt's sampling: how many taken, and when the next is due.
 
-    `next_s` is None once the plan is spent (cap reached, or memory flat long enough).
+    `next_s` is None once the plan is spent (cap reached, or memory flat long enough); `held`
+    the samples taken and held back (`SamplePlan.hold_below_mib`) since the last reported one.
     """
 
     plan: SamplePlan
@@ -116,6 +131,7 @@ class SampleCursor:
     taken: int = 0
     flat: int = 0
     last_mib: float = -1.0
+    held: list[MemorySample] = field(default_factory=list)
 
     @classmethod
     def start(cls, plan: SamplePlan, base_s: float, watch_s: float) -> SampleCursor:
@@ -142,8 +158,28 @@ class SampleCursor:
         return used_mib > self.last_mib * 1.001 + 1e-9
 
     def wanted(self, has_progress: bool) -> bool:
-        """Whether the sample just recorded (`took`) is to be reported (`SamplePlan.growth_only`)."""
+        """Whether the sample just recorded (`took`) passes `SamplePlan.growth_only` (it is
+        then reported or, under `hold_below_mib`, held: `offer`)."""
         return not self.plan.growth_only or self.flat == 0 or has_progress
+
+    def holds(self, used_mib: float, has_progress: bool) -> bool:
+        """Whether a sample of `used_mib` that passes `wanted` is held (`SamplePlan.hold_below_mib`)."""
+        below = self.plan.hold_below_mib
+        return below is not None and not has_progress and used_mib < below
+
+    def offer(self, sample: MemorySample) -> MemorySample | None:
+        """The sample just recorded (`took`) as the backend reports it: None when dropped
+        (`growth_only`) or held (`hold_below_mib`), else with the held ones attached."""
+        has_progress = sample.progress is not None
+        if not self.wanted(has_progress):
+            return None
+        if self.holds(sample.used_mib, has_progress):
+            self.held.append(sample)
+            return None
+        if self.held:
+            sample = replace(sample, held=tuple(self.held))
+            self.held = []
+        return sample
 
 
 __all__ = ["DEFAULT_PLAN", "NO_SAMPLES", "SampleCursor", "SamplePlan"]

@@ -197,6 +197,8 @@ class SchedulerCore:
         if isinstance(ev, MemorySample):  # first: the most frequent kind
             job = v.jobs.get(ev.job_id)
             if job is not None and job.state is JobState.RUNNING:
+                if ev.held:  # taken earlier, held back by the plan (SamplePlan.hold_below_mib)
+                    job.samples.extend(ev.held)
                 job.samples.append(ev)
                 if self.policy.wants_memory_samples:
                     log.samples.append((job, ev))

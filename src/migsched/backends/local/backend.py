@@ -335,8 +335,9 @@ class LocalBackend(Backend):
                 assert run.cursor is not None
                 nxt = run.cursor.took(now, used_mib)
                 run.next_sample_s = nxt if nxt is not None else math.inf
-                if run.cursor.wanted(progress is not None):  # SamplePlan.growth_only
-                    out.append(MemorySample(now, job_id, used_mib, now - run.launched_s, progress))
+                sample = run.cursor.offer(MemorySample(now, job_id, used_mib, now - run.launched_s, progress))
+                if sample is not None:  # else dropped or held (SamplePlan.growth_only, hold_below_mib)
+                    out.append(sample)
         return out
 
     def _gpu_mib(self, rss_bytes: int) -> float:

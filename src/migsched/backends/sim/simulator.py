@@ -245,25 +245,46 @@ class Simulator(Backend):
             self._schedule_sample(run)
 
     def _schedule_sample(self, run: _Run) -> None:
-        """Queue the attempt's next reported sample. Under a `growth_only` plan (no progress
-        reports) the samples that would not be reported are taken here, in order and at their
-        own times, without an event each: the curve is known, and what the core sees is the
-        same as if each had fired and been dropped."""
+        """Queue the attempt's next reported sample. For a job that reports no progress, the
+        samples that would be dropped (`growth_only`) or held (`hold_below_mib`) are taken
+        here, in order and at their own times, without an event each: the curve is known, and
+        what the core sees is the same as if each had fired."""
         cur = run.cursor
         assert cur is not None
-        skip = cur.plan.growth_only and not run.job.reports_progress
+        plan = cur.plan
+        skip = (plan.growth_only or plan.hold_below_mib is not None) and not run.job.reports_progress
         while cur.next_s is not None:
-            t = _sample_at(cur.next_s, cur.plan.gap_s(cur.taken, cur.base_s), cur.base_s)
+            t = _sample_at(cur.next_s, plan.gap_s(cur.taken, cur.base_s), cur.base_s)
             if t >= run.end_s:
                 return
             used = None
             if skip:
+                if self._nothing_to_report(run, t):
+                    return  # every later sample would be dropped or held for good
                 used = self._used_mib(run, t)
-                if not cur.grows(used):
-                    cur.took(t, used)  # taken, not reported: no event
+                dropped = plan.growth_only and not cur.grows(used)
+                if dropped or cur.holds(used, False):
+                    cur.took(t, used)  # taken, not reported now: no event
+                    if not dropped:
+                        cur.held.append(MemorySample(t, run.job.job_id, used, t - run.launch_s))
                     continue
             self._push(t, "sample", (run, run.token, used))  # `used` read once, fired at t
             return
+
+    def _nothing_to_report(self, run: _Run, t_s: float) -> bool:
+        """Whether no sample from `t_s` on can be reported: the most memory the rest of the
+        curve reaches neither sets a new peak (`growth_only`) nor reaches `hold_below_mib`.
+        Then taking them changes nothing the core could see, so none is taken (a flat curve
+        costs one sample, not one per tick up to the plan's cap)."""
+        cur = run.cursor
+        assert cur is not None
+        f = self._progress(run, t_s)
+        pts = run.truth.memory_points
+        rest_mib = max(run.truth.memory_gib(f), max((y for x, y in pts if x > f), default=0.0)) * 1024.0
+        plan = cur.plan
+        if plan.growth_only and not cur.grows(rest_mib):
+            return True
+        return plan.hold_below_mib is not None and rest_mib < plan.hold_below_mib
 
     def _used_mib(self, run: _Run, t_s: float) -> float:
         """The attempt's memory at `t_s` from its truth curve."""
@@ -318,11 +339,10 @@ class Simulator(Backend):
             assert run.cursor is not None
             run.cursor.took(t, used)
             progress = f if run.job.reports_progress else None
-            wanted = run.cursor.wanted(progress is not None)  # before the next ones are taken
+            # offered before the next ones are taken: None when dropped or held (SamplePlan)
+            sample = run.cursor.offer(MemorySample(t, run.job.job_id, used, t - run.launch_s, progress))
             self._schedule_sample(run)
-            if not wanted:
-                return None  # taken, not reported (SamplePlan.growth_only)
-            return MemorySample(t, run.job.job_id, used, t - run.launch_s, progress)
+            return sample
         if kind == "failed":
             action, reason, *perm = payload  # type: ignore[misc]
             return ActionFailed(t, action, reason, bool(perm and perm[0]))

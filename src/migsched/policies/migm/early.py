@@ -52,10 +52,25 @@ class EarlyRestart:
         """
         prof = job.profile
         if prof is None or self.model is None or (self.early_restart and prof.memory_mib < self._largest):
-            return GROWTH_PLAN if job.spec.reports_progress else GROWTH_ONLY_PLAN
+            if job.spec.reports_progress:
+                return GROWTH_PLAN
+            if prof is None:
+                return GROWTH_ONLY_PLAN
+            return self._held_plan(prof.memory_mib)
         if self.tail_restart and self.compute_upgrade and prof.compute_slices < self.model.compute_slices:
             return PROGRESS_PLAN
         return STARTUP_PLAN
+
+    def _held_plan(self, memory_mib: float) -> SamplePlan:
+        """`GROWTH_ONLY_PLAN` that holds back the samples below `FORECAST_FROM` x the limit on an
+        instance of `memory_mib`: without progress reports `_due` fits nothing there, so the
+        backend hands them over with the first sample above it (`SamplePlan.hold_below_mib`)
+        and the policy is not called for each. One plan per instance size."""
+        plan = self._held_plans.get(memory_mib)
+        if plan is None:
+            plan = self._held_plans[memory_mib] = dataclasses.replace(
+                GROWTH_ONLY_PLAN, hold_below_mib=FORECAST_FROM * self.safety * memory_mib)
+        return plan
 
     def on_memory_sample(self, view: ClusterView, job: JobView, sample: MemorySample) -> list[Action]:
         """Kill a job whose confident forecast peak exceeds `safety` x its instance's memory."""

@@ -25,6 +25,7 @@ Re-implementation of MIGM (paper.md §3; arXiv 2508.18556), documented in docs/m
 from __future__ import annotations
 
 from migsched.core.events import Action, Kill, Reject
+from migsched.core.sampling import SamplePlan
 from migsched.core.state import ClusterView, JobView
 from migsched.estimators.base import Forecaster, MemoryEstimator
 from migsched.hardware.catalog import GpuModel, Profile
@@ -129,6 +130,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
         self.sizing: MemorySizing | None = None  # set once the GPU model is known (_init)
         self._resv: dict[str, tuple[str, Reservation]] = {}  # job -> (its tier, reservation)
         self._checked: dict[str, tuple[int, float, float]] = {}  # job -> (attempt, memory, peak) at last forecast
+        self._held_plans: dict[float, SamplePlan] = {}  # instance MiB -> its sample plan (EarlyRestart._held_plan)
         self.score = ForecastScore()
         self.counts: dict[str, int] = {}
         # Placement memo: layouts change only through this policy's actions or a job leaving the
