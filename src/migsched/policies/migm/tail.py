@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import math
+
 from migsched.core.events import Action, Kill, KillReason
 from migsched.core.state import ClusterView
 from migsched.policies.migm.restarts import pick_upgrade
@@ -91,15 +93,26 @@ class TailRestart:
         return spare_c >= TAIL_ONLINE_GPUS * self.model.compute_slices
 
     def wake_at_s(self, view: ClusterView) -> float | None:
-        """Wake-ups for the time-based rules: the blocked restart's wait, the tail's 30 s re-check."""
+        """Wake-ups for the time-based rules: the blocked restart's wait, then its re-checks, and
+        the tail's re-checks (`_check_period_s`), so that when a rule acts does not hang on
+        whatever other events happen to come (memory samples, say)."""
         wake = None
         if self.blocked_restart and self._resv and (self.blocked_online or not view.more_arrivals):
             blocked = view.jobs.get(next(iter(self._resv)))
             if blocked is not None:
                 wake = blocked.arrived_s + self.blocked_wait_s
-        if (self.tail_restart and self.compute_upgrade and not view.more_arrivals and not view.queue
-                and not self._target and view.running):
-            period_s = _check_period_s(view)
-            t = (int(view.now_s // period_s) + 1) * period_s
+                if wake <= view.now_s and self.tail_restart and self.compute_upgrade and not self._target:
+                    wake = _next_check_s(view)  # waited long enough: the restart's next re-check
+        if (self.tail_restart and self.compute_upgrade and not view.queue and not self._target and view.running
+                and (not view.more_arrivals or len(view.gpus) >= 2 * TAIL_ONLINE_GPUS)):
+            t = _next_check_s(view)
             wake = t if wake is None else min(wake, t)
         return wake if wake is not None and wake > view.now_s else None
+
+
+def _next_check_s(view: ClusterView) -> float:
+    """The start of the tail check's next period (`_check_period_s`), when its key changes."""
+    period_s = _check_period_s(view)
+    k = int(view.now_s // period_s)
+    t = (k + 1) * period_s
+    return t if int(t // period_s) > k else math.nextafter(t, math.inf)
