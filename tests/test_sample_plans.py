@@ -369,3 +369,33 @@ def test_the_run_keeps_its_jobs_out_of_full_collections_and_gives_them_back_at_t
     run(TraceSource(j.spec for j in batch), Recording(), sim, Observer())
     assert frozen and min(frozen) > 0  # the jobs and the set-up were frozen during the run
     assert gc.get_freeze_count() == 0  # and unfrozen after it
+
+
+def test_the_run_freezes_what_it_adds_as_it_goes_and_its_results_are_read_before_the_thaw(monkeypatch):
+    """What the run adds (attempts, records) is frozen again every `REFREEZE_BATCHES` batches,
+    so no full collection scans it; `run` reads its results before it unfreezes (a full
+    collection over 100,000 jobs' state cost ~1 s when the results were built after the thaw)."""
+    import gc
+
+    import migsched.run as run_mod
+
+    monkeypatch.setattr(run_mod, "REFREEZE_BATCHES", 4)
+    frozen = []
+
+    class Observer:
+        def after_handle(self, core, events):
+            frozen.append(gc.get_freeze_count())
+
+        def before_execute(self, core, actions):
+            pass
+
+    order = []
+    real_result_of, real_unfreeze = run_mod.result_of, gc.unfreeze
+    monkeypatch.setattr(run_mod, "result_of", lambda *a: (order.append(("results", gc.get_freeze_count() > 0)),
+                                                          real_result_of(*a))[1])
+    monkeypatch.setattr(gc, "unfreeze", lambda: (order.append(("thaw", None)), real_unfreeze())[1])
+    batch = jobs(job("s", 50.0, count=40))
+    sim = Simulator([A40], {j.job_id: j.truth for j in batch})
+    run(TraceSource(j.spec for j in batch), Recording(), sim, Observer())
+    assert len(frozen) > 12 and frozen[-1] > frozen[4]  # frozen again while the run went on
+    assert order == [("results", True), ("thaw", None)] and gc.get_freeze_count() == 0

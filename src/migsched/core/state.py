@@ -229,6 +229,7 @@ class ClusterView:
     _geoms: list[tuple] = field(default_factory=list, init=False, repr=False)
     _fit_heaps: dict[Profile, tuple[list[int], set[int], dict[str, bool]]] = field(
         default_factory=dict, init=False, repr=False)
+    _fit_counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # name -> GPUs
     #: The distinct GPU models of the cluster (by geometry), in GPU order.
     models: list[GpuModel] = field(default_factory=list, init=False)
     #: The most memory any one instance (or MIG-off GPU) of the cluster offers; GPUs never change.
@@ -253,6 +254,9 @@ class ClusterView:
             warm(model)
         self._fits = [_fitting(geo, k) if g.mig else frozenset()
                       for g, k, geo in zip(self.gpus, self._keys, self._geoms)]
+        for fits in self._fits:
+            for name in fits:
+                self._fit_counts[name] = self._fit_counts.get(name, 0) + 1
 
     def set_layout(self, index: int, layout: Layout, *, busy_only: bool = False) -> None:
         """Give GPU `index` a new layout, keeping `groups`, `idle_groups` and the fit index.
@@ -284,6 +288,11 @@ class ClusterView:
         self._keys[index] = key
         old_fits = self._fits[index]
         fits = self._fits[index] = _fitting(self._geoms[index], key)
+        counts = self._fit_counts
+        for name in old_fits - fits:
+            counts[name] -= 1
+        for name in fits - old_fits:
+            counts[name] = counts.get(name, 0) + 1
         if fits - old_fits:  # more room: the GPU may now be the lowest fit of more profiles
             model = gpu.model
             geo = self._geoms[index]
@@ -301,6 +310,11 @@ class ClusterView:
         Kept up to date by `set_layout`, so a search can skip a GPU without looking at its layout.
         """
         return self._fits[index]
+
+    def creatable_anywhere(self, name: str) -> bool:
+        """Whether a profile of this name can be created now on some MIG GPU (an O(1) count kept
+        by `set_layout`): on a busy cluster most searches for room end here."""
+        return self._fit_counts.get(name, 0) > 0
 
     def lowest_fit(self, profile: Profile) -> int | None:
         """The lowest-numbered MIG GPU on which `profile` can be created now, or None."""

@@ -108,8 +108,10 @@ def find_reuse(view: ClusterView, profiles: Sequence[Profile], reserved: Sequenc
 
 def find_create(view: ClusterView, profile: Profile, reserved: Sequence[Reservation]) -> Placement | None:
     """Create `profile` in free room without destroying anything; best fit (fullest GPU) first."""
-    best: tuple | None = None
     name = profile.name
+    if not view.creatable_anywhere(name):
+        return None
+    best: tuple | None = None
     for g, members in mig_groups(view):
         if name not in view.creatable(g.index):
             continue  # no room for it on this group's layout
