@@ -352,10 +352,11 @@ def test_the_local_backend_holds_samples_below_the_plans_level(tmp_path):
 
 
 # ---- the run loop's garbage collection ---------------------------------------------------------
-def test_the_run_keeps_its_jobs_out_of_full_collections_and_gives_them_back_at_the_end():
+def _freeze_counts():
+    """An observer that records the collector's frozen-object count after every handled batch."""
     import gc
 
-    frozen = []
+    frozen: list[int] = []
 
     class Observer:
         def after_handle(self, core, events):
@@ -364,9 +365,16 @@ def test_the_run_keeps_its_jobs_out_of_full_collections_and_gives_them_back_at_t
         def before_execute(self, core, actions):
             pass
 
+    return frozen, Observer()
+
+
+def test_the_run_keeps_its_jobs_out_of_full_collections_and_gives_them_back_at_the_end():
+    import gc
+
+    frozen, observer = _freeze_counts()
     batch = jobs(job("s", 50.0, count=20))
     sim = Simulator([A40], {j.job_id: j.truth for j in batch})
-    run(TraceSource(j.spec for j in batch), Recording(), sim, Observer())
+    run(TraceSource(j.spec for j in batch), Recording(), sim, observer)
     assert frozen and min(frozen) > 0  # the jobs and the set-up were frozen during the run
     assert gc.get_freeze_count() == 0  # and unfrozen after it
 
@@ -380,15 +388,7 @@ def test_the_run_freezes_what_it_adds_as_it_goes_and_its_results_are_read_before
     import migsched.run as run_mod
 
     monkeypatch.setattr(run_mod, "REFREEZE_BATCHES", 4)
-    frozen = []
-
-    class Observer:
-        def after_handle(self, core, events):
-            frozen.append(gc.get_freeze_count())
-
-        def before_execute(self, core, actions):
-            pass
-
+    frozen, observer = _freeze_counts()
     order = []
     real_result_of, real_unfreeze = run_mod.result_of, gc.unfreeze
     monkeypatch.setattr(run_mod, "result_of", lambda *a: (order.append(("results", gc.get_freeze_count() > 0)),
@@ -396,6 +396,6 @@ def test_the_run_freezes_what_it_adds_as_it_goes_and_its_results_are_read_before
     monkeypatch.setattr(gc, "unfreeze", lambda: (order.append(("thaw", None)), real_unfreeze())[1])
     batch = jobs(job("s", 50.0, count=40))
     sim = Simulator([A40], {j.job_id: j.truth for j in batch})
-    run(TraceSource(j.spec for j in batch), Recording(), sim, Observer())
+    run(TraceSource(j.spec for j in batch), Recording(), sim, observer)
     assert len(frozen) > 12 and frozen[-1] > frozen[4]  # frozen again while the run went on
     assert order == [("results", True), ("thaw", None)] and gc.get_freeze_count() == 0

@@ -288,12 +288,13 @@ class ClusterView:
         self._keys[index] = key
         old_fits = self._fits[index]
         fits = self._fits[index] = _fitting(self._geoms[index], key)
+        gained = fits - old_fits
         counts = self._fit_counts
         for name in old_fits - fits:
             counts[name] -= 1
-        for name in fits - old_fits:
+        for name in gained:
             counts[name] = counts.get(name, 0) + 1
-        if fits - old_fits:  # more room: the GPU may now be the lowest fit of more profiles
+        if gained:  # more room: the GPU may now be the lowest fit of more profiles
             model = gpu.model
             geo = self._geoms[index]
             for profile, (heap, queued, holds) in self._fit_heaps.items():

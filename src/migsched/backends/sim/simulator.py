@@ -246,29 +246,27 @@ class Simulator(Backend):
 
     def _schedule_sample(self, run: _Run) -> None:
         """Queue the attempt's next reported sample. For a job that reports no progress, the
-        samples that would be dropped (`growth_only`) or held (`hold_below_mib`) are taken
-        here, in order and at their own times, without an event each: the curve is known, and
-        what the core sees is the same as if each had fired."""
+        samples are taken here, in order and at their own times (the curve is known): those the
+        cursor drops (`growth_only`) or holds (`hold_below_mib`) cost no event, and the one it
+        reports is queued ready-made; what the core sees is the same as if each had fired."""
         cur = run.cursor
         assert cur is not None
         plan = cur.plan
-        skip = (plan.growth_only or plan.hold_below_mib is not None) and not run.job.reports_progress
+        ahead = (plan.growth_only or plan.hold_below_mib is not None) and not run.job.reports_progress
         while cur.next_s is not None:
             t = _sample_at(cur.next_s, plan.gap_s(cur.taken, cur.base_s), cur.base_s)
             if t >= run.end_s:
                 return
-            used = None
-            if skip:
+            sample = None
+            if ahead:
                 if self._nothing_to_report(run, t):
                     return  # every later sample would be dropped or held for good
                 used = self._used_mib(run, t)
-                dropped = plan.growth_only and not cur.grows(used)
-                if dropped or cur.holds(used, False):
-                    cur.took(t, used)  # taken, not reported now: no event
-                    if not dropped:
-                        cur.held.append(MemorySample(t, run.job.job_id, used, t - run.launch_s))
-                    continue
-            self._push(t, "sample", (run, run.token, used))  # `used` read once, fired at t
+                cur.took(t, used)
+                sample = cur.offer(MemorySample(t, run.job.job_id, used, t - run.launch_s))
+                if sample is None:
+                    continue  # dropped or held: no event
+            self._push(t, "sample", (run, run.token, sample))  # None: taken when it fires
             return
 
     def _nothing_to_report(self, run: _Run, t_s: float) -> bool:
@@ -330,17 +328,17 @@ class Simulator(Backend):
     def _fire(self, kind: str, payload: object) -> Event | None:
         t = self._clock.now_s()
         if kind == "sample":  # first: the most frequent kind
-            run, token, used = payload  # type: ignore[misc]
+            run, token, sample = payload  # type: ignore[misc]
             if token != run.token or self._runs.get(run.job.job_id) is not run:
                 return None
-            f = self._progress(run, t)
-            if used is None:
-                used = run.truth.memory_gib(f) * 1024.0
             assert run.cursor is not None
-            run.cursor.took(t, used)
-            progress = f if run.job.reports_progress else None
-            # offered before the next ones are taken: None when dropped or held (SamplePlan)
-            sample = run.cursor.offer(MemorySample(t, run.job.job_id, used, t - run.launch_s, progress))
+            if sample is None:  # taken now (_schedule_sample took the ready-made ones already)
+                f = self._progress(run, t)
+                used = run.truth.memory_gib(f) * 1024.0
+                run.cursor.took(t, used)
+                progress = f if run.job.reports_progress else None
+                # offered before the next ones are taken: None when dropped or held (SamplePlan)
+                sample = run.cursor.offer(MemorySample(t, run.job.job_id, used, t - run.launch_s, progress))
             self._schedule_sample(run)
             return sample
         if kind == "failed":
