@@ -46,7 +46,60 @@ def test_the_room_index_follows_every_layout_change(changes):
         view.set_layout(gpu, _busy(options[pick % len(options)], flags))
         for name in names:
             assert view.creatable_anywhere(name) == _brute(view, name), (name, [g.layout for g in gpus])
+        assert view.room_anywhere() == any(_brute(view, name) for name in names)
         for p in A80.profiles:
             low = view.lowest_fit(p)
             want = next((g.index for g in gpus if g.mig and p in g.model.profiles and g.layout.can_place(p)), None)
             assert low == want, p.name
+
+
+def _brute_idle(view: ClusterView) -> tuple[int, int]:
+    c = m = 0
+    for g in view.gpus:
+        if g.mig:
+            idle = g.layout.idle()
+            c += g.layout.free_compute + sum(i.profile.compute_slices for i in idle)
+            m += len(g.layout.free_slots) + sum(i.profile.memory_slices for i in idle)
+    return c, m
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.booleans(), min_size=4, max_size=4),
+       st.lists(st.tuples(st.integers(0, len(MODELS) - 1), st.integers(0, 10_000),
+                          st.lists(st.booleans(), max_size=7)), max_size=25))
+def test_the_idle_room_total_follows_every_layout_change(mig, changes):
+    """`idle_room` (what `spare_compute` reads on each placement pass) equals the sum over the
+    MIG GPUs of free room plus idle instances, busy flags included, MIG-off GPUs left out."""
+    gpus = [GpuView(i, m, on, Layout(m, ())) for i, (m, on) in enumerate(zip(MODELS, mig))]
+    view = ClusterView(now_s=0.0, gpus=gpus, queue=deque(), running={}, jobs={})
+    assert view.idle_room() == _brute_idle(view)
+    for gpu, pick, flags in changes:  # MIG-off GPUs too: their layouts must not count
+        options = LAYOUTS[MODELS[gpu].name]
+        view.set_layout(gpu, _busy(options[pick % len(options)], flags))
+        assert view.idle_room() == _brute_idle(view), [g.layout for g in gpus]
+
+
+def _split(model) -> tuple[list[Layout], list[Layout]]:
+    """(layouts with no room for any profile, layouts with room for some), of `model`."""
+    full = [lay for lay in LAYOUTS[model.name] if not any(lay.can_place(p) for p in model.profiles)]
+    return full, [lay for lay in LAYOUTS[model.name] if any(lay.can_place(p) for p in model.profiles)]
+
+
+SPLIT = {m.name: _split(m) for m in (A80, A40)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.booleans(), st.integers(0, 10_000)), max_size=30))
+def test_room_anywhere_turns_off_when_every_gpu_is_full_and_back_on(changes):
+    """`room_anywhere` (which ends a placement pass at once when no idle instance exists either)
+    is False exactly while both GPUs hold layouts with no room, and True again once one has."""
+    models = (A80, A40)
+    gpus = [GpuView(i, m, True, Layout(m, ())) for i, m in enumerate(models)]
+    view = ClusterView(now_s=0.0, gpus=gpus, queue=deque(), running={}, jobs={})
+    assert view.room_anywhere()
+    for gpu, full, pick in changes:
+        model = models[gpu]
+        options = SPLIT[model.name][0 if full else 1]
+        view.set_layout(gpu, options[pick % len(options)])
+        want = any(g.layout.can_place(p) for g in gpus for p in g.model.profiles)
+        assert view.room_anywhere() == want, [g.layout for g in gpus]

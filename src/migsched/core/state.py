@@ -230,6 +230,11 @@ class ClusterView:
     _fit_heaps: dict[Profile, tuple[list[int], set[int], dict[str, bool]]] = field(
         default_factory=dict, init=False, repr=False)
     _fit_counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # name -> GPUs
+    # Compute slices and memory slots no job holds (free room plus idle instances), summed over
+    # the MIG GPUs, kept by `set_layout` (`idle_room`).
+    _idle_c: int = field(default=0, init=False, repr=False)
+    _roomy: int = field(default=0, init=False, repr=False)  # MIG GPUs with room for some profile
+    _idle_m: int = field(default=0, init=False, repr=False)
     #: The distinct GPU models of the cluster (by geometry), in GPU order.
     models: list[GpuModel] = field(default_factory=list, init=False)
     #: The most memory any one instance (or MIG-off GPU) of the cluster offers; GPUs never change.
@@ -254,9 +259,15 @@ class ClusterView:
             warm(model)
         self._fits = [_fitting(geo, k) if g.mig else frozenset()
                       for g, k, geo in zip(self.gpus, self._keys, self._geoms)]
+        self._roomy = sum(1 for fits in self._fits if fits)
         for fits in self._fits:
             for name in fits:
                 self._fit_counts[name] = self._fit_counts.get(name, 0) + 1
+        for g, geo, st in zip(self.gpus, self._geoms, self._state_keys):
+            if g.mig:
+                c, m = _unheld(geo, st)
+                self._idle_c += c
+                self._idle_m += m
 
     def set_layout(self, index: int, layout: Layout, *, busy_only: bool = False) -> None:
         """Give GPU `index` a new layout, keeping `groups`, `idle_groups` and the fit index.
@@ -274,6 +285,12 @@ class ClusterView:
                 self.idle_groups.pop(old, None)
         gpu.layout = layout
         new = self._state_keys[index] = state_key(layout)
+        if gpu.mig and new != old:
+            geo = self._geoms[index]
+            c0, m0 = _unheld(geo, old)
+            c1, m1 = _unheld(geo, new)
+            self._idle_c += c1 - c0
+            self._idle_m += m1 - m0
         members = self.groups.get(new)
         if members is None:
             members = self.groups[new] = GpuGroup()
@@ -288,6 +305,7 @@ class ClusterView:
         self._keys[index] = key
         old_fits = self._fits[index]
         fits = self._fits[index] = _fitting(self._geoms[index], key)
+        self._roomy += bool(fits) - bool(old_fits)
         gained = fits - old_fits
         counts = self._fit_counts
         for name in old_fits - fits:
@@ -316,6 +334,18 @@ class ClusterView:
         """Whether a profile of this name can be created now on some MIG GPU (an O(1) count kept
         by `set_layout`): on a busy cluster most searches for room end here."""
         return self._fit_counts.get(name, 0) > 0
+
+    def room_anywhere(self) -> bool:
+        """Whether some MIG GPU has room to create at least one profile now (O(1), kept by
+        `set_layout`). With no idle instance either (`idle_groups` empty), nothing can be placed
+        without a job ending first."""
+        return self._roomy > 0
+
+    def idle_room(self) -> tuple[int, int]:
+        """(compute slices, memory slots) that no job holds on the MIG GPUs: free room plus idle
+        instances, an O(1) total kept by `set_layout` (the surplus the queue cannot use is read
+        from it on every placement pass)."""
+        return self._idle_c, self._idle_m
 
     def lowest_fit(self, profile: Profile) -> int | None:
         """The lowest-numbered MIG GPU on which `profile` can be created now, or None."""
@@ -367,3 +397,14 @@ def _fitting(geo: tuple, key: tuple[tuple[str, int], ...]) -> frozenset[str]:
     model = _BY_GEOMETRY[geo]
     layout = Layout(model, tuple(Instance(model.profile(n), s) for n, s in key))
     return frozenset(p.name for p in model.profiles if layout.can_place(p))
+
+
+@functools.cache
+def _unheld(geo: tuple, state: tuple[tuple[str, int, bool], ...]) -> tuple[int, int]:
+    """(compute slices, memory slots) no busy instance holds on a GPU of geometry `geo` whose
+    layout has the state `state` (see `ClusterView.idle_room`)."""
+    model = _BY_GEOMETRY[geo]
+    layout = Layout(model, tuple(Instance(model.profile(n), s, busy=b) for n, s, b in state))
+    idle = layout.idle()
+    return (layout.free_compute + sum(i.profile.compute_slices for i in idle),
+            len(layout.free_slots) + sum(i.profile.memory_slices for i in idle))
