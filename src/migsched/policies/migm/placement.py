@@ -87,23 +87,44 @@ def idle_mig_groups(view: ClusterView) -> Iterable[tuple[GpuView, set[int]]]:
 
 
 def find_reuse(view: ClusterView, profiles: Sequence[Profile], reserved: Sequence[Reservation]) -> Placement | None:
-    """An idle instance of one of `profiles` (earlier in the list preferred), lowest GPU first."""
+    """An idle instance of one of `profiles` (earlier in the list preferred), lowest GPU first.
+
+    Looks only at the groups with an idle instance (`ClusterView.idle_groups`) and, in each, at
+    the idle instances of the wanted profiles (`_idle_starts`, one table per layout state).
+    """
     rank = {p.name: i for i, p in enumerate(profiles)}
     best: tuple | None = None
-    for g, members in idle_mig_groups(view):
-        for inst in g.layout.instances:
-            r = rank.get(inst.profile.name)
-            if inst.busy or r is None:
-                continue
-            gpu, blocked = _pick(members, reserved)
-            if not _clear(inst.profile, inst.start, blocked):
-                continue
-            cand = (r, gpu, inst.start, inst.profile)
-            if best is None or cand[:3] < best[:3]:
-                best = cand
+    for state, members in view.idle_groups.items():
+        idle = _idle_starts(state)
+        hits = [n for n in rank if n in idle]
+        if not hits:
+            continue
+        g = view.gpus[lowest_gpu(members)]
+        if not g.mig:
+            continue
+        gpu, blocked = _pick(members, reserved)
+        for name in hits:
+            prof = g.model.profile(name)
+            for start in idle[name]:
+                if not _clear(prof, start, blocked):
+                    continue
+                cand = (rank[name], gpu, start, prof)
+                if best is None or cand[:3] < best[:3]:
+                    best = cand
     if best is None:
         return None
     return Placement(best[1], best[2], best[3], "reuse")
+
+
+@functools.lru_cache(maxsize=65_536)
+def _idle_starts(state: tuple[tuple[str, int, bool], ...]) -> dict[str, tuple[int, ...]]:
+    """Profile name -> starts of the idle instances of that profile, for a layout state
+    (`Layout.state`): every GPU of a group shares it. Read-only."""
+    out: dict[str, list[int]] = {}
+    for name, start, busy in state:
+        if not busy:
+            out.setdefault(name, []).append(start)
+    return {n: tuple(v) for n, v in out.items()}
 
 
 def find_create(view: ClusterView, profile: Profile, reserved: Sequence[Reservation]) -> Placement | None:

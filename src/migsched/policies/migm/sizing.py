@@ -23,7 +23,6 @@ from migsched.core.state import ClusterView, JobView
 from migsched.estimators.base import MemoryEstimator
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.policies.common import profiles_by_size, smallest_fitting
-from migsched.policies.migm.placement import mig_groups
 
 
 class MemorySizing:
@@ -107,8 +106,9 @@ def spare_compute(view: ClusterView, model: GpuModel, queued_tiers: dict[str, in
     """(compute slices, memory slots) idle in the cluster beyond what the queued jobs' tiers need.
 
     Idle = free room plus idle instances, on MIG-enabled GPUs; demand = each queued job's tier.
-    Returns at once (without visiting the GPUs) when the demand alone exceeds what could be idle
-    at most: every compute slice of the cluster minus one per running job.
+    The idle room is the view's running total (`ClusterView.idle_room`). When the demand alone
+    exceeds what could be idle at most (every compute slice of the cluster minus one per running
+    job) the compute surplus is that negative bound and the memory one 0.
     """
     dem_c = dem_m = 0
     for t, n in queued_tiers.items():
@@ -118,11 +118,7 @@ def spare_compute(view: ClusterView, model: GpuModel, queued_tiers: dict[str, in
     most_c = len(view.gpus) * model.compute_slices - len(view.running)
     if dem_c >= most_c:
         return most_c - dem_c, 0
-    cap_c = cap_m = 0
-    for g, members in mig_groups(view):
-        idle = g.layout.idle()
-        cap_c += len(members) * (g.layout.free_compute + sum(i.profile.compute_slices for i in idle))
-        cap_m += len(members) * (len(g.layout.free_slots) + sum(i.profile.memory_slices for i in idle))
+    cap_c, cap_m = view.idle_room()
     return cap_c - dem_c, cap_m - dem_m
 
 
