@@ -37,6 +37,8 @@ class PlacementChoice:
     def _place(self, view: ClusterView, job: JobView, tight: Profile, reserved: Sequence[Reservation]
                ) -> Placement | None:
         """Where to run `job`, in this scheme's order of preference, or None to wait."""
+        if self.scheme == "head" and not view.idle_groups and not view.room_anywhere():
+            return None  # every search below reuses an idle instance, fills room or destroys an idle one
         target = self._target.get(job.job_id)
         if target is not None:
             pl = find_reuse(view, [target], reserved) or find_create(view, target, reserved) \
