@@ -33,6 +33,7 @@ class PlacementChoice:
     """
 
     _spare_memo: tuple[int, int] | None = None
+    _variants_memo: dict[str, list[Profile]]
 
     def _place(self, view: ClusterView, job: JobView, tight: Profile, reserved: Sequence[Reservation]
                ) -> Placement | None:
@@ -73,7 +74,15 @@ class PlacementChoice:
         return pl
 
     def _variants(self, tight: Profile) -> list[Profile]:
-        """The tight profile, then same-memory profiles with more compute (if upgrades are on)."""
+        """The tight profile, then same-memory profiles with more compute (if upgrades are on).
+        Worked out once per profile name (`_variants_memo`, emptied when the policy meets its GPU
+        model); the list returned is the memo's: callers slice it, never change it."""
+        out = self._variants_memo.get(tight.name)
+        if out is None:
+            out = self._variants_memo[tight.name] = self._variants_of(tight)
+        return out
+
+    def _variants_of(self, tight: Profile) -> list[Profile]:
         if not self.compute_upgrade:
             return [tight]
         same = [p for p in self._profiles

@@ -157,8 +157,11 @@ def find_reclaim(view: ClusterView, profile: Profile, reserved: Sequence[Reserva
     """Make room for `profile` by destroying idle instances only (fusion/fission), cheapest first."""
     best: tuple | None = None
     for g, members in idle_mig_groups(view):
+        options = _reclaims(g.layout, profile)
+        if not options:
+            continue  # most groups: no idle instance whose removal makes room (no GPU to pick)
         gpu, blocked = _pick(members, reserved)
-        for r in _reclaims(g.layout, profile):
+        for r in options:
             if not r.destroy or not _clear(profile, r.start, blocked):
                 continue
             cand = (r.cost, g.layout.free_compute, gpu, r)

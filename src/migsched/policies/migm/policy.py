@@ -155,6 +155,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
         model = view.models[0]
         self.model = model
         self._profiles = profiles_by_size(model)
+        self._variants_memo = {}
         self._largest = max(p.memory_mib for p in self._profiles)
         if self.estimator is None:
             self.estimator = default_estimator(self._largest)
