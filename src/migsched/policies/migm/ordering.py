@@ -10,8 +10,10 @@ needs, e.g. "1g.10gb"), two heaps:
   themselves, all sharing the rank `unranked_rank()` evaluated when the head is looked at (LPT:
   the mean over the families learned so far).
 
-When something is learned about a family (`learned(family)`), only its queued members move from
-the unranked to the ranked heap: O(members · log queue), not a re-rank of the whole queue. The
+When something is learned about a family (`learned(family)`), only its queued members are re-added
+(unranked ones to the ranked heap, ranked ones at their new rank): O(members · log queue), not a
+re-rank of the whole queue. `fam_queued` counts each family's queued members (migm watches a
+family for censored ranks only while it has some). The
 index is fed from the core's `Changes` (`absorb`): arrivals, ended attempts, requeued launches.
 
 Entries are validated lazily: a head that is no longer queued, whose need moved to another tier
@@ -52,6 +54,8 @@ class QueueIndex:
         self.buckets: dict[str, list[tuple[float, int, int, JobView]]] = {}   # (rank, seq, token, job)
         self.unranked: dict[str, list[tuple[int, int, JobView]]] = {}         # (seq, token, job)
         self.by_family: dict[str, list[JobView]] = {}  # family -> unranked jobs added (lazily valid)
+        self.ranked_by_family: dict[str, list[JobView]] = {}  # family -> ranked jobs added (lazily valid)
+        self.fam_queued: dict[str, int] = {}  # family -> its queued members the index holds
         self.member: dict[str, str | None] = {}  # queued job id -> its tier
         self.token: dict[str, int] = {}          # queued job id -> token of its live heap entry
         self.counts: dict[str, int] = {}
@@ -81,6 +85,8 @@ class QueueIndex:
             if old == tier:
                 return
             self._uncount(old)
+        else:
+            self.fam_queued[job.family] = self.fam_queued.get(job.family, 0) + 1
         self._push(job, tier)
 
     def _push(self, job: JobView, tier: str | None) -> None:
@@ -95,12 +101,16 @@ class QueueIndex:
             self.by_family.setdefault(job.family, []).append(job)
         else:
             heapq.heappush(self.buckets.setdefault(tier or "", []), (r, job.seq, tok, job))
+            self.ranked_by_family.setdefault(job.family, []).append(job)
 
     def learned(self, family: str) -> None:
-        """The rank of `family`'s jobs may now be known: re-add its unranked queued members."""
-        for job in self.by_family.pop(family, ()):
+        """The rank of `family`'s jobs may have changed: re-add its queued members, ranked or
+        not (each once; the old heap entries go stale by their token)."""
+        seen: set[str] = set()
+        for job in [*self.by_family.pop(family, ()), *self.ranked_by_family.pop(family, ())]:
             tier = self.member.get(job.job_id, _ABSENT)
-            if tier != _ABSENT and job.state is JobState.QUEUED:
+            if tier != _ABSENT and job.state is JobState.QUEUED and job.job_id not in seen:
+                seen.add(job.job_id)
                 self._uncount(tier)
                 self._push(job, tier)
 
@@ -109,11 +119,20 @@ class QueueIndex:
 
         A launched job is tracked until it leaves the running set (`absorb`).
         """
-        tier = self.member.pop(job.job_id, None)
+        tier = self.member.pop(job.job_id, _ABSENT)
         self.token.pop(job.job_id, None)
-        self._uncount(tier)
+        if tier != _ABSENT:
+            self._left_queue(job.family)
+            self._uncount(tier)
         if delta[1] > 0:
             self.running[job.job_id] = job
+
+    def _left_queue(self, family: str) -> None:
+        n = self.fam_queued.get(family, 0) - 1
+        if n > 0:
+            self.fam_queued[family] = n
+        else:
+            self.fam_queued.pop(family, None)
 
     def _uncount(self, tier: str | None) -> None:
         if tier is not None and tier in self.counts:
@@ -127,7 +146,10 @@ class QueueIndex:
             return False
         if job.state is not JobState.QUEUED:  # left the queue without this index being told
             self.token.pop(job.job_id, None)
-            self._uncount(self.member.pop(job.job_id, None))
+            tier = self.member.pop(job.job_id, _ABSENT)
+            if tier != _ABSENT:
+                self._left_queue(job.family)
+                self._uncount(tier)
             return False
         return self.member.get(job.job_id, _ABSENT) == (tier or None)
 
