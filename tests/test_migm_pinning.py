@@ -14,6 +14,7 @@ from migsched.estimators.forecast import MemoryForecaster
 from migsched.jobs.model import JobClass, JobSpec
 from migsched.policies import create_policy
 from migsched.policies.base import Policy
+from migsched.policies.migm import policy as migm_policy
 from migsched.run import simulate
 
 from migm_support import A100, batch, job
@@ -236,3 +237,28 @@ def test_greedy_backfill_lets_a_later_job_pass_the_blocked_head():
     off = simulate(jobs, A100, policy="greedy", backfill=False)
     assert first_start(on, "late") < 10.0
     assert first_start(off, "late") >= first_start(off, "big")
+
+
+# ---- censored LPT ranks ---------------------------------------------------------------------------
+def _censored_batch():
+    """7 x 1g slots: quick, the first "long" and five "mid" start at once; seven fillers of new
+    families, then the second "long", wait. On 1g (speed-up 0.5): quick 10 s, mids and fillers
+    200 s, long 1,000 s."""
+    entries = [job("quick-000", runtime=5.0), job("long-000", runtime=500.0)]
+    entries += [job(f"mid-{c}", runtime=100.0) for c in "abcde"]
+    entries += [job(f"fill-{c}", runtime=100.0) for c in "abcdefg"]
+    entries.append(job("long-001", runtime=500.0))
+    return batch(*entries)
+
+
+def test_a_family_whose_running_member_outlasts_the_learned_mean_ranks_ahead(monkeypatch):
+    """rank="lpt": when the mids end (t ~ 200 s) long-000 has computed longer than every family
+    learned so far, so long-001 takes the first free slot ahead of the fillers (new families,
+    ranked at the mean). Without the censored rank it waits behind all seven fillers."""
+    opts = dict(policy="migm", rank="lpt", tail_restart=False, compute_upgrade=False)
+    r = simulate(_censored_batch(), A100, **opts)
+    assert 190.0 <= first_start(r, "long-001") <= 215.0
+    monkeypatch.setattr(migm_policy, "FLOOR_OVER_MEAN", float("inf"))
+    off = simulate(_censored_batch(), A100, **opts)
+    assert first_start(off, "long-001") >= 400.0
+    assert r.makespan_s < off.makespan_s

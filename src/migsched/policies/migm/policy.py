@@ -48,6 +48,13 @@ ORDERS = ("largest", "fifo")
 RANKS = ("fifo", "class", "lpt")
 #: With rank="class", longer-running classes start first within a tier (LPT by class).
 CLASS_RANK = {"ml-train": 0, "ml-infer": 1, "llm": 2, "scientific": 3}
+#: rank="lpt": a family's censored rank (`MigmPolicy._floors`) is renewed when it grew this much.
+FLOOR_STEP = 1.5
+#: ... and it applies once a member has computed this many times the learned families' mean.
+FLOOR_OVER_MEAN = 1.0
+#: ... checked at most every this fraction of that mean, over a family's first running members.
+FLOOR_CHECK = 0.1
+FLOOR_MEMBERS = 8
 
 
 @register
@@ -127,6 +134,9 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
                                 else self._lpt_rank if rank == "lpt" else None,
                                 self._unknown_rank)
         self._fam_val: dict[str, float] = {}      # family -> its 1-slice compute time (or 0.0), as times learned
+        self._floor: dict[str, float] = {}        # family -> 1-slice seconds a running member computed (_floors)
+        self._watch: dict[str, dict[str, JobView]] = {}  # family -> its running members (_floors)
+        self._floor_at: float | None = None
         self.sizing: MemorySizing | None = None  # set once the GPU model is known (_init)
         self._resv: dict[str, tuple[str, Reservation]] = {}  # job -> (its tier, reservation)
         self._checked: dict[str, tuple[int, float, float]] = {}  # job -> (attempt, memory, peak) at last forecast
@@ -175,11 +185,62 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
         return self.sizing.tier_of(job)
 
     def _lpt_rank(self, job: JobView) -> float | None:
-        """rank="lpt": longest expected first: minus the family's learned 1-slice compute time,
-        None while the family has no completed run (it then ranks as `_unknown_rank`)."""
+        """rank="lpt": longest expected first: minus the family's learned 1-slice compute time;
+        before a run of the family completed, minus the time a running member has already
+        computed (`_floors`) once that exceeds the learned mean; else None (it then ranks as
+        `_unknown_rank`)."""
         if job.family not in self.times.compute:
-            return None
+            floor = self._floor.get(job.family)
+            return None if floor is None else -floor
         return -(self.times.compute_s(job.family, job.spec.job_class.value, 1) or 0.0)
+
+    def _floors(self, view: ClusterView) -> None:
+        """Censored LPT ranks: a family with queued members and none completed, whose running
+        members have already computed (the median of its `FLOOR_MEMBERS` earliest, in 1-slice
+        seconds by `RunTimes.alpha`; the median, so that one long member does not speak for the
+        family) longer than the learned families' mean, is at least that long: its queued
+        members are re-ranked by it (`QueueIndex.learned`), again each time it grew by
+        `FLOOR_STEP`. Without it, the
+        second member of a long family waits behind short jobs while the first is still
+        running, and the batch's end waits for it. Checked every `FLOOR_CHECK` x the mean at
+        most, over the families being watched only (`_watch`: launched while others of the
+        family were queued) and their `FLOOR_MEMBERS` earliest running members: O(watched)
+        per check, not O(running)."""
+        if not self._watch:
+            return
+        mean = -self._unknown_rank()
+        if mean <= 0.0:
+            return  # nothing learned yet: there is no "longer than the others"
+        if self._floor_at is not None and view.now_s < self._floor_at + FLOOR_CHECK * mean:
+            return
+        self._floor_at = view.now_s
+        for fam in list(self._watch):
+            jobs = self._watch[fam]
+            if fam in self.times.compute or not self.index.fam_queued.get(fam):
+                del self._watch[fam]
+                continue
+            done, seen, gone = [], 0, []
+            for jid, j in jobs.items():  # launch order: the earliest have computed longest
+                if jid not in self.index.running:  # ended or requeued: no longer computing
+                    gone.append(jid)
+                    continue
+                if j.launched_s is None or j.profile is None:
+                    continue  # not confirmed started yet
+                seen += 1
+                if seen > FLOOR_MEMBERS:
+                    break
+                done_s = view.now_s - j.launched_s - self.times.startup_of(j, fam)
+                a = self.times.alpha(fam, j.spec.job_class.value)
+                done.append(done_s * j.profile.compute_slices ** a)
+            for jid in gone:
+                del jobs[jid]
+            if not done:
+                continue
+            done.sort()
+            best = done[(len(done) - 1) // 2]  # the median (lower): one long member is not the family
+            if best > FLOOR_OVER_MEAN * mean and best >= FLOOR_STEP * self._floor.get(fam, 0.0):
+                self._floor[fam] = best
+                self.index.learned(fam)
 
     def _unknown_rank(self) -> float:
         """The rank of jobs of families not learned yet: minus the mean over the learned ones, so
@@ -242,6 +303,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
             return self._blocked(view)
         self._quiet = None
         self._sync()
+        self._floors(view)
         dead = self.index.head("")
         if dead is not None:
             need = max(self.need_mib(dead), dead.needs_more_than_mib)
@@ -305,6 +367,9 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, Policy):
                 self._target.pop(job.job_id, None)
                 self._sticky.discard(job.job_id)
                 self.index.launched(job, view, delta=(-1, 1))
+                if self.rank == "lpt" and self.index.fam_queued.get(job.family) \
+                        and job.family not in self.times.compute:
+                    self._watch.setdefault(job.family, {})[job.job_id] = job
                 return pl.actions(job.job_id)
             if self.backfill and not self._resv and view.now_s - job.arrived_s >= self.reserve_after_s:
                 r = choose_reservation(view, model.profile(tier), ())
