@@ -262,3 +262,18 @@ def test_a_family_whose_running_member_outlasts_the_learned_mean_ranks_ahead(mon
     off = simulate(_censored_batch(), A100, **opts)
     assert first_start(off, "long-001") >= 400.0
     assert r.makespan_s < off.makespan_s
+
+
+def test_one_long_member_does_not_speak_for_its_family():
+    """The floor is the median of the running members' compute, not the longest: at t ~ 200 s
+    w-000 has computed 199 s (above the learned mean, ~179 s) but w-001 only 119 s, so w-003
+    keeps its FIFO place behind the fillers; it moves ahead at t ~ 400 s, when the median has
+    passed the mean too. Ranked by the longest member it would start at t ~ 200 s."""
+    entries = [job("quick-000", runtime=40.0), job("w-000", runtime=1000.0)]
+    entries += [job(f"pre-{c}", runtime=100.0) for c in "abcde"]
+    entries += [job("w-001", runtime=1000.0), job("w-002", runtime=1000.0)]
+    entries += [job(f"fill-{c}", runtime=100.0) for c in "abcdefg"]
+    entries.append(job("w-003", runtime=1000.0))
+    r = simulate(batch(*entries), A100, policy="migm", rank="lpt", tail_restart=False, compute_upgrade=False)
+    assert first_start(r, "w-001") < 100.0 and 190.0 <= first_start(r, "w-002") <= 215.0
+    assert 390.0 <= first_start(r, "w-003") <= 420.0
