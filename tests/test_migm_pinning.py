@@ -14,7 +14,7 @@ from migsched.estimators.forecast import MemoryForecaster
 from migsched.jobs.model import JobClass, JobSpec
 from migsched.policies import create_policy
 from migsched.policies.base import Policy
-from migsched.policies.migm import policy as migm_policy
+from migsched.policies.migm import ranks as migm_ranks
 from migsched.run import simulate
 
 from migm_support import A100, batch, job
@@ -258,7 +258,7 @@ def test_a_family_whose_running_member_outlasts_the_learned_mean_ranks_ahead(mon
     opts = dict(policy="migm", rank="lpt", tail_restart=False, compute_upgrade=False)
     r = simulate(_censored_batch(), A100, **opts)
     assert 190.0 <= first_start(r, "long-001") <= 215.0
-    monkeypatch.setattr(migm_policy, "FLOOR_OVER_MEAN", float("inf"))
+    monkeypatch.setattr(migm_ranks, "FLOOR_OVER_MEAN", float("inf"))
     off = simulate(_censored_batch(), A100, **opts)
     assert first_start(off, "long-001") >= 400.0
     assert r.makespan_s < off.makespan_s

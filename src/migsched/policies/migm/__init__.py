@@ -1,6 +1,7 @@
 """`migm`: migsched's own policy, split by decision stage (docs/migm.md).
 
 * `ordering`  — which queued job next: tier buckets, FIFO / LPT / class rank (`QueueIndex`);
+* `ranks`     — the LPT ranks: learned family run times, and censored floors before any completed;
 * `sizing`    — how much memory a job needs (estimate, hints, history, restarts) and which
   profile holds it best (tightest, or larger when compute would otherwise idle);
 * `placement` — where that instance comes from: reuse, create, fusion/fission, whole layouts;
