@@ -229,11 +229,11 @@ class ClusterView:
     _geoms: list[tuple] = field(default_factory=list, init=False, repr=False)
     _fit_heaps: dict[Profile, tuple[list[int], set[int], dict[str, bool]]] = field(
         default_factory=dict, init=False, repr=False)
-    _fit_counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # name -> GPUs
+    # name -> GPUs where it can be created (names with none are dropped)
+    _fit_counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     # Compute slices and memory slots no job holds (free room plus idle instances), summed over
     # the MIG GPUs, kept by `set_layout` (`idle_room`).
     _idle_c: int = field(default=0, init=False, repr=False)
-    _roomy: int = field(default=0, init=False, repr=False)  # MIG GPUs with room for some profile
     _idle_m: int = field(default=0, init=False, repr=False)
     #: The distinct GPU models of the cluster (by geometry), in GPU order.
     models: list[GpuModel] = field(default_factory=list, init=False)
@@ -259,7 +259,6 @@ class ClusterView:
             warm(model)
         self._fits = [_fitting(geo, k) if g.mig else frozenset()
                       for g, k, geo in zip(self.gpus, self._keys, self._geoms)]
-        self._roomy = sum(1 for fits in self._fits if fits)
         for fits in self._fits:
             for name in fits:
                 self._fit_counts[name] = self._fit_counts.get(name, 0) + 1
@@ -305,11 +304,13 @@ class ClusterView:
         self._keys[index] = key
         old_fits = self._fits[index]
         fits = self._fits[index] = _fitting(self._geoms[index], key)
-        self._roomy += bool(fits) - bool(old_fits)
         gained = fits - old_fits
         counts = self._fit_counts
         for name in old_fits - fits:
-            counts[name] -= 1
+            if counts[name] == 1:
+                del counts[name]
+            else:
+                counts[name] -= 1
         for name in gained:
             counts[name] = counts.get(name, 0) + 1
         if gained:  # more room: the GPU may now be the lowest fit of more profiles
@@ -333,13 +334,13 @@ class ClusterView:
     def creatable_anywhere(self, name: str) -> bool:
         """Whether a profile of this name can be created now on some MIG GPU (an O(1) count kept
         by `set_layout`): on a busy cluster most searches for room end here."""
-        return self._fit_counts.get(name, 0) > 0
+        return name in self._fit_counts
 
     def room_anywhere(self) -> bool:
         """Whether some MIG GPU has room to create at least one profile now (O(1), kept by
         `set_layout`). With no idle instance either (`idle_groups` empty), nothing can be placed
         without a job ending first."""
-        return self._roomy > 0
+        return bool(self._fit_counts)
 
     def idle_room(self) -> tuple[int, int]:
         """(compute slices, memory slots) that no job holds on the MIG GPUs: free room plus idle

@@ -12,8 +12,8 @@ needs, e.g. "1g.10gb"), two heaps:
 
 When something is learned about a family (`learned(family)`), only its queued members are re-added
 (unranked ones to the ranked heap, ranked ones at their new rank): O(members · log queue), not a
-re-rank of the whole queue. `fam_queued` counts each family's queued members (migm watches a
-family for censored ranks only while it has some). The
+re-rank of the whole queue. `queued_by_family` holds each family's queued members (migm watches
+a family for censored ranks only while it has some). The
 index is fed from the core's `Changes` (`absorb`): arrivals, ended attempts, requeued launches.
 
 Entries are validated lazily: a head that is no longer queued, whose need moved to another tier
@@ -53,9 +53,8 @@ class QueueIndex:
         self.on_left = on_left
         self.buckets: dict[str, list[tuple[float, int, int, JobView]]] = {}   # (rank, seq, token, job)
         self.unranked: dict[str, list[tuple[int, int, JobView]]] = {}         # (seq, token, job)
-        self.by_family: dict[str, list[JobView]] = {}  # family -> unranked jobs added (lazily valid)
-        self.ranked_by_family: dict[str, list[JobView]] = {}  # family -> ranked jobs added (lazily valid)
-        self.fam_queued: dict[str, int] = {}  # family -> its queued members the index holds
+        # family -> its queued members the index holds (job id -> job), in the order added
+        self.queued_by_family: dict[str, dict[str, JobView]] = {}
         self.member: dict[str, str | None] = {}  # queued job id -> its tier
         self.token: dict[str, int] = {}          # queued job id -> token of its live heap entry
         self.counts: dict[str, int] = {}
@@ -86,7 +85,7 @@ class QueueIndex:
                 return
             self._uncount(old)
         else:
-            self.fam_queued[job.family] = self.fam_queued.get(job.family, 0) + 1
+            self.queued_by_family.setdefault(job.family, {})[job.job_id] = job
         self._push(job, tier)
 
     def _push(self, job: JobView, tier: str | None) -> None:
@@ -98,19 +97,15 @@ class QueueIndex:
         r = self.rank(job) if self.rank is not None else 0.0
         if r is None:
             heapq.heappush(self.unranked.setdefault(tier or "", []), (job.seq, tok, job))
-            self.by_family.setdefault(job.family, []).append(job)
         else:
             heapq.heappush(self.buckets.setdefault(tier or "", []), (r, job.seq, tok, job))
-            self.ranked_by_family.setdefault(job.family, []).append(job)
 
     def learned(self, family: str) -> None:
         """The rank of `family`'s jobs may have changed: re-add its queued members, ranked or
-        not (each once; the old heap entries go stale by their token)."""
-        seen: set[str] = set()
-        for job in [*self.by_family.pop(family, ()), *self.ranked_by_family.pop(family, ())]:
-            tier = self.member.get(job.job_id, _ABSENT)
-            if tier != _ABSENT and job.state is JobState.QUEUED and job.job_id not in seen:
-                seen.add(job.job_id)
+        not (the old heap entries go stale by their token)."""
+        for job in list(self.queued_by_family.get(family, {}).values()):
+            if job.state is JobState.QUEUED:
+                tier = self.member[job.job_id]
                 self._uncount(tier)
                 self._push(job, tier)
 
@@ -122,17 +117,22 @@ class QueueIndex:
         tier = self.member.pop(job.job_id, _ABSENT)
         self.token.pop(job.job_id, None)
         if tier != _ABSENT:
-            self._left_queue(job.family)
+            self._left_queue(job)
             self._uncount(tier)
         if delta[1] > 0:
             self.running[job.job_id] = job
 
-    def _left_queue(self, family: str) -> None:
-        n = self.fam_queued.get(family, 0) - 1
-        if n > 0:
-            self.fam_queued[family] = n
-        else:
-            self.fam_queued.pop(family, None)
+    def _left_queue(self, job: JobView) -> None:
+        members = self.queued_by_family.get(job.family)
+        if members is not None:
+            members.pop(job.job_id, None)
+            if not members:
+                del self.queued_by_family[job.family]
+
+    @property
+    def fam_queued(self) -> dict[str, int]:
+        """Family -> how many queued members the index holds (a snapshot, for reading)."""
+        return {f: len(m) for f, m in self.queued_by_family.items()}
 
     def _uncount(self, tier: str | None) -> None:
         if tier is not None and tier in self.counts:
@@ -148,7 +148,7 @@ class QueueIndex:
             self.token.pop(job.job_id, None)
             tier = self.member.pop(job.job_id, _ABSENT)
             if tier != _ABSENT:
-                self._left_queue(job.family)
+                self._left_queue(job)
                 self._uncount(tier)
             return False
         return self.member.get(job.job_id, _ABSENT) == (tier or None)

@@ -57,7 +57,7 @@ class LptRanks:
         self._floor_at = view.now_s
         for fam in list(self._watch):
             jobs = self._watch[fam]
-            if fam in self.times.compute or not self.index.fam_queued.get(fam):
+            if fam in self.times.compute or not self.index.queued_by_family.get(fam):
                 del self._watch[fam]
                 continue
             done, seen, gone = [], 0, []
@@ -97,5 +97,5 @@ class LptRanks:
         """`job` was just launched: watch its family for a censored rank while others of it
         are queued and none of it completed."""
         fam = job.family
-        if self.rank == "lpt" and self.index.fam_queued.get(fam) and fam not in self.times.compute:
+        if self.rank == "lpt" and self.index.queued_by_family.get(fam) and fam not in self.times.compute:
             self._watch.setdefault(fam, {})[job.job_id] = job
