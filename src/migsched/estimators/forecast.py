@@ -79,25 +79,27 @@ class MemoryForecaster:
         self.horizon_s = horizon_s
 
     def forecast(self, job: JobView, samples: Sequence[MemorySample]) -> Forecast | None:
-        """A forecast of `job`'s peak, or None with fewer than `min_samples` samples."""
+        """A forecast of `job`'s peak, or None with fewer than `min_samples` samples.
+
+        Plain Python lists up to the saturating fit: on the 5-24 samples a sample plan delivers,
+        numpy's per-call cost was most of a forecast (bench/bench_simulator.py --scale)."""
         cfg = self.config
-        with_progress = [s for s in samples if s.progress is not None]
-        if len({s.progress for s in with_progress}) >= cfg.min_samples:
+        latest = {s.progress: s.used_mib for s in samples if s.progress is not None}  # last per progress
+        if len(latest) >= cfg.min_samples:
             basis, horizon = "progress", 1.0
-            latest = {s.progress: s.used_mib for s in with_progress}  # last sample per progress
-            xs = np.array(list(latest), float)
-            ys = np.array(list(latest.values()), float)
+            xs, ys = list(latest), list(latest.values())
         elif len(samples) >= cfg.min_samples:
             basis, horizon = "time", self._horizon(job)
-            xs = np.array([s.elapsed_s for s in samples], float)
-            ys = np.array([s.used_mib for s in samples], float)
+            xs = [s.elapsed_s for s in samples]
+            ys = [s.used_mib for s in samples]
         else:
             return None
-        seen = float(ys.max())
-        fit = self._best_fit(xs, ys)
-        rmse = math.sqrt(fit.rss / len(ys))
-        enough = len(ys) >= cfg.confident_samples and rmse <= cfg.max_rel_rmse * max(ys.mean(), 1.0)
-        x_max = float(xs.max())
+        n = len(ys)
+        seen, y_mean = max(ys), math.fsum(ys) / n
+        x_min, x_max = min(xs), max(xs)
+        fit = self._best_fit(xs, ys, y_mean, x_max - x_min)
+        rmse = math.sqrt(fit.rss / n)
+        enough = n >= cfg.confident_samples and rmse <= cfg.max_rel_rmse * max(y_mean, 1.0)
         if horizon is not None and horizon > 0:
             peak = fit.predict(max(horizon, x_max))
             confident = enough and x_max / horizon >= cfg.min_fraction
@@ -105,7 +107,7 @@ class MemoryForecaster:
             peak, confident = fit.predict(x_max), enough
         elif fit.form == "saturating":
             peak = fit.asymptote if fit.asymptote > seen else fit.predict(x_max)
-            confident = enough and (x_max - float(xs.min())) >= cfg.saturation_spans * fit.tau
+            confident = enough and (x_max - x_min) >= cfg.saturation_spans * fit.tau
         else:  # linear growth with no known end: report the trend so far, but do not act on it
             peak, confident = fit.predict(x_max), False
         return Forecast(
@@ -121,14 +123,14 @@ class MemoryForecaster:
             return src.get(job.spec.name, src.get(job.job_id))
         return src(job)
 
-    def _best_fit(self, xs: np.ndarray, ys: np.ndarray) -> _Fit:
-        fits = [_constant(ys)]
-        span = float(xs.max() - xs.min())
-        distinct = len(set(xs.tolist())) if span > 0 else 1  # not np.unique: a sort per call
+    def _best_fit(self, xs: list[float], ys: list[float], y_mean: float, span: float) -> _Fit:
+        fits = [_constant(ys, y_mean)]
+        distinct = len(set(xs)) if span > 0 else 1
         if distinct >= 2:
-            fits.append(_linear(xs, ys))
+            fits.append(_linear(xs, ys, y_mean))
             if distinct >= 3:
-                fits.append(_saturating(xs, ys, span, self.config.tau_grid))
+                fits.append(_saturating(np.array(xs, float), np.array(ys, float), y_mean, span,
+                                        self.config.tau_grid))
         return min(fits, key=lambda f: _aicc(f, len(ys)))
 
 
@@ -140,17 +142,19 @@ def _aicc(fit: _Fit, n: int) -> float:
     return math.inf if fit.k > 1 else aic
 
 
-def _constant(ys: np.ndarray) -> _Fit:
-    a = float(ys.mean())
-    return _Fit("constant", 1, float(((ys - a) ** 2).sum()), lambda x: a)
+def _constant(ys: list[float], y_mean: float) -> _Fit:
+    return _Fit("constant", 1, math.fsum((y - y_mean) ** 2 for y in ys), lambda x: y_mean)
 
 
-def _linear(xs: np.ndarray, ys: np.ndarray) -> _Fit:
-    """Least squares y = a + b·x in closed form (simple regression; `lstsq` costs ~30 us more
-    per call on arrays this small)."""
-    x_mean, y_mean = float(xs.mean()), float(ys.mean())
-    xc, yc = xs - x_mean, ys - y_mean
-    sxx, sxy, syy = float(xc @ xc), float(xc @ yc), float(yc @ yc)
+def _linear(xs: list[float], ys: list[float], y_mean: float) -> _Fit:
+    """Least squares y = a + b·x in closed form (simple regression, in plain Python: on arrays
+    this small numpy's per-call cost exceeds the arithmetic)."""
+    x_mean = math.fsum(xs) / len(xs)
+    xc = [x - x_mean for x in xs]
+    yc = [y - y_mean for y in ys]
+    sxx = math.fsum(v * v for v in xc)
+    sxy = math.fsum(u * v for u, v in zip(xc, yc))
+    syy = math.fsum(v * v for v in yc)
     b = sxy / sxx if sxx > 0 else 0.0
     a = y_mean - b * x_mean
     rss = max(syy - b * sxy, 0.0)
@@ -173,37 +177,36 @@ def _unit_steps(grid: int) -> np.ndarray:
     return out
 
 
-def _saturating(xs: np.ndarray, ys: np.ndarray, span: float, grid: int) -> _Fit:
+def _saturating(xs: np.ndarray, ys: np.ndarray, y_mean: float, span: float, grid: int) -> _Fit:
     """Best y = a + b·(1 − exp(−(x − x0)/τ)) over a τ grid, refined once around the best τ.
 
     For a fixed τ the model is linear in (a, b), so every τ of a grid is solved at once in closed
-    form (simple regression of y on z = 1 − exp(−(x − x0)/τ)): cheap enough to run on every sample.
+    form (simple regression of y on z = 1 − exp(−(x − x0)/τ); its centred values are those of
+    −exp(−(x − x0)/τ), so the exponentials serve directly): cheap enough to run on every sample.
     """
     x0 = float(xs.min())
     dx = xs - x0
-    yc = ys - ys.mean()
+    yc = ys - y_mean
     syy = float(yc @ yc)
-
-    y_mean = ys.mean()
+    n = len(dx)
 
     def solve(taus: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        z = 1.0 - np.exp(-dx[None, :] / taus[:, None])
-        z_mean = z.mean(axis=1)
-        zc = z - z_mean[:, None]
-        szz = np.maximum((zc * zc).sum(axis=1), 1e-300)
-        szy = zc @ yc
-        b = szy / szz
-        a = y_mean - b * z_mean
-        return np.maximum(syy - szy * szy / szz, 0.0), a, b
+        e = np.exp(np.multiply.outer(-1.0 / taus, dx))
+        e_mean = e.sum(axis=1) / n  # not .mean(): twice its cost on rows this short
+        ec = e - e_mean[:, None]
+        szz = np.maximum(np.einsum("ij,ij->i", ec, ec), 1e-300)
+        sey = ec @ yc  # = −Σ zc·yc
+        return np.maximum(syy - sey * sey / szz, 0.0), sey / szz, e_mean
 
     taus = span * _coarse_grid(grid)
     rss, _, _ = solve(taus)
     i = int(np.argmin(rss))
     lo, hi = taus[max(i - 1, 0)], taus[min(i + 1, grid - 1)]
     fine = lo * (hi / lo) ** _unit_steps(grid)  # np.geomspace, without its per-call overhead
-    rss, a_all, b_all = solve(fine)
+    rss, slope, e_mean = solve(fine)
     j = int(np.argmin(rss))
-    a, b, tau = float(a_all[j]), float(b_all[j]), float(fine[j])
+    b, tau = -float(slope[j]), float(fine[j])
+    a = y_mean - b * (1.0 - float(e_mean[j]))
     return _Fit(
         "saturating", 3, float(rss[j]), lambda x: a + b * (1.0 - math.exp(-(x - x0) / tau)),
         tau=tau, asymptote=a + b,
