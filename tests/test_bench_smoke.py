@@ -54,3 +54,17 @@ def test_markdown_table_lists_runs_and_skips(bench):
     table = bench.markdown(rows).splitlines()
     assert len(table) == 4 and "skipped (--quick)" in table[-1]
     assert set(bench.machine()) == {"platform", "cpu", "cores", "python"}
+
+
+def test_bench_history_runs_one_batch_from_another_seeds_history(monkeypatch):
+    """bench/bench_history.py: the history comes from another held-out batch of the same mix."""
+    bench_dir = str(_PATH.parent)
+    monkeypatch.syspath_prepend(bench_dir)
+    spec = importlib.util.spec_from_file_location("bench_history", _PATH.parent / "bench_history.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    b = next(x for x in mod.heldout_batches() if x.mix == "scientific" and x.seed == 303)
+    assert mod.earlier(b).seed == 101 and mod.earlier(b).mix == "scientific"
+    row = mod.run_batch(b)
+    assert row["warm_failed"] == 0 and row["warm_makespan_s"] > 0 and row["cold_makespan_s"] > 0
+    assert "| " + b.key in mod.markdown([row])

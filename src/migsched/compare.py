@@ -30,8 +30,9 @@ every job that fits somewhere).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from migsched.core.events import Event, JobExited
 from migsched.core.scheduler import SchedulerCore
@@ -274,7 +275,8 @@ def _optimal_note(res: RunResult, optimal_s: float) -> str | None:
 
 def compare(jobs: Sequence[Job], model: GpuModel, gpus: int = 1, policies: Sequence[str] | None = None,
             seed: int = 0, optimal_s: float | None = None, layout: str | None = None,
-            progress: ProgressFn | None = None, on_jobs: JobsProgressFn | None = None) -> Comparison:
+            progress: ProgressFn | None = None, on_jobs: JobsProgressFn | None = None,
+            policy_options: Mapping[str, Mapping[str, Any]] | None = None) -> Comparison:
     """Simulate `jobs` on `gpus` GPUs of `model` under each policy and derive the gains.
 
     Args:
@@ -287,6 +289,7 @@ def compare(jobs: Sequence[Job], model: GpuModel, gpus: int = 1, policies: Seque
             instead of the sweep.
         progress: called as every simulation starts and ends (see `ProgressFn`).
         on_jobs: called during every simulation as jobs end (see `JobsProgressFn`).
+        policy_options: constructor options per policy name (e.g. migm's `history`).
 
     Raises:
         UnknownNameError: an unknown policy name.
@@ -333,7 +336,7 @@ def compare(jobs: Sequence[Job], model: GpuModel, gpus: int = 1, policies: Seque
             mixes = f" and {tried - uniform} per-GPU mixes" if tried > uniform else ""
             notes.append(f"static: best of {uniform} maximal layouts{mixes} is {text}")
         else:
-            options = {"layout": layout} if name == "static" else {}
+            options = {**({"layout": layout} if name == "static" else {}), **(policy_options or {}).get(name, {})}
             if progress is not None:
                 progress(name, False)
             res = _sim(jobs, model, gpus, create_policy(name, **options), seed, on_jobs)

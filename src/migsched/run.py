@@ -212,6 +212,7 @@ def drive(core: SchedulerCore, backend: Backend, source: JobSource, observer: Ru
             if batches == 1 or batches % REFREEZE_BATCHES == 0:
                 gc.freeze()
     finally:
+        core.policy.close()  # e.g. migm's history file, also when the loop is interrupted
         if not keep_frozen:
             gc.unfreeze()
     return last_s

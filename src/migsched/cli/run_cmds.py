@@ -26,8 +26,8 @@ from rich.console import Console
 
 from migsched.cli.app import app
 from migsched.cli.simulate_cmds import (
-    _JSON_HELP, _QUIET_HELP, _SCHEDULE_HELP, _WIDE_HELP, Outputs, _console, _show, _write_outputs,
-    exit_status,
+    _HISTORY_HELP, _JSON_HELP, _QUIET_HELP, _SCHEDULE_HELP, _WIDE_HELP, Outputs, _console, _show,
+    _write_outputs, exit_status, history_options,
 )
 from migsched.compare import Comparison, PolicyFigures
 from migsched.errors import MigschedError
@@ -85,12 +85,16 @@ def run_cmd(
     address: Annotated[str | None, typer.Option("--address", help="ray: the Ray cluster to use (e.g. 10.0.0.1:6379); none: start a local one of --nodes nodes.")] = None,
     nodes: Annotated[int, typer.Option("--nodes", min=1, max=64, help="ray: nodes of the local cluster started without --address (each emulates --gpus of --gpu).")] = 2,
     node_backend: Annotated[str, typer.Option("--node-backend", help="ray: what each node runs its GPUs with: local (emulated) or nvml (real MIG).")] = "local",
+    history: Annotated[Path | None, typer.Option("--history", metavar="FILE", help=_HISTORY_HELP)] = None,
 ) -> None:
     """Run a batch of jobs to the end: real processes (local) or simulated, resumable after a crash."""
     err = Console(file=sys.stderr, highlight=False)
     out = Outputs(json_out, report, schedule, wide, quiet)
     out.check()  # before any job starts
     if resume:
+        if history is not None:
+            raise RunSetupError("--history is fixed when a run starts; a resumed run keeps its own "
+                                "(drop --history)")
         session = resume_run(state, jobs_file)
         r = session.restored
         assert r is not None
@@ -101,6 +105,7 @@ def run_cmd(
             raise RunSetupError("JOBS is required (a job file or a task file), unless --resume is given")
         session = start_run(jobs_file, backend=backend, gpu=gpu, gpus=gpus, policy=policy, state=state,
                             mib_per_gib=mib_per_gib, seed=seed, job_class=job_class, sample_interval_s=sample_s,
+                            policy_options=history_options(policy, history),
                             backend_options=_backend_options(backend, manage_existing, allow_mig_change, address,
                                                              nodes, node_backend, gpu, gpus))
     caps = session.backend.capabilities

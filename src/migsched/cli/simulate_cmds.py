@@ -40,7 +40,8 @@ from migsched.compare import Comparison, compare, planned_runs, resolve_policies
 from migsched.hardware.catalog import GpuModel, get_model
 from migsched.jobs import Job, load_jobs, load_jobs_dict
 from migsched.limits import MAX_DEMO_GPUS, MAX_GPUS, MAX_SOLVER_S, MIN_SOLVER_S, check_range
-from migsched.policies.registry import get_policy_class, policy_names
+from migsched.errors import MigschedError
+from migsched.policies.registry import get_policy_class, history_policies, policy_names, takes_option
 from migsched.report import (
     OutputError,
     check_file,
@@ -127,14 +128,20 @@ def warn_unplaceable(jobs: Sequence[Job], model: GpuModel) -> int:
 
 def _run_with_progress(jobs: Sequence[Job], model: GpuModel, gpus: int, policies: list[str] | None,
                        layout: str | None, seed: int, optimal_s: float | None,
-                       quiet: bool = False) -> Comparison:
+                       quiet: bool = False, history: Path | None = None) -> Comparison:
     """`compare` with a progress bar on stderr: the simulations done (static layouts included)
-    and, for the one running, the jobs ended and the simulated time."""
+    and, for the one running, the jobs ended and the simulated time. `history`: the file the
+    policies that keep one start from and extend (`history_options`)."""
     names = resolve_policies(policies, optimal_s)  # unknown names fail here, before any work
+    opts = {n: history_options(n, history) for n in names if history is not None and takes_option(n, "history")}
+    if history is not None and not opts:
+        raise MigschedError(f"--history {str(history)!r}: none of the policies to run ({', '.join(names)}) "
+                            f"keeps a history; policies that do: {', '.join(history_policies())}")
     total = planned_runs(model, names, layout, gpus)  # at most: the static mix search may stop early
     err = console(stderr=True)
     if quiet or not err.is_terminal:
-        return compare(jobs, model, gpus, names, seed=seed, optimal_s=optimal_s, layout=layout)
+        return compare(jobs, model, gpus, names, seed=seed, optimal_s=optimal_s, layout=layout,
+                       policy_options=opts)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[extra]}"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
@@ -152,7 +159,7 @@ def _run_with_progress(jobs: Sequence[Job], model: GpuModel, gpus: int, policies
             bar.update(done, completed=n, extra=f"t={now_s:,.0f} s")
 
         return compare(jobs, model, gpus, names, seed=seed, optimal_s=optimal_s, layout=layout,
-                       progress=step, on_jobs=jobs_ended)
+                       progress=step, on_jobs=jobs_ended, policy_options=opts)
 
 
 def _show(cmp: Comparison, out: Outputs | None = None) -> None:
@@ -218,6 +225,21 @@ _REPORT_HELP = "Write PNG timelines, cluster view, power plot and results.md int
 _SCHEDULE_HELP = "Write every job's attempts (instance, start, end, outcome, why) to FILE.json or FILE.csv."
 _WIDE_HELP = "Show every column of the table (restarts by cause, utilisation, ...)."
 _QUIET_HELP = "Print no progress, table or file list (warnings and errors still go to stderr)."
+_HISTORY_HELP = ("History file (JSON) of earlier batches that migm starts from (peaks by job name, run "
+                 "times by family) and adds this run to; created if missing.")
+
+
+def history_options(policy: str, history: Path | None) -> dict[str, str]:
+    """The policy options of `--history FILE` for `policy` (none without it); a policy that keeps
+    no history is an error naming the ones that do."""
+    if history is None:
+        return {}
+    if not takes_option(policy, "history"):
+        raise MigschedError(f"--history {str(history)!r}: policy {policy!r} keeps no history; policies "
+                            f"that do: {', '.join(history_policies())}")
+    if history.is_dir():
+        raise MigschedError(f"--history {str(history)!r} is a directory; name a file (e.g. {history / 'history.json'})")
+    return {"history": str(history.resolve())}
 
 
 # ---- simulate -------------------------------------------------------------------------------------
@@ -241,6 +263,7 @@ def simulate_cmd(
     schedule: Annotated[Path | None, typer.Option("--schedule", metavar="FILE", help=_SCHEDULE_HELP)] = None,
     wide: Annotated[bool, typer.Option("--wide", help=_WIDE_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
+    history: Annotated[Path | None, typer.Option("--history", metavar="FILE", help=_HISTORY_HELP)] = None,
 ) -> int:
     """Simulate a job file under each policy and compare makespan, energy and gains against serial.
 
@@ -252,7 +275,7 @@ def simulate_cmd(
     out.check()
     warn_unplaceable(jobs, model)
     limit = optimal_s if optimal_s is not None else (DEFAULT_OPTIMAL_S if optimal else None)
-    cmp = _run_with_progress(jobs, model, gpus, policy or None, layout, seed, limit, quiet)
+    cmp = _run_with_progress(jobs, model, gpus, policy or None, layout, seed, limit, quiet, history)
     _show(cmp, out)
     _write_outputs(cmp, None, None, out)
     return exit_status(cmp)

@@ -148,6 +148,10 @@ class Policy(ABC):
         """When to be called again even without events (None: only on events)."""
         return None
 
+    def close(self) -> None:
+        """The run is over, or its scheduler stops (a crash, an interrupt): write out what the
+        policy keeps across runs (e.g. migm's history file). Default: nothing."""
+
     def summary(self) -> dict[str, float]:
         """Policy-specific figures for the report (e.g. forecast error). Default: none."""
         return {}

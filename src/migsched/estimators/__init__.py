@@ -22,7 +22,7 @@ from migsched.estimators.forecast import (
     MemoryForecaster,
 )
 from migsched.estimators.hint import HintEstimator, MarginConfig, MarginLearner
-from migsched.estimators.history import HistoryStore, RunRecord, default_history_path
+from migsched.estimators.history import DurationRecord, HistoryStore, RunRecord, default_history_path
 
 __all__ = [
     "DEFAULT_CLASS_FRACTION",
@@ -35,6 +35,7 @@ __all__ = [
     "ForecastLog",
     "Forecaster",
     "HintEstimator",
+    "DurationRecord",
     "HistoryStore",
     "HorizonSource",
     "JobMemoryEstimator",

@@ -1,18 +1,24 @@
-"""A small local store of how past runs of each job used memory, so a second batch starts better.
+"""A small local store of how past runs used memory and time, so a second batch starts better.
 
-Records are keyed by job name, plus the command when one is given (the same name run with a
-different command is a different workload). Each record keeps the profile it ran on, the peak
-seen, the memory at its first sample and whether it ended ok. The file is JSON, written atomically
-(temp file + `os.replace`), and a missing or corrupt file starts an empty store with a warning:
-history is an optimisation, never a reason to fail. `HistoryStore.in_memory()` keeps everything in
-the process (tests, simulations).
+Memory records are keyed by job name, plus the command when one is given (the same name run with
+a different command is a different workload). Each keeps the profile it ran on, the peak seen,
+the memory at its first sample and whether it ended ok. Duration records are keyed by job
+*family* (`JobSpec.family`: members of a family are alike, which migm already assumes within a
+batch, so `bfs-7` of tomorrow's batch learns from `bfs-3` of today's): the compute slices of the
+instance, the compute seconds of the whole job there (start-up excluded) and the start-up.
+
+The file is JSON, written atomically (temp file + `os.replace`), and a missing or corrupt file
+starts an empty store with a warning: history is an optimisation, never a reason to fail.
+`HistoryStore.in_memory()` keeps everything in the process (tests, simulations).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -45,6 +51,22 @@ class RunRecord:
         return self.start_mib is not None and self.peak_mib > GROWTH_FACTOR * max(self.start_mib, 1.0)
 
 
+@dataclass(frozen=True, slots=True)
+class DurationRecord:
+    """How long one completed run of a family computed.
+
+    Attributes:
+        compute_slices: compute slices of the instance it ran on.
+        work_s: compute seconds of the whole job on that instance, start-up excluded (a run
+            resumed from a checkpoint is scaled to the whole job).
+        startup_s: launch to first progress (0.0 when it was not measured).
+    """
+
+    compute_slices: int
+    work_s: float
+    startup_s: float = 0.0
+
+
 def default_history_path() -> Path:
     """`$XDG_CACHE_HOME/migsched/history.json`, or `~/.cache/migsched/history.json`."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -60,12 +82,21 @@ class HistoryStore:
     """Past runs per job key, persisted to a JSON file (or kept in memory when `path` is None)."""
 
     def __init__(
-        self, path: str | Path | None = None, *, max_runs: int = 20, autosave: bool = True
+        self, path: str | Path | None = None, *, max_runs: int = 20, autosave: bool = True,
+        save_interval_s: float = 0.0,
     ) -> None:
-        """Open the store at `path` (None: in-memory only); keep at most `max_runs` per key."""
+        """Open the store at `path` (None: in-memory only); keep at most `max_runs` per key.
+
+        `autosave` writes the file after a record, at most every `save_interval_s` seconds of
+        wall-clock time (0: after every record); `flush()` writes what is left. A simulation
+        of 100,000 jobs would otherwise rewrite the file 100,000 times."""
         self.path = Path(path) if path is not None else None
         self.max_runs = max_runs
         self.autosave = autosave
+        self.save_interval_s = save_interval_s
+        self._saved_at = -float("inf")
+        self._dirty = False
+        self._durations: dict[str, list[DurationRecord]] = {}
         self._runs: dict[str, list[RunRecord]] = self._load()
 
     @classmethod
@@ -96,22 +127,50 @@ class HistoryStore:
         """Every key held."""
         return self._runs.keys()
 
+    def durations(self, family: str) -> dict[int, tuple[float, float]]:
+        """Per compute-slice count, the median (work_s, startup_s) of the family's recorded
+        completed runs on that many slices; empty when none was recorded."""
+        by_size: dict[int, list[DurationRecord]] = {}
+        for r in self._durations.get(family, ()):
+            by_size.setdefault(r.compute_slices, []).append(r)
+        return {c: (statistics.median(r.work_s for r in rs), statistics.median(r.startup_s for r in rs))
+                for c, rs in by_size.items()}
+
     # ---- updates ----------------------------------------------------------------------------
     def record(self, name: str, run: RunRecord, command: str | None = None) -> None:
         """Add a finished run (and save, when `autosave`)."""
         runs = self._runs.setdefault(history_key(name, command), [])
         runs.append(run)
         del runs[: max(0, len(runs) - self.max_runs)]
-        if self.autosave:
+        self._changed()
+
+    def record_duration(self, family: str, run: DurationRecord) -> None:
+        """Add a completed run's duration to its family (and save, when `autosave`)."""
+        runs = self._durations.setdefault(family, [])
+        runs.append(run)
+        del runs[: max(0, len(runs) - self.max_runs)]
+        self._changed()
+
+    def _changed(self) -> None:
+        self._dirty = True
+        if self.autosave and time.monotonic() >= self._saved_at + self.save_interval_s:
+            self.save()
+
+    def flush(self) -> None:
+        """Write what was recorded since the last save (a no-op when nothing was)."""
+        if self._dirty:
             self.save()
 
     def save(self) -> None:
         """Write the store atomically; a no-op in memory. I/O errors warn rather than raise."""
+        self._dirty = False
+        self._saved_at = time.monotonic()
         if self.path is None:
             return
         data = {
             "version": FORMAT_VERSION,
             "jobs": {k: [asdict(r) for r in v] for k, v in self._runs.items()},
+            "durations": {k: [asdict(r) for r in v] for k, v in self._durations.items()},
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +192,10 @@ class HistoryStore:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("version") != FORMAT_VERSION:
                 raise ValueError(f"unknown format version {data.get('version')!r}")
-            return {
+            durations = {  # absent from files written before durations were kept
+                str(k): [_duration(r) for r in v] for k, v in data.get("durations", {}).items()
+            }
+            runs = {
                 str(k): [
                     RunRecord(
                         profile=str(r["profile"]),
@@ -145,9 +207,21 @@ class HistoryStore:
                 ]
                 for k, v in data["jobs"].items()
             }
+            self._durations = durations
+            return runs
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             warnings.warn(
                 f"migsched: ignoring unreadable memory history {self.path} ({e}); starting empty",
                 stacklevel=3,
             )
             return {}
+
+
+def _duration(doc: dict) -> DurationRecord:
+    """A duration record read back from the file; a value no run can have is an error (the
+    file is then ignored, like any unreadable one)."""
+    rec = DurationRecord(int(doc["compute_slices"]), float(doc["work_s"]), float(doc.get("startup_s", 0.0)))
+    if rec.compute_slices < 1 or not 0 < rec.work_s < float("inf") or not 0 <= rec.startup_s < float("inf"):
+        raise ValueError(f"duration record {doc!r}: compute_slices must be >= 1, work_s > 0 and "
+                         "startup_s >= 0 (finite)")
+    return rec

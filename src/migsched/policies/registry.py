@@ -6,6 +6,7 @@ Third-party policies can register through the `migsched.policies` entry-point gr
 
 from __future__ import annotations
 
+import inspect
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
@@ -83,3 +84,14 @@ def get_policy_class(name: str) -> type[Policy]:
 def create_policy(name: str, **options: Any) -> Policy:
     """Build the policy registered as `name` with constructor `options`."""
     return get_policy_class(name)(**options)
+
+
+def takes_option(name: str, option: str) -> bool:
+    """Whether the policy registered as `name` has a constructor option `option` (e.g. which
+    policies a `--history` file is for)."""
+    return option in inspect.signature(get_policy_class(name).__init__).parameters
+
+
+def history_policies() -> list[str]:
+    """The registered policies that read and extend a history file (`--history`)."""
+    return [n for n in policy_names(include_clairvoyant=True) if takes_option(n, "history")]

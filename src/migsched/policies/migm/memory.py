@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from migsched.core.events import MemorySample
 from migsched.core.state import JobView
 from migsched.estimators.base import Estimate, Forecast, Forecaster, MemoryEstimator
+from migsched.estimators.history import HistoryStore
 from migsched.jobs.model import JobClass
 
 _GROWING = (JobClass.LLM,)
@@ -83,13 +84,14 @@ class LinearForecaster:
         return Forecast(peak, form, rmse, "progress", confident)
 
 
-def default_estimator(largest_mib: float) -> MemoryEstimator:
-    """The project's `JobMemoryEstimator` when it is installed, else `HintEstimator`."""
+def default_estimator(largest_mib: float, history: HistoryStore | None = None) -> MemoryEstimator:
+    """The project's `JobMemoryEstimator` (on `history`: its peaks of earlier batches) when it is
+    installed, else `HintEstimator`."""
     try:
         from migsched.estimators.combined import JobMemoryEstimator  # type: ignore[import-not-found]
     except ImportError:
         return HintEstimator(largest_mib)
-    return JobMemoryEstimator(largest_mib=largest_mib)
+    return JobMemoryEstimator(history, largest_mib=largest_mib)
 
 
 def default_forecaster() -> Forecaster:

@@ -24,10 +24,13 @@ Re-implementation of MIGM (paper.md §3; arXiv 2508.18556), documented in docs/m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from migsched.core.events import Action, Kill, Reject
 from migsched.core.sampling import SamplePlan
 from migsched.core.state import ClusterView, JobView
 from migsched.estimators.base import Forecaster, MemoryEstimator
+from migsched.estimators.history import HistoryStore
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.errors import SchedulingError
 from migsched.policies.base import Changes, Decision, Policy
@@ -45,6 +48,8 @@ from migsched.policies.migm.tail import TailRestart
 from migsched.policies.registry import register
 
 SCHEMES = ("head", "repartition-min")
+#: A history file is rewritten at most this often while a run goes on (and at its end, `close`).
+HISTORY_SAVE_S = 5.0
 ORDERS = ("largest", "fifo")
 RANKS = ("fifo", "class", "lpt")
 #: With rank="class", longer-running classes start first within a tier (LPT by class).
@@ -76,6 +81,10 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
             compute the queue cannot use, if it runs at least spare_min_gain faster there.
         easy_backfill: a job may start on slots reserved for a blocked one when it is projected
             to end before they drain (`backfill.py`).
+        history: a history file (or `HistoryStore`) of earlier batches: peaks by job name
+            and durations by family, read before the first run of a family completes and
+            extended with this batch's runs (written when the run ends, `close`). None: this
+            batch only. Ignored for memory when `estimator` is given.
         estimator, forecaster: override the memory estimator / forecaster.
     """
 
@@ -91,6 +100,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
                  alpha_prior: dict[str, float] | None = None, blocked_restart: bool = True,
                  blocked_wait_s: float = 300.0, blocked_online: bool = False,
                  spare_share: float = 1.0, spare_min_gain: float = 0.2, easy_backfill: bool = True,
+                 history: str | Path | HistoryStore | None = None,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -115,13 +125,15 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
         self.spare_share, self.spare_min_gain = spare_share, spare_min_gain
         self.easy_backfill = easy_backfill
         self.estimator, self.forecaster = estimator, forecaster
-        self.times = RunTimes(alpha_prior)
+        self.history = history if isinstance(history, HistoryStore) or history is None else \
+            HistoryStore(history, save_interval_s=HISTORY_SAVE_S)
+        self.times = RunTimes(alpha_prior, self.history)
         self._target: dict[str, Profile] = {}     # job -> profile its tail restart is for
         self._tail_key: tuple | None = None
         self._sticky: set[str] = set()            # blocked-restarted jobs: only their target will do       # state at the last tail-restart search
         self.model: GpuModel | None = None
         self.rank = rank
-        self._ok_runs = 0
+        self._known_runs = 0  # durations known (runs completed here or recalled): `_unknown_rank`'s version
         self._lpt_mean: tuple[int, float] = (-1, 0.0)
         self.index = QueueIndex(self._tier_of, self._left,
                                 (lambda j: CLASS_RANK.get(j.spec.job_class.value, 9)) if rank == "class"
@@ -162,7 +174,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
         self._variants_memo = {}
         self._largest = max(p.memory_mib for p in self._profiles)
         if self.estimator is None:
-            self.estimator = default_estimator(self._largest)
+            self.estimator = default_estimator(self._largest, self.history)
         self.sizing = MemorySizing(model, self.estimator)
         if self.forecaster is None:
             self.forecaster = default_forecaster()
@@ -190,7 +202,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
         by_duration = sized_by_duration(job, len(job.attempts) - 1)  # this run's size chosen by its length
         if a.outcome == "ok":
             assert self.model is not None
-            self._ok_runs += 1
+            self._known_runs += 1
             new_family = name not in self.times.compute
             p0 = next((x.saved_progress for x in reversed(job.attempts[:-1]) if x.outcome != "launch-failed"), None)
             self.times.finished(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s,
@@ -331,7 +343,17 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
     def _sync(self) -> None:
         pending, self._changes = self._changes, []
         for ch in pending:
+            if self.history is not None:
+                for job in ch.arrived:  # ranked by what earlier batches taught, from the start
+                    if self.times.recall(job.family):
+                        self._fam_val[job.family] = self.times.compute_s(job.family, "", 1) or 0.0
+                        self._known_runs += 1
             self.index.absorb(ch.arrived, ch.ended, ch.requeued)
+
+    def close(self) -> None:
+        """Write the history file, if any (what this batch taught the next one)."""
+        if self.history is not None:
+            self.history.flush()
 
     # ---- report -------------------------------------------------------------------------------
     def _bump(self, key: str) -> None:

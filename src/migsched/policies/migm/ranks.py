@@ -22,7 +22,7 @@ FLOOR_MEMBERS = 8
 
 
 class LptRanks:
-    """Mixin of `MigmPolicy` (uses its `times`, `index`, `_fam_val`, `_ok_runs`, `_lpt_mean`,
+    """Mixin of `MigmPolicy` (uses its `times`, `index`, `_fam_val`, `_known_runs`, `_lpt_mean`,
     `_floor`, `_floor_at`, `_watch`)."""
 
     def _lpt_rank(self, job: JobView) -> float | None:
@@ -88,9 +88,9 @@ class LptRanks:
         unknown jobs sit among them (FIFO when nothing is learned)."""
         if not self._fam_val:
             return 0.0
-        if self._lpt_mean[0] != self._ok_runs:
+        if self._lpt_mean[0] != self._known_runs:
             vals = self._fam_val.values()
-            self._lpt_mean = (self._ok_runs, sum(vals) / len(vals))
+            self._lpt_mean = (self._known_runs, sum(vals) / len(vals))
         return -self._lpt_mean[1]
 
     def _watch_family(self, job: JobView) -> None:

@@ -33,11 +33,13 @@ Durations (no ground truth is read):
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from migsched.core.events import KillReason, MemorySample
 from migsched.core.state import ClusterView, GpuView, JobView
+from migsched.estimators.history import DurationRecord, HistoryStore
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
 from migsched.policies.migm.placement import mig_groups
@@ -80,8 +82,9 @@ class Upgrade:
 class RunTimes:
     """What runs taught about durations: startups and compute time per family and profile size."""
 
-    def __init__(self, prior: dict[str, float] | None = None) -> None:
+    def __init__(self, prior: dict[str, float] | None = None, history: HistoryStore | None = None) -> None:
         self.prior = {**PRIOR_ALPHA, **(prior or {})}  # job class -> alpha before any fit
+        self.history = history  # durations of earlier batches' runs, by family (recall)
         self.startup: dict[str, float] = {}        # job id -> startup of its current attempt
         self.fam_startup: dict[str, float] = {}    # family -> startup of a run
         self.compute: dict[str, dict[int, float]] = {}  # family -> compute slices -> compute s (last)
@@ -119,6 +122,21 @@ class RunTimes:
         self.compute.setdefault(fam, {})[compute_slices] = work_s
         if for_class:
             self.classes.finished(job.spec.job_class.value, compute_slices, work_s)
+        if self.history is not None:
+            self.history.record_duration(fam, DurationRecord(compute_slices, work_s, st))
+
+    def recall(self, fam: str) -> bool:
+        """Before any run of `fam` completed in this batch, take its durations from the history
+        of earlier batches (median per instance size): its compute times and start-up, as if
+        those runs had completed here. True when something was recalled."""
+        if self.history is None or fam in self.compute:
+            return False
+        known = self.history.durations(fam)
+        if not known:
+            return False
+        self.compute[fam] = {c: w for c, (w, _) in known.items()}
+        self.fam_startup[fam] = statistics.median(st for _, st in known.values())
+        return True
 
     def stopped(self, job: JobView, fam: str, compute_slices: int, run_s: float) -> None:
         """A first attempt of `job` was stopped (killed or out of memory) after `run_s` from
