@@ -152,6 +152,8 @@ class HistoryStore:
         self._changed()
 
     def _changed(self) -> None:
+        if self.path is None:
+            return  # in memory: nothing to write (and no clock to read per record)
         self._dirty = True
         if self.autosave and time.monotonic() >= self._saved_at + self.save_interval_s:
             self.save()

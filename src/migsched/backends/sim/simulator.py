@@ -24,9 +24,10 @@ construction; jobs themselves arrive through the job source and reach it as `Lau
 
 from __future__ import annotations
 
+import bisect
 import heapq
-import random
 import math
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -111,6 +112,7 @@ class Simulator(Backend):
         self._token = 0
         self._occupied: set[tuple[int, int]] = set()
         self._saved: dict[str, float] = {}  # job id -> fraction of work its checkpoint holds
+        self._suffix_peaks: dict[str, tuple[list[float], list[float]]] = {}  # job id -> _peaks_after
         self.events_processed = 0
         rng = random.Random(self.seed)
         self._jitter: dict[str, float] = {}
@@ -277,12 +279,25 @@ class Simulator(Backend):
         cur = run.cursor
         assert cur is not None
         f = self._progress(run, t_s)
-        pts = run.truth.memory_points
-        rest_mib = max(run.truth.memory_gib(f), max((y for x, y in pts if x > f), default=0.0)) * 1024.0
+        xs, after = self._peaks_after(run)
+        i = bisect.bisect_right(xs, f)  # the first curve point past f
+        rest_mib = max(run.truth.memory_gib(f), after[i] if i < len(xs) else 0.0) * 1024.0
         plan = cur.plan
         if plan.growth_only and not cur.grows(rest_mib):
             return True
         return plan.hold_below_mib is not None and rest_mib < plan.hold_below_mib
+
+    def _peaks_after(self, run: _Run) -> tuple[list[float], list[float]]:
+        """The job's memory curve's xs and, per point, the most memory from that point on
+        (`_nothing_to_report` asks at every sample it considers; built once per job)."""
+        hit = self._suffix_peaks.get(run.job.job_id)
+        if hit is None:
+            pts = run.truth.memory_points
+            after = [y for _, y in pts]
+            for k in range(len(after) - 2, -1, -1):
+                after[k] = max(after[k], after[k + 1])
+            hit = self._suffix_peaks[run.job.job_id] = ([x for x, _ in pts], after)
+        return hit
 
     def _used_mib(self, run: _Run, t_s: float) -> float:
         """The attempt's memory at `t_s` from its truth curve."""
