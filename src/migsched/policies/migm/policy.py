@@ -99,7 +99,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
                  mid_upgrade: bool = True, reserve_after_s: float = 0.0,
                  alpha_prior: dict[str, float] | None = None, blocked_restart: bool = True,
                  blocked_wait_s: float = 300.0, blocked_online: bool = False,
-                 spare_share: float = 1.0, spare_min_gain: float = 0.2, easy_backfill: bool = True,
+                 spare_share: float = 1.0, spare_min_gain: float = 0.1, easy_backfill: bool = True,
                  history: str | Path | HistoryStore | None = None,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
