@@ -1,6 +1,7 @@
 """migm with the history of an earlier batch: how much a second batch of the same workload gains.
 
     python bench/bench_history.py [--out DIR]
+    python bench/bench_history.py --seeds 11,22,33 --out /tmp/tune   # tuning seeds, not reported
 
 For each held-out batch (`bench/heldout.py`: seeds and sizes never tuned on) the history is that
 of *another* held-out batch of the same mix and GPU (the next seed of 101 -> 202 -> 303 -> 101):
@@ -38,18 +39,17 @@ from migsched.run import simulate  # noqa: E402
 BASELINES = ("serial", "static", "greedy")
 
 
-def earlier(b: HeldOut) -> HeldOut:
-    """The batch whose history `b` starts from: the same mix and GPU, the next held-out seed."""
-    i = HELDOUT_SEEDS.index(b.seed)
-    seed = HELDOUT_SEEDS[(i + 1) % len(HELDOUT_SEEDS)]
-    return next(x for x in heldout_batches() if x.mix == b.mix and x.gpu == b.gpu and x.seed == seed)
+def earlier(b: HeldOut, seeds: tuple[int, ...] = HELDOUT_SEEDS) -> HeldOut:
+    """The batch whose history `b` starts from: the same mix and GPU, the next seed of `seeds`."""
+    i = seeds.index(b.seed)
+    return HeldOut(b.mix, b.jobs, seeds[(i + 1) % len(seeds)], b.gpu)
 
 
-def run_batch(b: HeldOut) -> dict[str, Any]:
+def run_batch(b: HeldOut, seeds: tuple[int, ...] = HELDOUT_SEEDS) -> dict[str, Any]:
     """migm cold, migm from the earlier batch's history, and the baselines on batch `b`."""
     model = get_model(b.gpu)
     jobs = load_jobs_dict(heldout_doc(b))
-    before = load_jobs_dict(heldout_doc(earlier(b)))
+    before = load_jobs_dict(heldout_doc(earlier(b, seeds)))
     store = HistoryStore.in_memory()
     simulate(before, model, 1, policy=create_policy("migm", history=store), seed=0, record_power=False)
     warm = simulate(jobs, model, 1, policy=create_policy("migm", history=store), seed=0)
@@ -59,7 +59,7 @@ def run_batch(b: HeldOut) -> dict[str, Any]:
     base_ms = min(rows[p].makespan_s for p in BASELINES)
     base_e = min(rows[p].energy_j for p in BASELINES)
     return {
-        "batch": b.key, "history_from": earlier(b).key,
+        "batch": b.key, "history_from": earlier(b, seeds).key,
         "cold_makespan_s": cold.makespan_s, "cold_energy_j": cold.energy_j,
         "warm_makespan_s": warm.makespan_s, "warm_energy_j": warm.energy_j,
         "cold_mean_jct_s": _mean_jct(cold), "warm_mean_jct_s": _mean_jct(warm),
@@ -92,11 +92,14 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--seeds", default=",".join(map(str, HELDOUT_SEEDS)),
+                    help="the batches' seeds, comma-separated (default: the held-out ones)")
     a = ap.parse_args(argv)
+    seeds = tuple(int(x) for x in a.seeds.split(","))
     t0 = time.perf_counter()
     rows = []
-    for b in heldout_batches():
-        rows.append(run_batch(b))
+    for b in heldout_batches(seeds):
+        rows.append(run_batch(b, seeds))
         print(f"  {b.key:<40} {rows[-1]['cold_makespan_s']:>8.0f} -> {rows[-1]['warm_makespan_s']:>8.0f} s", flush=True)
     table = markdown(rows)
     print(table)
