@@ -162,3 +162,30 @@ def test_run_with_history_writes_the_file(capsys, tmp_path, order_file):
                            "--state", str(tmp_path / "s.db"), "--history", str(hist), "-q")
     assert code == 0, err
     assert HistoryStore(hist).durations("long")
+
+
+def test_a_failing_save_warns_once(tmp_path):
+    (tmp_path / "f").write_text("a file where a folder should be")
+    h = HistoryStore(tmp_path / "f" / "h.json")
+    with pytest.warns(UserWarning, match="could not save the history file") as caught:
+        h.record_duration("f", DurationRecord(1, 10.0))
+        h.record_duration("f", DurationRecord(1, 20.0))
+        h.flush()
+    assert len([w for w in caught if "could not save" in str(w.message)]) == 1
+
+
+def test_the_cli_prints_a_history_warning_as_one_line(capsys, tmp_path, order_file):
+    bad = tmp_path / "h.json"
+    bad.write_text("not json")
+    code, _, err = run_cli(capsys, "simulate", str(order_file), "--gpu", "A100-80GB", "--policy", "migm",
+                           "--history", str(bad), "-q")
+    assert code == 0
+    assert "warning: migsched: ignoring unreadable history file" in err and "UserWarning" not in err
+    assert HistoryStore(bad).durations("long")  # rewritten, readable again
+
+
+def test_history_below_a_file_is_an_error(capsys, tmp_path, order_file):
+    (tmp_path / "f").write_text("x")
+    code, _, err = run_cli(capsys, "simulate", str(order_file), "--gpu", "A100-80GB", "--policy", "migm",
+                           "--history", str(tmp_path / "f" / "h.json"))
+    assert code == 2 and "is a file, not a folder" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -22,12 +23,26 @@ except ImportError:  # pragma: no cover - depends on the installed Typer
     from click import ClickException as _ClickException  # type: ignore[no-redef]
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the CLI's own one line (`warning: ...`), not Python's file:line and source."""
+    typer.echo(f"warning: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status.
 
     A user's mistake (unknown name, bad file, bad option) prints one line and returns 2; it
-    never shows a traceback.
+    never shows a traceback. Warnings (an unreadable history file, ...) print as one line each.
     """
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        return _run(argv)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         rv = app(args=argv, standalone_mode=False)
     except MigschedError as exc:

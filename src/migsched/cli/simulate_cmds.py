@@ -25,6 +25,7 @@ printed as one line by `migsched.cli.main`; 130 when interrupted.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -239,7 +240,16 @@ def history_options(policy: str, history: Path | None) -> dict[str, str]:
                             f"that do: {', '.join(history_policies())}")
     if history.is_dir():
         raise MigschedError(f"--history {str(history)!r} is a directory; name a file (e.g. {history / 'history.json'})")
-    return {"history": str(history.resolve())}
+    path = history.resolve()
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    target = path if path.exists() else folder
+    if target is folder and folder is not None and not folder.is_dir():
+        raise MigschedError(f"--history {str(history)!r}: {str(folder)!r} is a file, not a folder")
+    if target is None or not os.access(target, os.W_OK):
+        what = "the file" if path.exists() else f"the folder {str(folder)!r}"
+        raise MigschedError(f"--history {str(history)!r} cannot be written ({what} is not writable); name a "
+                            "file in a folder you can write")
+    return {"history": str(path)}
 
 
 # ---- simulate -------------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ class HistoryStore:
         self.save_interval_s = save_interval_s
         self._saved_at = -float("inf")
         self._dirty = False
+        self._save_failed = False
         self._durations: dict[str, list[DurationRecord]] = {}
         self._runs: dict[str, list[RunRecord]] = self._load()
 
@@ -185,7 +186,9 @@ class HistoryStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as e:
-            warnings.warn(f"migsched: could not save memory history to {self.path}: {e}", stacklevel=2)
+            if not self._save_failed:  # once: a run would otherwise repeat it at every save
+                warnings.warn(f"migsched: could not save the history file {self.path}: {e}", stacklevel=2)
+            self._save_failed = True
 
     def _load(self) -> dict[str, list[RunRecord]]:
         if self.path is None or not self.path.exists():
@@ -213,7 +216,8 @@ class HistoryStore:
             return runs
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             warnings.warn(
-                f"migsched: ignoring unreadable memory history {self.path} ({e}); starting empty",
+                f"migsched: ignoring unreadable history file {self.path} ({e}); starting empty "
+                "(it is rewritten when the run ends)",
                 stacklevel=3,
             )
             return {}
