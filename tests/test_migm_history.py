@@ -189,3 +189,26 @@ def test_history_below_a_file_is_an_error(capsys, tmp_path, order_file):
     code, _, err = run_cli(capsys, "simulate", str(order_file), "--gpu", "A100-80GB", "--policy", "migm",
                            "--history", str(tmp_path / "f" / "h.json"))
     assert code == 2 and "is a file, not a folder" in err
+
+
+def test_history_command_shows_families_and_peaks(capsys, tmp_path, order_file):
+    hist = tmp_path / "h.json"
+    assert run_cli(capsys, "simulate", str(order_file), "--gpu", "A100-80GB", "--policy", "migm",
+                   "--history", str(hist), "-q")[0] == 0
+    code, out, _ = run_cli(capsys, "history", str(hist))
+    assert code == 0 and "long" in out and "short" in out and "run times by family (2)" in out
+    code, out, _ = run_cli(capsys, "history", str(hist), "--json")
+    doc = json.loads(out)
+    assert doc["families"]["short"]["runs"] == 6 and doc["families"]["long"]["runs"] == 1
+    (size, entry), = doc["families"]["long"]["by_compute_slices"].items()
+    assert int(size) >= 1 and entry["median_work_s"] > 0
+    assert {p["name"] for p in doc["peaks"]} == {"long", "short"}
+
+
+@pytest.mark.parametrize("make", ["missing", "dir"])
+def test_history_command_without_a_file_is_an_error(capsys, tmp_path, make):
+    path = tmp_path / "h.json"
+    if make == "dir":
+        path.mkdir()
+    code, _, err = run_cli(capsys, "history", str(path))
+    assert code == 2 and ("no history file" in err or "is a directory" in err)

@@ -13,9 +13,9 @@ from migsched.errors import MigschedError
 # Command modules register their verbs on `app` when imported; naming them in a tuple says so
 # (and keeps pyflakes, which ignores noqa, from calling them unused).
 from migsched.cli import hardware_cmds, mig_cmds, run_cmds, simulate_cmds, workload_cmds  # noqa: E402
-from migsched.cli import validate_cmds  # noqa: E402
+from migsched.cli import history_cmds, validate_cmds  # noqa: E402
 
-COMMAND_MODULES = (hardware_cmds, mig_cmds, run_cmds, simulate_cmds, workload_cmds, validate_cmds)
+COMMAND_MODULES = (hardware_cmds, mig_cmds, run_cmds, simulate_cmds, workload_cmds, validate_cmds, history_cmds)
 
 try:  # Typer >= 0.25 vendors click; older versions use the click package
     from typer._click import ClickException as _ClickException  # type: ignore[attr-defined]

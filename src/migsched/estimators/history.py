@@ -137,6 +137,22 @@ class HistoryStore:
         return {c: (statistics.median(r.work_s for r in rs), statistics.median(r.startup_s for r in rs))
                 for c, rs in by_size.items()}
 
+    def families(self) -> list[str]:
+        """The families with duration records, sorted."""
+        return sorted(self._durations)
+
+    def duration_runs(self, family: str) -> tuple[DurationRecord, ...]:
+        """The family's duration records, oldest first."""
+        return tuple(self._durations.get(family, ()))
+
+    def peak_entries(self) -> list[tuple[str, str | None, tuple[RunRecord, ...]]]:
+        """(job name, command or None, its memory records) for every key, sorted by name."""
+        out = []
+        for key, runs in self._runs.items():
+            name, _, command = key.partition("\x1f")
+            out.append((name, command or None, tuple(runs)))
+        return sorted(out, key=lambda e: (e[0], e[1] or ""))
+
     # ---- updates ----------------------------------------------------------------------------
     def record(self, name: str, run: RunRecord, command: str | None = None) -> None:
         """Add a finished run (and save, when `autosave`)."""

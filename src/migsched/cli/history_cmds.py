@@ -1,0 +1,82 @@
+"""`migsched history FILE [--json]`: what a history file (`--history FILE`) holds.
+
+Per job family: the completed runs recorded and, per instance size, the median compute time and
+start-up, which is what migm recalls for the family in the next batch (docs/migm.md step 8).
+Then the job names with memory peaks, largest first. The text lists `MAX_ROWS_SHOWN` rows of
+each, then a count; `--json` lists everything.
+
+Exit status: 0; 2 when FILE does not exist or is a directory. An unreadable file prints one
+warning and shows an empty history, as a run would start from.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from migsched.cli.app import app, console
+from migsched.errors import MigschedError
+from migsched.estimators.history import HistoryStore
+
+MAX_ROWS_SHOWN = 50
+
+
+def history_doc(store: HistoryStore) -> dict[str, Any]:
+    """The store as a JSON-able dict: families with their durations by size, and memory peaks."""
+    families: dict[str, Any] = {}
+    for fam in store.families():
+        runs = store.duration_runs(fam)
+        by_size: dict[int, list] = {}
+        for r in runs:
+            by_size.setdefault(r.compute_slices, []).append(r)
+        families[fam] = {"runs": len(runs), "by_compute_slices": {
+            str(c): {"runs": len(rs), "median_work_s": statistics.median(r.work_s for r in rs),
+                     "median_startup_s": statistics.median(r.startup_s for r in rs)}
+            for c, rs in sorted(by_size.items())}}
+    peaks = [{"name": name, "command": command, "runs": len(runs), "ok_runs": sum(r.ok for r in runs),
+              "peak_mib": max(r.peak_mib for r in runs)} for name, command, runs in store.peak_entries() if runs]
+    peaks.sort(key=lambda e: (-e["peak_mib"], e["name"]))
+    return {"path": str(store.path), "families": families, "peaks": peaks}
+
+
+@app.command("history")
+def history_cmd(
+    history_file: Annotated[Path, typer.Argument(metavar="FILE", help="A history file written by `--history FILE`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (every family and peak) instead of tables.")] = False,
+) -> None:
+    """Show what a history file holds: run times per job family and memory peaks per job name."""
+    if history_file.is_dir():
+        raise MigschedError(f"FILE {str(history_file)!r} is a directory; name a history file")
+    if not history_file.exists():
+        raise MigschedError(f"no history file {str(history_file)!r} (a run with --history FILE creates it)")
+    doc = history_doc(HistoryStore(history_file, autosave=False))
+    if as_json:
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    out = console()
+    fams = doc["families"]
+    table = Table(title=f"run times by family ({len(fams)})")
+    for col in ("family", "runs", "median compute s by compute slices (runs)", "start-up s"):
+        table.add_column(col)
+    for fam, d in list(fams.items())[:MAX_ROWS_SHOWN]:
+        sizes = d["by_compute_slices"]
+        table.add_row(fam, str(d["runs"]),
+                      ", ".join(f"{c}: {v['median_work_s']:,.1f} ({v['runs']})" for c, v in sizes.items()),
+                      ", ".join(sorted({f"{v['median_startup_s']:.1f}" for v in sizes.values()})))
+    out.print(table)
+    if len(fams) > MAX_ROWS_SHOWN:
+        out.print(f"... and {len(fams) - MAX_ROWS_SHOWN:,} more families (--json lists all)")
+    peaks = doc["peaks"]
+    table = Table(title=f"memory peaks by job name ({len(peaks)}), largest first")
+    for col in ("job", "runs", "ok", "peak GiB"):
+        table.add_column(col)
+    for e in peaks[:MAX_ROWS_SHOWN]:
+        table.add_row(e["name"], str(e["runs"]), str(e["ok_runs"]), f"{e['peak_mib'] / 1024:.2f}")
+    out.print(table)
+    if len(peaks) > MAX_ROWS_SHOWN:
+        out.print(f"... and {len(peaks) - MAX_ROWS_SHOWN:,} more job names (--json lists all)")
