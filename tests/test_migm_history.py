@@ -212,3 +212,10 @@ def test_history_command_without_a_file_is_an_error(capsys, tmp_path, make):
         path.mkdir()
     code, _, err = run_cli(capsys, "history", str(path))
     assert code == 2 and ("no history file" in err or "is a directory" in err)
+
+
+def test_simulate_says_what_the_history_holds_after_the_run(capsys, tmp_path, order_file):
+    hist = tmp_path / "h.json"
+    code, out, _ = run_cli(capsys, "simulate", str(order_file), "--gpu", "A100-80GB", "--policy", "migm",
+                           "--history", str(hist))
+    assert code == 0 and "run times of 2 job families" in " ".join(out.split())

@@ -25,6 +25,7 @@ printed as one line by `migsched.cli.main`; 130 when interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import textwrap
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ from migsched.hardware.catalog import GpuModel, get_model
 from migsched.jobs import Job, load_jobs, load_jobs_dict
 from migsched.limits import MAX_DEMO_GPUS, MAX_GPUS, MAX_SOLVER_S, MIN_SOLVER_S, check_range
 from migsched.errors import MigschedError
+from migsched.estimators.history import HistoryStore
 from migsched.policies.registry import get_policy_class, history_policies, policy_names, takes_option
 from migsched.report import (
     OutputError,
@@ -133,6 +135,20 @@ def _run_with_progress(jobs: Sequence[Job], model: GpuModel, gpus: int, policies
     """`compare` with a progress bar on stderr: the simulations done (static layouts included)
     and, for the one running, the jobs ended and the simulated time. `history`: the file the
     policies that keep one start from and extend (`history_options`)."""
+    cmp = _compare_with_progress(jobs, model, gpus, policies, layout, seed, optimal_s, quiet, history)
+    return cmp if history is None else dataclasses.replace(cmp, notes=(*cmp.notes, history_note(history)))
+
+
+def history_note(path: Path) -> str:
+    """One line on what the history file holds after the run (`--history`)."""
+    store = HistoryStore(path, autosave=False)
+    return (f"history {path}: run times of {len(store.families()):,} job families and memory peaks of "
+            f"{len(store.peak_entries()):,} job names, this run included (`migsched history {path}`)")
+
+
+def _compare_with_progress(jobs: Sequence[Job], model: GpuModel, gpus: int, policies: list[str] | None,
+                           layout: str | None, seed: int, optimal_s: float | None,
+                           quiet: bool, history: Path | None) -> Comparison:
     names = resolve_policies(policies, optimal_s)  # unknown names fail here, before any work
     opts = {n: history_options(n, history) for n in names if history is not None and takes_option(n, "history")}
     if history is not None and not opts:
