@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -355,3 +356,13 @@ def test_the_hint_margin_quantile_is_numpys_linear_quantile_bit_for_bit():
         vals = [rng.uniform(0.2, 3.0) for _ in range(rng.randint(1, 250))]
         q = rng.choice([0.5, 0.9, 0.95, rng.random()])
         assert linear_quantile(vals, q) == float(np.quantile(np.array(vals), q))
+
+
+def test_a_sample_with_a_value_that_is_not_finite_does_not_count():
+    """A job's own progress report may say anything; the forecast ignores such samples rather
+    than fail (a crash here would stop the scheduler)."""
+    good = samples(lambda f: 2.0 + 4.0 * f, until=0.5)
+    bad = [dataclasses.replace(good[3], progress=math.inf), dataclasses.replace(good[4], used_mib=math.nan),
+           dataclasses.replace(good[5], progress=math.nan)]
+    fc = MemoryForecaster().forecast(None, [*good, *bad])
+    assert fc is not None and fc == MemoryForecaster().forecast(None, good)

@@ -200,8 +200,9 @@ def test_history_command_shows_families_and_peaks(capsys, tmp_path, order_file):
     code, out, _ = run_cli(capsys, "history", str(hist), "--json")
     doc = json.loads(out)
     assert doc["families"]["short"]["runs"] == 6 and doc["families"]["long"]["runs"] == 1
-    (size, entry), = doc["families"]["long"]["by_compute_slices"].items()
-    assert int(size) >= 1 and entry["median_work_s"] > 0
+    (gpu, sizes), = doc["families"]["long"]["by_gpu"].items()
+    (size, entry), = sizes.items()
+    assert gpu == "A100-80GB" and int(size) >= 1 and entry["median_work_s"] > 0
     assert {p["name"] for p in doc["peaks"]} == {"long", "short"}
 
 
@@ -219,3 +220,50 @@ def test_simulate_says_what_the_history_holds_after_the_run(capsys, tmp_path, or
     code, out, _ = run_cli(capsys, "simulate", str(order_file), "--gpu", "A100-80GB", "--policy", "migm",
                            "--history", str(hist))
     assert code == 0 and "run times of 2 job families" in " ".join(out.split())
+
+
+# ---- hostile files and edges (review of round 8) ------------------------------------------
+@pytest.mark.parametrize("slices", ["1e999", "10" + "0" * 400, "0", "2.5", "true"])
+def test_a_compute_slice_count_no_instance_has_is_refused(tmp_path, slices):
+    path = tmp_path / "h.json"
+    path.write_text('{"version": 1, "jobs": {}, "durations": {"f": [{"compute_slices": %s, "work_s": 10}]}}' % slices)
+    with pytest.warns(UserWarning, match="ignoring unreadable"):
+        assert HistoryStore(path).durations("f") == {}
+
+
+def test_an_unreadable_file_is_copied_aside_before_it_is_rewritten(tmp_path):
+    path = tmp_path / "h.json"
+    path.write_text('{"version": 2, "jobs": {"a": []}}')
+    with pytest.warns(UserWarning, match="copied to"):
+        h = HistoryStore(path)
+    h.record_duration("f", DurationRecord(1, 10.0))
+    assert (tmp_path / "h.json.unreadable").read_text() == '{"version": 2, "jobs": {"a": []}}'
+    assert HistoryStore(path).durations("f") == {1: (10.0, 0.0)}
+
+
+def test_durations_are_recalled_only_on_the_gpu_model_they_ran_on():
+    h = HistoryStore.in_memory()
+    h.record_duration("long", DurationRecord(7, 1000.0, 0.0, "H100-80GB"))
+    warm = simulate(_order_batch(), A100, 1, policy=create_policy("migm", history=h), seed=0)
+    assert _long_start(warm) >= 100.0  # an H100's run time says nothing here: as without history
+    h.record_duration("long", DurationRecord(7, 1000.0, 0.0, "A100-80GB"))
+    warm = simulate(_order_batch(), A100, 1, policy=create_policy("migm", history=h), seed=0)
+    assert _long_start(warm) < 5.0
+
+
+def test_history_command_shows_names_as_they_are(capsys, tmp_path):
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"version": 1, "jobs": {"a[/]b": [{"profile": "", "peak_mib": 1.0, "ok": True}]},
+                                "durations": {"exp[lr=0.1]": [{"compute_slices": 1, "work_s": 5.0}]}}))
+    code, out, _ = run_cli(capsys, "history", str(path))
+    assert code == 0 and "exp[lr=0.1]" in out and "a[/]b" in out
+
+
+def test_a_policy_that_cannot_close_does_not_lose_the_run():
+    class Failing(type(create_policy("greedy"))):
+        def close(self) -> None:
+            raise RuntimeError("disk on fire")
+
+    with pytest.warns(UserWarning, match="could not close: disk on fire"):
+        res = simulate(_order_batch(), A100, 1, policy=Failing(), seed=0)
+    assert res.jobs_failed == 0 and len(res.jobs) == 7

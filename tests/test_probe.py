@@ -180,3 +180,15 @@ def test_wrapper_forwards_sigterm_and_passes_the_exit_code(tmp_path: Path) -> No
 def test_wrapper_rejects_bad_input_with_a_reason(args: list[str], message: str) -> None:
     result = run_wrapper([*WRAP, *args], None)
     assert result.returncode in (2, 127) and message in result.stderr
+
+
+@pytest.mark.parametrize("text", ['"progress": Infinity', '"progress": NaN', '"allocated_bytes": Infinity',
+                                  '"step": 1e999'])
+def test_a_reading_with_a_number_that_is_not_finite_is_malformed(tmp_path: Path, text: str) -> None:
+    """json reads NaN and Infinity; a job's probe file may hold them (the scheduler reads it)."""
+    doc = {"unix": 1.0, "step": 3, "total": 10, "progress": 0.3}
+    path = tmp_path / "probe.json"
+    key = text.split(":")[0].strip('"')
+    body = json.dumps({k: v for k, v in doc.items() if k != key})[:-1] + ", " + text + "}"
+    path.write_text(body)
+    assert probe.read_probe(path) is None

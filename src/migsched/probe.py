@@ -35,6 +35,7 @@ and `checkpoint_requested()` turns True once the scheduler sent the job's checkp
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -197,6 +198,8 @@ def _number(value: object, *, integer: bool = False) -> float | int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(value)
+    if not math.isfinite(value):  # json reads NaN and Infinity; no step or byte count is either
+        raise ValueError(value)
     return int(value) if integer else value
 
 
@@ -215,7 +218,7 @@ def read_probe(path: Path) -> ProbeReading | None:
             allocated_bytes=_number(data.get("allocated_bytes"), integer=True),
             reserved_bytes=_number(data.get("reserved_bytes"), integer=True),
         )
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, OverflowError):
         return None
 
 

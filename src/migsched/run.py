@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -212,9 +213,13 @@ def drive(core: SchedulerCore, backend: Backend, source: JobSource, observer: Ru
             if batches == 1 or batches % REFREEZE_BATCHES == 0:
                 gc.freeze()
     finally:
-        core.policy.close()  # e.g. migm's history file, also when the loop is interrupted
-        if not keep_frozen:
-            gc.unfreeze()
+        try:
+            core.policy.close()  # e.g. migm's history file, also when the loop is interrupted
+        except Exception as exc:  # noqa: BLE001 - what the policy keeps must not hide the run's own error
+            warnings.warn(f"migsched: policy {core.policy.name!r} could not close: {exc}", stacklevel=2)
+        finally:
+            if not keep_frozen:
+                gc.unfreeze()
     return last_s
 
 

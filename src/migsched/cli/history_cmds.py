@@ -1,7 +1,8 @@
 """`migsched history FILE [--json]`: what a history file (`--history FILE`) holds.
 
-Per job family: the completed runs recorded and, per instance size, the median compute time and
-start-up, which is what migm recalls for the family in the next batch (docs/migm.md step 8).
+Per job family: the completed runs recorded and, per GPU model and instance size, the median
+compute time and start-up, which is what migm recalls for the family in the next batch on that
+model (docs/migm.md step 8).
 Then the job names with memory peaks, largest first. The text lists `MAX_ROWS_SHOWN` rows of
 each, then a count; `--json` lists everything.
 
@@ -18,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text  # job names are plain text: "exp[lr=0.1]" is not markup
 
 from migsched.cli.app import app, console
 from migsched.errors import MigschedError
@@ -31,13 +33,14 @@ def history_doc(store: HistoryStore) -> dict[str, Any]:
     families: dict[str, Any] = {}
     for fam in store.families():
         runs = store.duration_runs(fam)
-        by_size: dict[int, list] = {}
+        by_gpu: dict[str, dict[int, list]] = {}
         for r in runs:
-            by_size.setdefault(r.compute_slices, []).append(r)
-        families[fam] = {"runs": len(runs), "by_compute_slices": {
-            str(c): {"runs": len(rs), "median_work_s": statistics.median(r.work_s for r in rs),
-                     "median_startup_s": statistics.median(r.startup_s for r in rs)}
-            for c, rs in sorted(by_size.items())}}
+            by_gpu.setdefault(r.gpu or "unknown", {}).setdefault(r.compute_slices, []).append(r)
+        families[fam] = {"runs": len(runs), "by_gpu": {
+            gpu: {str(c): {"runs": len(rs), "median_work_s": statistics.median(r.work_s for r in rs),
+                           "median_startup_s": statistics.median(r.startup_s for r in rs)}
+                  for c, rs in sorted(sizes.items())}
+            for gpu, sizes in sorted(by_gpu.items())}}
     peaks = [{"name": name, "command": command, "runs": len(runs), "ok_runs": sum(r.ok for r in runs),
               "peak_mib": max(r.peak_mib for r in runs)} for name, command, runs in store.peak_entries() if runs]
     peaks.sort(key=lambda e: (-e["peak_mib"], e["name"]))
@@ -61,13 +64,14 @@ def history_cmd(
     out = console()
     fams = doc["families"]
     table = Table(title=f"run times by family ({len(fams)})")
-    for col in ("family", "runs", "median compute s by compute slices (runs)", "start-up s"):
+    for col in ("family", "runs", "GPU: median compute s by compute slices (runs)", "start-up s"):
         table.add_column(col)
     for fam, d in list(fams.items())[:MAX_ROWS_SHOWN]:
-        sizes = d["by_compute_slices"]
-        table.add_row(fam, str(d["runs"]),
-                      ", ".join(f"{c}: {v['median_work_s']:,.1f} ({v['runs']})" for c, v in sizes.items()),
-                      ", ".join(sorted({f"{v['median_startup_s']:.1f}" for v in sizes.values()})))
+        per_gpu = d["by_gpu"]
+        table.add_row(Text(fam), str(d["runs"]), Text("; ".join(
+            f"{gpu} " + ", ".join(f"{c}: {v['median_work_s']:,.1f} ({v['runs']})" for c, v in sizes.items())
+            for gpu, sizes in per_gpu.items())),
+            ", ".join(sorted({f"{v['median_startup_s']:.1f}" for sizes in per_gpu.values() for v in sizes.values()})))
     out.print(table)
     if len(fams) > MAX_ROWS_SHOWN:
         out.print(f"... and {len(fams) - MAX_ROWS_SHOWN:,} more families (--json lists all)")
@@ -76,7 +80,7 @@ def history_cmd(
     for col in ("job", "runs", "ok", "peak GiB"):
         table.add_column(col)
     for e in peaks[:MAX_ROWS_SHOWN]:
-        table.add_row(e["name"], str(e["runs"]), str(e["ok_runs"]), f"{e['peak_mib'] / 1024:.2f}")
+        table.add_row(Text(e["name"]), str(e["runs"]), str(e["ok_runs"]), f"{e['peak_mib'] / 1024:.2f}")
     out.print(table)
     if len(peaks) > MAX_ROWS_SHOWN:
         out.print(f"... and {len(peaks) - MAX_ROWS_SHOWN:,} more job names (--json lists all)")

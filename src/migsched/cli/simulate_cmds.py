@@ -257,14 +257,17 @@ def history_options(policy: str, history: Path | None) -> dict[str, str]:
     if history.is_dir():
         raise MigschedError(f"--history {str(history)!r} is a directory; name a file (e.g. {history / 'history.json'})")
     path = history.resolve()
-    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
-    target = path if path.exists() else folder
-    if target is folder and folder is not None and not folder.is_dir():
+    if path.exists():  # rewritten through a temporary file beside it: the folder must be writable too
+        if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+            raise MigschedError(f"--history {str(history)!r} cannot be written (it or its folder is not "
+                                "writable); name a file in a folder you can write")
+        return {"history": str(path)}
+    folder = next((p for p in path.parents if p.exists()), None)  # the missing ones are created
+    if folder is not None and not folder.is_dir():
         raise MigschedError(f"--history {str(history)!r}: {str(folder)!r} is a file, not a folder")
-    if target is None or not os.access(target, os.W_OK):
-        what = "the file" if path.exists() else f"the folder {str(folder)!r}"
-        raise MigschedError(f"--history {str(history)!r} cannot be written ({what} is not writable); name a "
-                            "file in a folder you can write")
+    if folder is None or not os.access(folder, os.W_OK):
+        raise MigschedError(f"--history {str(history)!r} cannot be written (the folder {str(folder)!r} is "
+                            "not writable); name a file in a folder you can write")
     return {"history": str(path)}
 
 

@@ -79,12 +79,16 @@ class MemoryForecaster:
         self.horizon_s = horizon_s
 
     def forecast(self, job: JobView, samples: Sequence[MemorySample]) -> Forecast | None:
-        """A forecast of `job`'s peak, or None with fewer than `min_samples` samples.
+        """A forecast of `job`'s peak, or None with fewer than `min_samples` samples (a sample
+        with a non-finite value does not count: a job's own progress report may say anything).
 
         Plain Python lists up to the saturating fit: on the 5-24 samples a sample plan delivers,
         numpy's per-call cost was most of a forecast (bench/bench_simulator.py --scale)."""
         cfg = self.config
-        latest = {s.progress: s.used_mib for s in samples if s.progress is not None}  # last per progress
+        if not all(math.isfinite(s.used_mib) and math.isfinite(s.elapsed_s) for s in samples):
+            samples = [s for s in samples if math.isfinite(s.used_mib) and math.isfinite(s.elapsed_s)]
+        latest = {s.progress: s.used_mib for s in samples  # last per progress
+                  if s.progress is not None and math.isfinite(s.progress)}
         if len(latest) >= cfg.min_samples:
             basis, horizon = "progress", 1.0
             xs, ys = list(latest), list(latest.values())
@@ -143,7 +147,7 @@ def _aicc(fit: _Fit, n: int) -> float:
 
 
 def _constant(ys: list[float], y_mean: float) -> _Fit:
-    return _Fit("constant", 1, math.fsum((y - y_mean) ** 2 for y in ys), lambda x: y_mean)
+    return _Fit("constant", 1, math.fsum((y - y_mean) * (y - y_mean) for y in ys), lambda x: y_mean)
 
 
 def _linear(xs: list[float], ys: list[float], y_mean: float) -> _Fit:

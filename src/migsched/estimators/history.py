@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -60,11 +61,17 @@ class DurationRecord:
         work_s: compute seconds of the whole job on that instance, start-up excluded (a run
             resumed from a checkpoint is scaled to the whole job).
         startup_s: launch to first progress (0.0 when it was not measured).
+        gpu: the GPU model it ran on ("" when unknown): an H100 run says little about an A100's.
     """
 
     compute_slices: int
     work_s: float
     startup_s: float = 0.0
+    gpu: str = ""
+
+
+#: The most compute slices an instance has (7 on every MIG GPU today; room for more).
+MAX_COMPUTE_SLICES = 64
 
 
 def default_history_path() -> Path:
@@ -128,12 +135,14 @@ class HistoryStore:
         """Every key held."""
         return self._runs.keys()
 
-    def durations(self, family: str) -> dict[int, tuple[float, float]]:
+    def durations(self, family: str, gpu: str | None = None) -> dict[int, tuple[float, float]]:
         """Per compute-slice count, the median (work_s, startup_s) of the family's recorded
-        completed runs on that many slices; empty when none was recorded."""
+        completed runs on that many slices (only those on GPU model `gpu` when given); empty
+        when none was recorded."""
         by_size: dict[int, list[DurationRecord]] = {}
         for r in self._durations.get(family, ()):
-            by_size.setdefault(r.compute_slices, []).append(r)
+            if gpu is None or r.gpu == gpu:
+                by_size.setdefault(r.compute_slices, []).append(r)
         return {c: (statistics.median(r.work_s for r in rs), statistics.median(r.startup_s for r in rs))
                 for c, rs in by_size.items()}
 
@@ -230,20 +239,35 @@ class HistoryStore:
             }
             self._durations = durations
             return runs
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
+            kept = self._keep_aside()
             warnings.warn(
-                f"migsched: ignoring unreadable history file {self.path} ({e}); starting empty "
-                "(it is rewritten when the run ends)",
+                f"migsched: ignoring unreadable history file {self.path} ({e}); starting empty"
+                + (f" (the file was copied to {kept} before it is rewritten)" if kept else ""),
                 stacklevel=3,
             )
             return {}
+
+    def _keep_aside(self) -> Path | None:
+        """Copy an unreadable file to `<name>.unreadable` (a newer version's, or one hand-edited
+        wrong), so that the first save does not destroy what it held. None when it cannot."""
+        assert self.path is not None
+        target = self.path.with_name(self.path.name + ".unreadable")
+        try:
+            shutil.copyfile(self.path, target)
+        except OSError:
+            return None
+        return target
 
 
 def _duration(doc: dict) -> DurationRecord:
     """A duration record read back from the file; a value no run can have is an error (the
     file is then ignored, like any unreadable one)."""
-    rec = DurationRecord(int(doc["compute_slices"]), float(doc["work_s"]), float(doc.get("startup_s", 0.0)))
-    if rec.compute_slices < 1 or not 0 < rec.work_s < float("inf") or not 0 <= rec.startup_s < float("inf"):
-        raise ValueError(f"duration record {doc!r}: compute_slices must be >= 1, work_s > 0 and "
-                         "startup_s >= 0 (finite)")
+    slices = doc["compute_slices"]
+    if not isinstance(slices, int) or isinstance(slices, bool) or not 1 <= slices <= MAX_COMPUTE_SLICES:
+        raise ValueError(f"duration record {doc!r}: compute_slices must be an integer from 1 to "
+                         f"{MAX_COMPUTE_SLICES}")
+    rec = DurationRecord(slices, float(doc["work_s"]), float(doc.get("startup_s", 0.0)), str(doc.get("gpu", "")))
+    if not 0 < rec.work_s < float("inf") or not 0 <= rec.startup_s < float("inf"):
+        raise ValueError(f"duration record {doc!r}: work_s must be > 0 and startup_s >= 0 (finite)")
     return rec

@@ -170,6 +170,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
                 f"{', '.join(m.name for m in view.models)} (use greedy or static for mixed clusters)")
         model = view.models[0]
         self.model = model
+        self.times.gpu = model.name
         self._profiles = profiles_by_size(model)
         self._variants_memo = {}
         self._largest = max(p.memory_mib for p in self._profiles)

@@ -85,6 +85,7 @@ class RunTimes:
     def __init__(self, prior: dict[str, float] | None = None, history: HistoryStore | None = None) -> None:
         self.prior = {**PRIOR_ALPHA, **(prior or {})}  # job class -> alpha before any fit
         self.history = history  # durations of earlier batches' runs, by family (recall)
+        self.gpu = ""  # the GPU model runs are recorded and recalled for (set by the policy)
         self.startup: dict[str, float] = {}        # job id -> startup of its current attempt
         self.fam_startup: dict[str, float] = {}    # family -> startup of a run
         self.compute: dict[str, dict[int, float]] = {}  # family -> compute slices -> compute s (last)
@@ -123,15 +124,16 @@ class RunTimes:
         if for_class:
             self.classes.finished(job.spec.job_class.value, compute_slices, work_s)
         if self.history is not None:
-            self.history.record_duration(fam, DurationRecord(compute_slices, work_s, st))
+            self.history.record_duration(fam, DurationRecord(compute_slices, work_s, st, self.gpu))
 
     def recall(self, fam: str) -> bool:
         """Before any run of `fam` completed in this batch, take its durations from the history
         of earlier batches (median per instance size): its compute times and start-up, as if
-        those runs had completed here. True when something was recalled."""
+        those runs had completed here (runs on this GPU model only). True when something was
+        recalled."""
         if self.history is None or fam in self.compute:
             return False
-        known = self.history.durations(fam)
+        known = self.history.durations(fam, self.gpu)
         if not known:
             return False
         self.compute[fam] = {c: w for c, (w, _) in known.items()}
