@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown(rows)
     print(table)
     a.out.mkdir(parents=True, exist_ok=True)
-    doc = {"provenance": provenance(sys.argv), "wall_s": round(time.perf_counter() - t0, 1), "rows": rows}
+    prov = {**provenance([]), "command": " ".join(["python", "bench/bench_history.py", *(argv or sys.argv[1:])])}
+    doc = {"provenance": prov, "wall_s": round(time.perf_counter() - t0, 1), "rows": rows}
     (a.out / "results-history.json").write_text(json.dumps(doc, indent=1))
     (a.out / "results-history.md").write_text(table + "\n")
 
