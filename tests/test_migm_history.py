@@ -267,3 +267,29 @@ def test_a_policy_that_cannot_close_does_not_lose_the_run():
     with pytest.warns(UserWarning, match="could not close: disk on fire"):
         res = simulate(_order_batch(), A100, 1, policy=Failing(), seed=0)
     assert res.jobs_failed == 0 and len(res.jobs) == 7
+
+
+def test_a_resumed_run_keeps_the_history_file_it_started_with(tmp_path):
+    """The policy options are in the run store, so `--resume` (which refuses --history) reads
+    and extends the same file, and drive's close() writes it."""
+    import sys
+
+    from migsched.live.session import resume_run, start_run
+    from migsched.run import drive
+
+    jobs = tmp_path / "tasks.txt"
+    jobs.write_text(f"{sys.executable} -c pass\n")
+    hist = tmp_path / "h.json"
+    first = start_run(jobs, backend="local", gpu="A100-40GB", gpus=1, policy="migm", state=tmp_path / "r.db",
+                      policy_options={"history": str(hist)})
+    first.store.close()
+    first.lock.release()  # the scheduler stopped before it ran anything
+    again = resume_run(tmp_path / "r.db")
+    try:
+        assert again.core.policy.history.path == hist
+        drive(again.core, again.backend, again.source, again.recorder)
+    finally:
+        again.backend.close()
+        again.store.close()
+        again.lock.release()
+    assert HistoryStore(hist).families()  # the task's run time, written when the run ended
