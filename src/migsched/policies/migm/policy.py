@@ -83,8 +83,10 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
             to end before they drain (`backfill.py`).
         history: a history file (or `HistoryStore`) of earlier batches: peaks by job name
             and durations by family, read before the first run of a family completes and
-            extended with this batch's runs (written when the run ends, `close`). None: this
-            batch only. Ignored for memory when `estimator` is given.
+            extended with this batch's runs (written when the run ends, `close`). A path is
+            opened with saves at most every `HISTORY_SAVE_S`; a `HistoryStore` is used as
+            given (its own `save_interval_s`: 0 rewrites the file after every record). None:
+            this batch only. Ignored for memory when `estimator` is given.
         estimator, forecaster: override the memory estimator / forecaster.
     """
 
