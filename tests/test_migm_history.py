@@ -158,10 +158,11 @@ def test_history_that_is_a_directory_is_an_error(capsys, tmp_path, order_file):
 
 def test_run_with_history_writes_the_file(capsys, tmp_path, order_file):
     hist = tmp_path / "h.json"
-    code, _, err = run_cli(capsys, "run", str(order_file), "--backend", "sim", "--gpu", "A100-80GB",
-                           "--state", str(tmp_path / "s.db"), "--history", str(hist), "-q")
+    code, out, err = run_cli(capsys, "run", str(order_file), "--backend", "sim", "--gpu", "A100-80GB",
+                             "--state", str(tmp_path / "s.db"), "--history", str(hist))
     assert code == 0, err
     assert HistoryStore(hist).durations("long")
+    assert "run times of 2 job families" in " ".join((out + err).split())
 
 
 def test_a_failing_save_warns_once(tmp_path):

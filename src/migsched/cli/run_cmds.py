@@ -27,7 +27,7 @@ from rich.console import Console
 from migsched.cli.app import app
 from migsched.cli.simulate_cmds import (
     _HISTORY_HELP, _JSON_HELP, _QUIET_HELP, _SCHEDULE_HELP, _WIDE_HELP, Outputs, _console, _show,
-    _write_outputs, exit_status, history_options,
+    _write_outputs, exit_status, history_note, history_options,
 )
 from migsched.compare import Comparison, PolicyFigures
 from migsched.errors import MigschedError
@@ -48,6 +48,9 @@ def _comparison(session: Session, last_s: float, wall_s: float) -> Comparison:
     row = PolicyFigures(res, None, 0, None, None, res.makespan_s / bound if bound > 0 else None)
     notes = (f"backend {res.backend}: MIG {session.backend.capabilities.mig}, energy {res.energy_source}",)
     notes += tuple(getattr(session.backend, "node_notes", tuple)())  # ray: one line per node
+    hist = (session.store.meta().get("policy_options") or {}).get("history")
+    if hist:  # also on --resume, which keeps the file the run started with
+        notes += (history_note(Path(hist)),)
     return Comparison(gpu=res.gpu, gpus=res.gpus, jobs=len(res.jobs), lower_bound_s=bound, rows=(row,), notes=notes)
 
 
