@@ -13,7 +13,7 @@ warning and shows an empty history, as a run would start from.
 from __future__ import annotations
 
 import json
-import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,14 +33,11 @@ def history_doc(store: HistoryStore) -> dict[str, Any]:
     families: dict[str, Any] = {}
     for fam in store.families():
         runs = store.duration_runs(fam)
-        by_gpu: dict[str, dict[int, list]] = {}
-        for r in runs:
-            by_gpu.setdefault(r.gpu or "unknown", {}).setdefault(r.compute_slices, []).append(r)
-        families[fam] = {"runs": len(runs), "by_gpu": {
-            gpu: {str(c): {"runs": len(rs), "median_work_s": statistics.median(r.work_s for r in rs),
-                           "median_startup_s": statistics.median(r.startup_s for r in rs)}
-                  for c, rs in sorted(sizes.items())}
-            for gpu, sizes in sorted(by_gpu.items())}}
+        counts = Counter((r.gpu, r.compute_slices) for r in runs)
+        families[fam] = {"runs": len(runs), "by_gpu": {  # the medians migm recalls on each model
+            gpu or "unknown": {str(c): {"runs": counts[gpu, c], "median_work_s": work_s, "median_startup_s": startup_s}
+                               for c, (work_s, startup_s) in sorted(store.durations(fam, gpu).items())}
+            for gpu in sorted({r.gpu for r in runs})}}
     peaks = [{"name": name, "command": command, "runs": len(runs), "ok_runs": sum(r.ok for r in runs),
               "peak_mib": max(r.peak_mib for r in runs)} for name, command, runs in store.peak_entries() if runs]
     peaks.sort(key=lambda e: (-e["peak_mib"], e["name"]))

@@ -104,8 +104,9 @@ class HistoryStore:
         self._saved_at = -float("inf")
         self._dirty = False
         self._save_failed = False
-        self._durations: dict[str, list[DurationRecord]] = {}
-        self._runs: dict[str, list[RunRecord]] = self._load()
+        self._runs: dict[str, list[RunRecord]]
+        self._durations: dict[str, list[DurationRecord]]
+        self._runs, self._durations = self._load()
 
     @classmethod
     def in_memory(cls, max_runs: int = 20) -> HistoryStore:
@@ -165,19 +166,17 @@ class HistoryStore:
     # ---- updates ----------------------------------------------------------------------------
     def record(self, name: str, run: RunRecord, command: str | None = None) -> None:
         """Add a finished run (and save, when `autosave`)."""
-        runs = self._runs.setdefault(history_key(name, command), [])
-        runs.append(run)
-        del runs[: max(0, len(runs) - self.max_runs)]
-        self._changed()
+        self._append(self._runs, history_key(name, command), run)
 
     def record_duration(self, family: str, run: DurationRecord) -> None:
         """Add a completed run's duration to its family (and save, when `autosave`)."""
-        runs = self._durations.setdefault(family, [])
+        self._append(self._durations, family, run)
+
+    def _append(self, table: dict, key: str, run: RunRecord | DurationRecord) -> None:
+        """Keep the last `max_runs` records of `key` in `table`, then save if due."""
+        runs = table.setdefault(key, [])
         runs.append(run)
         del runs[: max(0, len(runs) - self.max_runs)]
-        self._changed()
-
-    def _changed(self) -> None:
         if self.path is None:
             return  # in memory: nothing to write (and no clock to read per record)
         self._dirty = True
@@ -215,9 +214,11 @@ class HistoryStore:
                 warnings.warn(f"migsched: could not save the history file {self.path}: {e}", stacklevel=2)
             self._save_failed = True
 
-    def _load(self) -> dict[str, list[RunRecord]]:
+    def _load(self) -> tuple[dict[str, list[RunRecord]], dict[str, list[DurationRecord]]]:
+        """(memory records, duration records) from the file; both empty when there is none or
+        it cannot be read."""
         if self.path is None or not self.path.exists():
-            return {}
+            return {}, {}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("version") != FORMAT_VERSION:
@@ -237,8 +238,7 @@ class HistoryStore:
                 ]
                 for k, v in data["jobs"].items()
             }
-            self._durations = durations
-            return runs
+            return runs, durations
         except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
             kept = self._keep_aside()
             warnings.warn(
@@ -246,7 +246,7 @@ class HistoryStore:
                 + (f" (the file was copied to {kept} before it is rewritten)" if kept else ""),
                 stacklevel=3,
             )
-            return {}
+            return {}, {}
 
     def _keep_aside(self) -> Path | None:
         """Copy an unreadable file to `<name>.unreadable` (a newer version's, or one hand-edited

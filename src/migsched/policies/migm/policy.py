@@ -205,12 +205,11 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
         by_duration = sized_by_duration(job, len(job.attempts) - 1)  # this run's size chosen by its length
         if a.outcome == "ok":
             assert self.model is not None
-            self._known_runs += 1
             new_family = name not in self.times.compute
             p0 = next((x.saved_progress for x in reversed(job.attempts[:-1]) if x.outcome != "launch-failed"), None)
             self.times.finished(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s,
                                 p0 or 0.0, for_class=not by_duration)
-            self._fam_val[name] = self.times.compute_s(name, "", 1) or 0.0
+            self._known(name)
             if new_family and self.rank == "lpt":
                 self.index.learned(name)
             self.sizing.succeeded(job, a.peak_mib)
@@ -349,9 +348,14 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
             if self.history is not None:
                 for job in ch.arrived:  # ranked by what earlier batches taught, from the start
                     if self.times.recall(job.family):
-                        self._fam_val[job.family] = self.times.compute_s(job.family, "", 1) or 0.0
-                        self._known_runs += 1
+                        self._known(job.family)
             self.index.absorb(ch.arrived, ch.ended, ch.requeued)
+
+    def _known(self, family: str) -> None:
+        """`family`'s run times were learned (a run completed) or recalled: its 1-slice time
+        joins the mean unknown families rank at (`_unknown_rank`)."""
+        self._fam_val[family] = self.times.compute_s(family, "", 1) or 0.0
+        self._known_runs += 1
 
     def close(self) -> None:
         """Write the history file, if any (what this batch taught the next one)."""
