@@ -107,6 +107,7 @@ class RunResult:
     energy_source: str = "modelled"
     failed_actions: int = 0
     job_energy_j: dict[str, float] = field(default_factory=dict)  # attributed per job (nvml), else empty
+    mig_mode_changes: int = 0  # GPUs turned MIG on or off during the run (`SetMigMode`)
 
     @property
     def jobs_completed(self) -> int:
@@ -148,7 +149,8 @@ def settings_for(policy: Policy, backend: Backend) -> RunSettings:
 
 def open_core(policy: Policy, backend: Backend) -> SchedulerCore:
     """Open the backend and build the core on the GPUs it discovered."""
-    return SchedulerCore(policy, backend.open(settings_for(policy, backend)))
+    return SchedulerCore(policy, backend.open(settings_for(policy, backend)),
+                         mig_toggle=backend.capabilities.mig_toggle)
 
 
 def drive(core: SchedulerCore, backend: Backend, source: JobSource, observer: RunObserver | None = None,
@@ -261,6 +263,7 @@ def result_of(core: SchedulerCore, backend: Backend, last_s: float, wall_s: floa
         wall_s=wall_s, backend=backend.name, energy_source=backend.capabilities.energy,
         failed_actions=core.counters.failed_actions,
         job_energy_j=dict(getattr(backend, "job_energy_j", {}) or {}),
+        mig_mode_changes=core.counters.mig_mode_changes,
     )
 
 

@@ -13,7 +13,7 @@ import bisect
 import dataclasses
 from typing import TYPE_CHECKING
 
-from migsched.core.events import Action, CreateInstance, DestroyInstance, Kill, Launch, Reject
+from migsched.core.events import Action, CreateInstance, DestroyInstance, Kill, Launch, Reject, SetMigMode
 from migsched.core.state import ClusterView, GpuView, JobState, JobView
 from migsched.errors import MigschedError, SchedulingError
 
@@ -74,6 +74,8 @@ def apply_action(core: SchedulerCore, a: Action) -> Action:
             job.state = JobState.FAILED
             job.failure = a.reason
             job.finished_s = v.now_s
+        elif isinstance(a, SetMigMode):
+            _set_mig(core, a)
         else:
             raise SchedulingError(f"unknown action {a!r}")
     except SchedulingError:
@@ -88,6 +90,31 @@ def _mig_gpu(core: SchedulerCore, index: int) -> GpuView:
     if not gpu.mig:
         raise SchedulingError(f"GPU {index} runs with MIG off; it has no GPU instances to change")
     return gpu
+
+
+def _set_mig(core: SchedulerCore, a: SetMigMode) -> None:
+    """Check a MIG-mode change (the backend can, the GPU is empty) and show its result in the view."""
+    v = core.view
+    if not 0 <= a.gpu < len(v.gpus):
+        raise SchedulingError(f"SetMigMode: no GPU {a.gpu} (GPUs 0..{len(v.gpus) - 1})")
+    gpu = v.gpus[a.gpu]
+    word = "on" if a.enabled else "off"
+    if not v.mig_toggle:
+        raise SchedulingError(f"cannot turn MIG {word} on GPU {a.gpu}: this backend does not change MIG modes "
+                              "(Capabilities.mig_toggle; nvml needs --allow-mig-change)")
+    if gpu.mig == a.enabled:
+        raise SchedulingError(f"cannot turn MIG {word} on GPU {a.gpu}: it is {word} already")
+    if gpu.jobs or any(i.busy for i in gpu.layout.instances):
+        raise SchedulingError(f"cannot turn MIG {word} on GPU {a.gpu}: a job runs on it")
+    if gpu.mig_pending:
+        raise SchedulingError(f"cannot turn MIG {word} on GPU {a.gpu}: a MIG-mode change is already under way")
+    if gpu.mig and (gpu.layout.instances or gpu.creating or gpu.destroying):
+        raise SchedulingError(f"cannot turn MIG off on GPU {a.gpu}: it has GPU instances "
+                              f"({', '.join(str(i) for i in gpu.layout.instances) or 'destroys in flight'}); "
+                              "destroy them first")
+    v.set_mig(a.gpu, a.enabled)
+    gpu.mig_pending = True
+    core.counters.mig_mode_changes += 1
 
 
 def enqueue(v: ClusterView, job: JobView) -> None:

@@ -42,6 +42,9 @@ class Capabilities:
         progress: whether jobs' progress reports (`migsched.probe`) reach the policy.
         clock: "virtual" (simulated time) or "wall".
         resume: whether running jobs survive a scheduler restart and can be adopted.
+        mig_toggle: whether it carries out `SetMigMode` (MIG on or off per GPU during the run):
+            the simulator and `local` always, `nvml` only when the operator allowed MIG changes
+            (`--allow-mig-change`: on Ampere the change resets the GPU, mig-hardware.md §4).
     """
 
     mig: Literal["real", "emulated", "simulated"]
@@ -49,6 +52,7 @@ class Capabilities:
     progress: bool
     clock: Literal["virtual", "wall"]
     resume: bool = False
+    mig_toggle: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +85,8 @@ class RunSettings:
     """What the run asks of the backend.
 
     Attributes:
-        mig_enabled: whether the policy runs the GPUs with MIG on.
+        mig_enabled: whether the policy runs the GPUs with MIG on (at the start: a policy that
+            toggles MIG per GPU, `Policy.toggles_mig`, changes it later with `SetMigMode`).
         sample_interval_s: memory-sample period for policies that want samples, or None for no
             samples at all (no sampling work nobody reads).
     """

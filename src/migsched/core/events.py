@@ -2,7 +2,7 @@
 
 The same types flow for the simulator, local processes, NVML and Ray: the core never knows
 which backend produced an event. Every action is confirmed by an event (`InstanceCreated`,
-`InstanceDestroyed`, `JobStarted`, `JobExited`) or answered by `ActionFailed` with the reason;
+`InstanceDestroyed`, `JobStarted`, `JobExited`, `MigModeSet`) or answered by `ActionFailed` with the reason;
 the core's view of the hardware changes only through these (docs/architecture.md).
 """
 
@@ -166,8 +166,18 @@ class GpuAdded:
     info: GpuInfo
 
 
+@dataclass(frozen=True, slots=True)
+class MigModeSet:
+    """A GPU's MIG mode changed (answers `SetMigMode`): with MIG off it is one whole-GPU
+    pseudo-instance at slot 0; with MIG on it has no instance yet."""
+
+    time_s: float
+    gpu: int
+    enabled: bool
+
+
 Event = (JobArrived | InstanceCreated | InstanceDestroyed | JobStarted | MemorySample | JobExited
-         | ActionFailed | GpuLost | GpuAdded)
+         | ActionFailed | GpuLost | GpuAdded | MigModeSet)
 
 
 # ---- actions (core -> backend) ----------------------------------------------------------------
@@ -242,4 +252,20 @@ class Reject:
     reason: str
 
 
-Action = CreateInstance | DestroyInstance | Launch | Kill | Reject
+@dataclass(frozen=True, slots=True)
+class SetMigMode:
+    """Turn MIG on or off on one GPU that holds no instance and runs no job.
+
+    Only for backends whose `Capabilities.mig_toggle` is True (the core refuses it otherwise).
+    With MIG off a job gets every SM of the GPU: on an A100, 108 against a 7g instance's 98
+    (mig-hardware.md §0); on Hopper 7g keeps all SMs, so there is nothing to gain. On Ampere the
+    change resets the GPU (mig-hardware.md §4), so the simulator charges `SimCosts.mig_mode_s`.
+    Like a create, it waits for the actions before it on the GPU, and those after it (a launch
+    on the whole GPU, the creates of a new layout) wait for it (docs/architecture.md).
+    """
+
+    gpu: int
+    enabled: bool
+
+
+Action = CreateInstance | DestroyInstance | Launch | Kill | Reject | SetMigMode

@@ -90,6 +90,9 @@ class Policy(ABC):
     Class attributes:
         name: the registry name (`--policy NAME`).
         mig_enabled: False for policies that run GPUs with MIG off (the serial baseline).
+        toggles_mig: True for policies that may turn MIG on or off per GPU (`SetMigMode`) where
+            the backend can (`ClusterView.mig_toggle`); the core then adopts GPUs found in
+            either mode (a resumed run's MIG-off GPUs) instead of refusing them.
         wants_memory_samples: True to receive memory samples (they cost simulator events and
             real sampling); `sample_interval_s` is the base period asked for (None: the
             backend's); `sample_plan` says per attempt when (default: `DEFAULT_PLAN`).
@@ -98,6 +101,7 @@ class Policy(ABC):
 
     name: ClassVar[str] = ""
     mig_enabled: ClassVar[bool] = True
+    toggles_mig: ClassVar[bool] = False
     wants_memory_samples: ClassVar[bool] = False
     sample_interval_s: ClassVar[float | None] = None
     clairvoyant: ClassVar[bool] = False

@@ -31,7 +31,8 @@ from migsched.core.backend import GpuInfo
 from migsched.core.discovery import build_gpu_views
 from migsched.core.events import (
     Action, ActionFailed, CreateInstance, DestroyInstance, Event, ExitStatus, GpuAdded, GpuLost, InstanceCreated,
-    InstanceDestroyed, JobArrived, JobExited, JobStarted, Kill, KillReason, Launch, MemorySample, Reject,
+    InstanceDestroyed, JobArrived, JobExited, JobStarted, Kill, KillReason, Launch, MemorySample, MigModeSet, Reject,
+    SetMigMode,
 )
 from migsched.core.membership import add_gpu, lay_out_added
 from migsched.core.policy import Changes, Policy
@@ -55,6 +56,7 @@ class Counters:
     wasted_gpu_s: float = 0.0  # run time lost to OOM and kills, weighted by the instance's compute share
     failed_actions: int = 0    # actions the backend could not carry out
     checkpoints: int = 0       # kills that saved the job's state (moves that kept its progress)
+    mig_mode_changes: int = 0  # `SetMigMode` actions (MIG turned on or off on one GPU)
 
 
 @dataclass(slots=True)
@@ -72,10 +74,11 @@ class _Log:
 class SchedulerCore:
     """Tracks jobs and layouts, runs the policy, validates and returns its actions."""
 
-    def __init__(self, policy: Policy, gpus: Sequence[GpuInfo]) -> None:
+    def __init__(self, policy: Policy, gpus: Sequence[GpuInfo], *, mig_toggle: bool = False) -> None:
         self.policy = policy
-        views = build_gpu_views(policy, gpus)
-        self.view = ClusterView(now_s=0.0, gpus=views, queue=deque(), running={}, jobs={})  # builds groups
+        views = build_gpu_views(policy, gpus, mig_toggle=mig_toggle)
+        self.view = ClusterView(now_s=0.0, gpus=views, queue=deque(), running={}, jobs={},
+                                mig_toggle=mig_toggle)  # builds groups
         self.counters = Counters()
         self.timeline = Timeline()
         self.wake_at_s: float | None = None
@@ -233,6 +236,14 @@ class SchedulerCore:
             self.counters.failed_actions += 1
             log.failed.append(ev)
             self._failed(ev, log)
+        elif isinstance(ev, MigModeSet):
+            g = v.gpus[ev.gpu]
+            g.mig_pending = False
+            whole = g.model.whole_gpu
+            if ev.enabled:
+                self.timeline.instance_down(ev.time_s, ev.gpu, 0)
+            else:
+                self.timeline.instance_up(ev.time_s, ev.gpu, 0, whole.size, "whole")
         elif isinstance(ev, GpuLost):
             self._gpu_lost(ev, log)
         elif isinstance(ev, GpuAdded):
@@ -339,6 +350,26 @@ class SchedulerCore:
             job = v.jobs.get(a.job_id)
             if job is not None:
                 job.killing, job.checkpointing = "", False
+        elif isinstance(a, SetMigMode):
+            self._undo_mig(v.gpus[a.gpu], a, log, ev.reason)
+
+    def _undo_mig(self, g: GpuView, a: SetMigMode, log: _Log, reason: str) -> None:
+        """A MIG-mode change the backend could not make: what was planned on the new mode cannot
+        happen (jobs placed there go back to the queue, creates are dropped); the GPU is back in
+        its old mode, empty."""
+        if not g.mig_pending or g.mig != a.enabled:
+            return  # not the change in flight (stale)
+        why = f"MIG could not be turned {'on' if a.enabled else 'off'} on GPU {g.index}: {reason}"
+        for start in sorted(g.creating):
+            self._undo_create(g, start, log, why)
+        for job in [j for j in self.view.running.values() if j.gpu == g.index and j.launched_s is None]:
+            self._not_started(job, why, False, log)
+        if g.mig:  # idle instances created (and confirmed) after the change cannot exist either
+            for inst in g.layout.instances:
+                self._set_layout(g, g.layout.release(inst.start))
+        g.destroying.clear()
+        g.mig_pending = False
+        self.view.set_mig(g.index, not a.enabled)
 
     def _undo_create(self, g: GpuView, start: int, log: _Log, reason: str) -> None:
         if start not in g.creating:

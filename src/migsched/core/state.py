@@ -146,6 +146,7 @@ class GpuView:
     creating: set[int] = field(default_factory=set)  # starts of creates in flight
     destroying: dict[int, Profile] = field(default_factory=dict)  # starts of destroys in flight
     jobs: dict[int, str] = field(default_factory=dict)  # start -> id of the job placed there (the core's)
+    mig_pending: bool = False  # a `SetMigMode` is in flight (the view already shows the new mode)
 
     def free_whole(self) -> bool:
         """For a MIG-off GPU: True when no job runs on it."""
@@ -209,6 +210,7 @@ class ClusterView:
             group instead of every GPU stays fast on 1,000 GPUs; `members.lowest` (or
             `min(members)`) is the lowest-numbered GPU of a group.
         idle_groups: the groups whose layout has an idle instance, in the order of `groups`.
+        mig_toggle: whether the backend carries out `SetMigMode` (`Capabilities.mig_toggle`).
     """
 
     now_s: float
@@ -219,6 +221,7 @@ class ClusterView:
     more_arrivals: bool = True
     groups: dict[tuple, set[int]] = field(default_factory=dict)
     idle_groups: dict[tuple, set[int]] = field(default_factory=dict)
+    mig_toggle: bool = False
     # Per GPU: its state key (in `groups`), its layout's key and the names of the profiles that
     # can be created on it now; per profile asked about: a min-heap of the GPUs where it may fit
     # (checked when they come to the top), the set of GPUs in the heap, and per model name
@@ -314,15 +317,55 @@ class ClusterView:
         for name in gained:
             counts[name] = counts.get(name, 0) + 1
         if gained:  # more room: the GPU may now be the lowest fit of more profiles
-            model = gpu.model
-            geo = self._geoms[index]
-            for profile, (heap, queued, holds) in self._fit_heaps.items():
-                if profile.name in fits and index not in queued:
-                    if geo not in holds:
-                        holds[geo] = profile in model.profiles
-                    if holds[geo]:
-                        heapq.heappush(heap, index)
-                        queued.add(index)
+            self._index_gained(index, fits)
+
+    def set_mig(self, index: int, enabled: bool) -> None:
+        """Turn GPU `index`'s MIG mode in the view: MIG on with no instance, or MIG off with
+        the whole GPU as one idle pseudo-instance; groups, the fit index and the idle room
+        follow. Only for a GPU that holds no instance (to turn off) or whose whole GPU is idle
+        (to turn on): `core.apply` checks that."""
+        gpu = self.gpus[index]
+        if gpu.mig == enabled:
+            return
+        geo = self._geoms[index]
+        counts = self._fit_counts
+        if not enabled:  # its room leaves the MIG totals and the fit index
+            c, m = _unheld(geo, self._state_keys[index])
+            self._idle_c -= c
+            self._idle_m -= m
+            for name in self._fits[index]:
+                if counts[name] == 1:
+                    del counts[name]
+                else:
+                    counts[name] -= 1
+            self._fits[index] = frozenset()
+            gpu.mig = False
+            self.set_layout(index, Layout(gpu.model, (Instance(gpu.model.whole_gpu, 0),)))  # groups only
+            return
+        empty = Layout.empty(gpu.model)
+        self.set_layout(index, empty)  # still MIG off here: groups only
+        gpu.mig = True
+        c, m = _unheld(geo, state_key(empty))
+        self._idle_c += c
+        self._idle_m += m
+        self._keys[index] = empty.key
+        fits = self._fits[index] = _fitting(geo, empty.key)
+        for name in fits:
+            counts[name] = counts.get(name, 0) + 1
+        self._index_gained(index, fits)
+
+    def _index_gained(self, index: int, fits: frozenset[str]) -> None:
+        """GPU `index` gained room and can now take the profiles named `fits`: it may be the
+        lowest fit of more profiles (`lowest_fit`'s heaps)."""
+        model = self.gpus[index].model
+        geo = self._geoms[index]
+        for profile, (heap, queued, holds) in self._fit_heaps.items():
+            if profile.name in fits and index not in queued:
+                if geo not in holds:
+                    holds[geo] = profile in model.profiles
+                if holds[geo]:
+                    heapq.heappush(heap, index)
+                    queued.add(index)
 
     def creatable(self, index: int) -> frozenset[str]:
         """Names of the profiles that can be created on GPU `index` now (none with MIG off).

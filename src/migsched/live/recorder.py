@@ -24,7 +24,9 @@ from migsched.core.events import (
     JobStarted,
     Kill,
     Launch,
+    MigModeSet,
     Reject,
+    SetMigMode,
     parse_process_handle,
 )
 from migsched.core.scheduler import SchedulerCore
@@ -37,6 +39,10 @@ from migsched.store.rows import StoreError
 def kill_key(job_id: str) -> str:
     """The store meta key under which a decided kill of `job_id` is remembered."""
     return f"kill/{job_id}"
+
+
+#: The store meta key of the GPUs the run turned MIG off on (`SetMigMode`), for `--resume`.
+MIG_OFF_KEY = "mig_off_gpus"
 
 
 def parse_handle(handle: str) -> tuple[int, float]:
@@ -82,7 +88,11 @@ class StoreRecorder:
                 elif isinstance(a, DestroyInstance) and (a.gpu, a.start) in self._destroying:
                     self._destroying.discard((a.gpu, a.start))
                     st.instance_up(a.gpu, a.start)
+                if isinstance(a, SetMigMode):
+                    self._mig_off(core)
                 st.log(ev.time_s, "action-failed", getattr(a, "job_id", None), f"{a}: {ev.reason}")
+            elif isinstance(ev, MigModeSet):
+                st.log(ev.time_s, "mig-mode", None, f"GPU {ev.gpu} MIG {'on' if ev.enabled else 'off'}")
         for job in (*ch.ended, *ch.requeued):
             a = job.attempts[-1]
             # where the attempt's end sent the job (the policy may have launched it again since)
@@ -113,6 +123,8 @@ class StoreRecorder:
                 if not st.begin_attempt(a.job_id, a.attempt, a.gpu, a.start, job.profile.name, now):
                     raise StoreError(f"attempt {a.attempt} of job {a.job_id!r} was begun already (by another "
                                      "scheduler on this state file?); not launching it again")
+            elif isinstance(a, SetMigMode):
+                self._mig_off(core)  # the backend changes it when it carries the action out
             elif isinstance(a, Reject):
                 st.job_failed(a.job_id, a.reason, now)
                 st.log(now, "rejected", a.job_id, a.reason)
@@ -120,3 +132,6 @@ class StoreRecorder:
                 st.set_meta(kill_key(a.job_id), {"attempt": core.view.jobs[a.job_id].attempt, "reason": a.reason.value,
                                                  "checkpoint": a.checkpoint})
                 st.log(now, "checkpoint" if a.checkpoint else "kill", a.job_id, a.reason.value)
+
+    def _mig_off(self, core: SchedulerCore) -> None:
+        self.store.set_meta(MIG_OFF_KEY, [g.index for g in core.view.gpus if not g.mig])

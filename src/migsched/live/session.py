@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel, get_model
 from migsched.jobs.model import Job
 from migsched.jobs.taskfile import load_job_source
-from migsched.live.recorder import StoreRecorder
+from migsched.live.recorder import MIG_OFF_KEY, StoreRecorder
 from migsched.live.restore import Restored, restore_core
 from migsched.policies.registry import create_policy, get_policy_class
 from migsched.run import open_core
@@ -88,8 +89,12 @@ def run_dir_for(state: Path) -> Path:
 
 def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Path, *, mib_per_gib: float,
                  seed: int = 0, instances=None, origin_unix: float | None = None,
-                 sample_interval_s: float = 1.0, backend_options: dict[str, Any] | None = None) -> Backend:
-    """The backend named `name` over `models` (`sim` needs every job's model: entry)."""
+                 sample_interval_s: float = 1.0, backend_options: dict[str, Any] | None = None,
+                 mig_off: Sequence[int] = ()) -> Backend:
+    """The backend named `name` over `models` (`sim` needs every job's model: entry).
+
+    `mig_off`: GPUs a resumed run's earlier session turned MIG off on (`local` emulates them so;
+    `nvml` reads the real mode from the GPU)."""
     if name == "sim":
         missing = [j.job_id for j in jobs if j.truth is None]
         if missing:
@@ -103,7 +108,7 @@ def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Pa
             raise RunSetupError(f"--backend local runs each job's command; {', '.join(no_cmd[:5])} have no command: "
                                 "add one to the job file")
         return LocalBackend(models, run_dir, mib_per_gib=mib_per_gib, instances=instances, origin_unix=origin_unix,
-                            sample_interval_s=sample_interval_s)
+                            sample_interval_s=sample_interval_s, mig_off=mig_off)
     if name == "nvml":
         from migsched.backends.nvml.backend import NvmlBackend
         no_cmd = [j.job_id for j in jobs if not j.spec.argv]
@@ -185,7 +190,8 @@ def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
     be = make_backend(meta["backend"], models, jobs, run_dir, mib_per_gib=float(meta["mib_per_gib"]),
                       instances=instances, origin_unix=float(meta["origin_unix"]),
                       sample_interval_s=float(meta.get("sample_interval_s", 1.0)),
-                      backend_options=meta.get("backend_options") or {})
+                      backend_options=meta.get("backend_options") or {},
+                      mig_off=[int(g) for g in meta.get(MIG_OFF_KEY) or ()])
     pol = make_policy(meta["policy"], meta.get("policy_options") or {}, be)
     core = open_core(pol, be)
     restored = restore_core(core, be, store)

@@ -54,7 +54,9 @@ from migsched.core.events import (
     Kill,
     Launch,
     MemorySample,
+    MigModeSet,
     Reject,
+    SetMigMode,
     parse_process_handle,
     process_handle,
 )
@@ -76,6 +78,7 @@ class LocalBackend(Backend):
         cpus: the CPU cores jobs may use (default: this process's affinity).
         instances: per GPU, emulated instances that exist already ((profile, start) pairs),
             from the run store when a run resumes.
+        mig_off: GPUs an earlier session of a resumed run turned MIG off on (`SetMigMode`).
         origin_unix: when the run began (a resumed run passes the stored value).
         kill_grace_s: SIGTERM, then SIGKILL after this long.
         tick_s: how often running processes are looked at while nothing else is due.
@@ -83,13 +86,15 @@ class LocalBackend(Backend):
     """
 
     name = "local"
-    capabilities = Capabilities(mig="emulated", energy="modelled", progress=True, clock="wall", resume=True)
+    capabilities = Capabilities(mig="emulated", energy="modelled", progress=True, clock="wall", resume=True,
+                                mig_toggle=True)
     default_sample_interval_s = 1.0
 
     def __init__(self, gpus: Sequence[GpuModel], run_dir: str | Path, *, mib_per_gib: float = 16.0,
                  cpus: Sequence[int] | None = None, instances: Sequence[Sequence[tuple[str, int]]] | None = None,
                  origin_unix: float | None = None, kill_grace_s: float = 5.0, tick_s: float = 0.05,
-                 sample_interval_s: float = 1.0, mechanism: memcap.CapMechanism | None = None) -> None:
+                 sample_interval_s: float = 1.0, mechanism: memcap.CapMechanism | None = None,
+                 mig_off: Sequence[int] = ()) -> None:
         if mib_per_gib <= 0 or not math.isfinite(mib_per_gib):
             raise MigschedError(f"mib_per_gib must be a positive number, got {mib_per_gib!r}")
         self.models = list(gpus)
@@ -98,6 +103,7 @@ class LocalBackend(Backend):
         self.mib_per_gib = float(mib_per_gib)
         self.cpus = tuple(cpus) if cpus else tuple(sorted(os.sched_getaffinity(0)))
         self._initial = [list(x) for x in instances] if instances is not None else [[] for _ in self.models]
+        self._mig_off = tuple(mig_off)
         self._clock = WallClock(origin_unix)
         self.kill_grace_s = kill_grace_s
         self.tick_s = tick_s
@@ -127,7 +133,7 @@ class LocalBackend(Backend):
     # Hooks a real-MIG backend (nvml) overrides; the defaults emulate the instances.
     def _make_hw(self):
         """The instance manager: create/destroy/profile_at/gpu_infos (EmulatedMig's interface)."""
-        return EmulatedMig(self.models, self.mig, self._initial, "EMU")
+        return EmulatedMig(self.models, self.mig, self._initial, "EMU", self._mig_off)
 
     def _memory_limit_bytes(self, profile: Profile) -> int | None:
         """The RAM cap that stands in for the instance's memory (None on real MIG)."""
@@ -152,6 +158,10 @@ class LocalBackend(Backend):
                 busy = any(r.gpu == a.gpu and r.start == a.start for r in self._runs.values())
                 why = self._hw.destroy(a.gpu, a.start, busy)
                 self._ready.append(ActionFailed(now, a, why) if why else InstanceDestroyed(now, a.gpu, a.start))
+            elif isinstance(a, SetMigMode):
+                busy = any(r.gpu == a.gpu for r in self._runs.values())
+                why = self._hw.set_mode(a.gpu, a.enabled, busy)
+                self._ready.append(ActionFailed(now, a, why) if why else MigModeSet(now, a.gpu, a.enabled))
             elif isinstance(a, Launch):
                 self._launch(a, now)
             elif isinstance(a, Kill):

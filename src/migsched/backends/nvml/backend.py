@@ -12,17 +12,23 @@ What changes against `local` (everything else, logs, supervisor, kills, resume, 
   (reported briefly after a process exits) is retried with doubling waits (0.1 s to 3.2 s,
   about 6 s in all) while the loop goes on, then reported as a failed action.
 * Memory samples: GPU memory of the processes on the job's MIG device
-  (`nvmlDeviceGetComputeRunningProcesses` on the MIG handle), or the probe's CUDA allocator
+  (`nvmlDeviceGetComputeRunningProcesses` on the MIG handle; on the GPU's handle with MIG off,
+  where a job is pinned with `CUDA_VISIBLE_DEVICES=GPU-<uuid>`), or the probe's CUDA allocator
   figures when larger.
 * Energy: the whole-GPU energy counter (`nvmlDeviceGetTotalEnergyConsumption`), read at open
   and at the end, marked measured; where the counter is missing, power readings integrated over
   the loop's ticks.
 * MIG mode is never changed unless `allow_mig_change`; without it a GPU in the wrong mode is
-  refused with the command that changes it and what that costs.
+  refused with the command that changes it and what that costs. With it, the backend also
+  carries out `SetMigMode` during the run (`Capabilities.mig_toggle`): on an idle GPU with no
+  instance, through `nvmlDeviceSetMigMode`; an activation that stays pending (a reset this
+  platform cannot do) is a failed action. A GPU still in use at open keeps its mode (a resumed
+  run's job runs on a GPU the last session turned off), for a policy that toggles MIG.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -51,12 +57,15 @@ class NvmlMig:
     def __init__(self, nvml: Nvml, models, mig: bool, reserved: set[tuple[int, int]]) -> None:
         self.nvml, self.models, self.mig, self.reserved = nvml, list(models), mig, reserved
         self.whole = [m.whole_gpu for m in self.models]
+        self.modes: list[bool] = []  # MIG on, per GPU (as NVML reports it, then as changed)
+        self.turned_off: set[int] = set()  # GPUs this run turned MIG off on (`close` turns them back)
         self.profiles: dict[tuple[int, int], Profile] = {}
         self.uuids: dict[tuple[int, int], str] = {}
         self._infos: list[GpuInfo] = []
         for g, gpu in enumerate(nvml.gpus()):
+            self.modes.append(gpu.mig_current)
             insts = []
-            for inst in (nvml.instances(g) if mig else []):
+            for inst in (nvml.instances(g) if gpu.mig_current else []):
                 prof = self.models[g].profile(inst.profile)
                 self.profiles[(g, inst.start)] = prof
                 if inst.mig_uuid:
@@ -96,9 +105,34 @@ class NvmlMig:
         self.profiles.pop((gpu, start), None)
         self.uuids.pop((gpu, start), None)
 
+    def set_mode(self, gpu: int, enabled: bool, busy: bool) -> str:
+        """`SetMigMode` through NVML; "" or why not (a job runs there, instances exist, NVML's
+        error, or an activation that needs a reset this platform cannot do)."""
+        if busy:
+            return f"GPU {gpu} is in use: a job runs on it"
+        left = [s for (g, s) in self.profiles if g == gpu]
+        if self.modes[gpu] and left:
+            return f"GPU {gpu} still has GPU instances at slots {sorted(left)}"
+        try:
+            status = self.nvml.set_mig_mode(gpu, enabled)
+        except MigschedError as exc:
+            return str(exc)
+        if status:
+            return (f"NVML set MIG {'on' if enabled else 'off'} on GPU {gpu} pending, activation status {status} "
+                    "(a reset or reboot is needed, mig-hardware.md §4)")
+        self.modes[gpu] = enabled
+        (self.turned_off.discard if enabled else self.turned_off.add)(gpu)
+        return ""
+
+    def device_uuid(self, gpu: int, start: int) -> str | None:
+        """What pins a job at (gpu, start): the MIG device's UUID, or the GPU's with MIG off."""
+        if 0 <= gpu < len(self.modes) and not self.modes[gpu]:
+            return self._infos[gpu].uuid if start == 0 else None
+        return self.uuids.get((gpu, start))
+
     def profile_at(self, gpu: int, start: int) -> Profile | None:
-        if not self.mig:
-            return self.whole[gpu] if 0 <= gpu < len(self.whole) else None
+        if 0 <= gpu < len(self.modes) and not self.modes[gpu]:
+            return self.whole[gpu] if start == 0 else None
         return self.profiles.get((gpu, start))
 
 
@@ -123,6 +157,8 @@ class NvmlBackend(LocalBackend):
         self.owned = set(owned or ())
         self.manage_existing = manage_existing
         self.allow_mig_change = allow_mig_change
+        # MIG per GPU during the run only where the operator allowed MIG changes at all
+        self.capabilities = dataclasses.replace(type(self).capabilities, mig_toggle=allow_mig_change)
         self.retry_waits_s = tuple(retry_waits_s)
         self._retries: list[tuple[float, int, DestroyInstance]] = []  # (due monotonic, tries, action)
         self._waiting: dict[int, list[Action]] = {}  # per GPU, actions behind a destroy being retried
@@ -133,7 +169,10 @@ class NvmlBackend(LocalBackend):
         gpus = nvml.gpus()
         for g in gpus:
             if g.mig_current != settings.mig_enabled:
-                self._mig_mode(g, settings.mig_enabled)
+                try:
+                    self._mig_mode(g, settings.mig_enabled)
+                except NvmlError as exc:  # in use: a resumed run's job runs there (MIG set per GPU)
+                    log.warning("GPU %d keeps MIG %s: %s", g.index, "on" if g.mig_current else "off", exc)
         self.models = [nvml.model(g.index) for g in gpus]
         self._energy0 = [nvml.energy_mj(g.index) for g in gpus]
         self._power_j = [0.0] * len(gpus)
@@ -164,11 +203,11 @@ class NvmlBackend(LocalBackend):
         return None  # the instance's memory is real
 
     def _launch_env(self, gpu: int, start: int) -> dict[str, str]:
-        uuid = self._hw.uuids.get((gpu, start))
+        uuid = self._hw.device_uuid(gpu, start)
         return {"CUDA_VISIBLE_DEVICES": uuid} if uuid else {}
 
     def _used_mib(self, run: Attempt) -> float:
-        uuid = self._hw.uuids.get((run.gpu, run.start))
+        uuid = self._hw.device_uuid(run.gpu, run.start)
         if uuid is None:
             return 0.0
         try:
@@ -245,7 +284,7 @@ class NvmlBackend(LocalBackend):
         runs = [(jid, r) for jid, r in self._runs.items() if r.gpu == gpu]
         if not runs or delta_j <= 0:
             return
-        n_inst = max(1, sum(1 for (g, _s) in self._hw.profiles if g == gpu)) if self.mig else 1
+        n_inst = max(1, sum(1 for (g, _s) in self._hw.profiles if g == gpu)) if self._hw.modes[gpu] else 1
         idle_j = min(delta_j, self.models[gpu].idle_w * dt_s)
         slices = sum(r.profile.compute_slices for _j, r in runs)
         for jid, r in runs:
@@ -260,9 +299,15 @@ class NvmlBackend(LocalBackend):
         return out
 
     def close(self) -> None:
-        """Tear down the idle instances this run created (reserved ones and busy ones stay)."""
+        """Tear down the idle instances this run created (reserved ones and busy ones stay), and
+        turn MIG back on where this run turned it off and no job runs (the operator's mode)."""
         busy = {(r.gpu, r.start) for r in self._runs.values()}
         if getattr(self, "_hw", None) is not None:
+            for gpu in sorted(self._hw.turned_off - {g for g, _s in busy}):
+                try:
+                    self.nvml.set_mig_mode(gpu, True)
+                except NvmlError as exc:
+                    log.warning("left MIG off on GPU %d: %s", gpu, exc)
             for gpu, start in sorted(set(self._hw.profiles) - self._hw.reserved - busy):
                 try:
                     self.nvml.destroy_with_retry(gpu, start)

@@ -26,6 +26,10 @@ class SimCosts:
             at 1 Hz is typical; 2 s keeps large simulations fast).
         runtime_jitter: relative standard deviation of run times (0 = deterministic). Each job's
             factor is drawn once from the seeded generator, so a restart repeats the same speed.
+        mig_mode_s: turn MIG on or off on one idle GPU (`SetMigMode`). On Ampere the driver
+            resets the GPU (mig-hardware.md §4); NVIDIA publishes no time, and the one public data
+            point is a failing mig-parted apply that ended about 8 s after it started, reset
+            attempt included (calibration.md §4, mig-parted#181). 10 s is assumed.
     """
 
     gi_create_s: float = 0.12
@@ -33,3 +37,4 @@ class SimCosts:
     kill_s: float = 0.5
     sample_interval_s: float = 2.0
     runtime_jitter: float = 0.0
+    mig_mode_s: float = 10.0

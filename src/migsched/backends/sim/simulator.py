@@ -51,7 +51,9 @@ from migsched.core.events import (
     Kill,
     Launch,
     MemorySample,
+    MigModeSet,
     Reject,
+    SetMigMode,
 )
 from migsched.core.sampling import SampleCursor, SamplePlan
 from migsched.hardware.catalog import GpuModel, Profile
@@ -60,7 +62,7 @@ from migsched.jobs.truth import speed_on
 
 # Priority of simultaneous internal events: state changes first, then samples. (Arrivals come
 # from the job source; the driver adds them after the simulator's events of the same time.)
-_PRIO = {"failed": 0, "destroyed": 0, "created": 1, "exit": 2, "started": 3, "compute": 4, "sample": 6}
+_PRIO = {"failed": 0, "destroyed": 0, "mig": 0, "created": 1, "exit": 2, "started": 3, "compute": 4, "sample": 6}
 
 
 @dataclass(slots=True)
@@ -94,7 +96,7 @@ class Simulator(Backend):
     """
 
     name = "sim"
-    capabilities = Capabilities(mig="simulated", energy="modelled", progress=True, clock="virtual")
+    capabilities = Capabilities(mig="simulated", energy="modelled", progress=True, clock="virtual", mig_toggle=True)
 
     def __init__(self, gpus: Sequence[GpuModel], truth: Mapping[str, TruthModel], costs: SimCosts | None = None,
                  seed: int = 0, record_power: bool = True,
@@ -165,6 +167,17 @@ class Simulator(Backend):
                 t1 = max(self.now_s, self._gpu_ready_s[a.gpu]) + self.costs.gi_destroy_s
                 self._gpu_ready_s[a.gpu] = t1
                 self._push(t1, "destroyed", (a.gpu, a.start))
+            elif isinstance(a, SetMigMode):
+                busy = any(g == a.gpu for g, _s in self._occupied)
+                why = self._hw.set_mode(a.gpu, a.enabled, busy)
+                if why:
+                    self._push(self.now_s, "failed", (a, why))
+                    continue
+                t1 = max(self.now_s, self._gpu_ready_s[a.gpu]) + self.costs.mig_mode_s
+                self._gpu_ready_s[a.gpu] = t1
+                if not a.enabled:
+                    self._inst_ready_s[(a.gpu, 0)] = t1  # the whole GPU: a launch there waits for it
+                self._push(t1, "mig", (a.gpu, a.enabled))
             elif isinstance(a, Launch):
                 self._launch(a)
             elif isinstance(a, Kill):
@@ -365,6 +378,9 @@ class Simulator(Backend):
         if kind == "destroyed":
             gpu, start = payload  # type: ignore[misc]
             return InstanceDestroyed(t, gpu, start)
+        if kind == "mig":
+            gpu, enabled = payload  # type: ignore[misc]
+            return MigModeSet(t, gpu, enabled)
         if kind == "started":
             run: _Run = payload  # type: ignore[assignment]
             if run.token < 0 or self._runs.get(run.job.job_id) is not run:
