@@ -351,6 +351,7 @@ def policies_cmd() -> None:
         table.add_column(col)
     for name in policy_names(include_clairvoyant=True):
         cls = get_policy_class(name)
-        table.add_row(name, "on" if cls.mig_enabled else "off", "yes" if cls.clairvoyant else "",
+        mig = ("on" if cls.mig_enabled else "off") + (", off per GPU" if cls.toggles_mig else "")
+        table.add_row(name, mig, "yes" if cls.clairvoyant else "",
                       cls.description or (cls.__doc__ or "").strip().splitlines()[0])
     _console().print(table)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migsched.core.events import Action, Kill, Reject
+from migsched.core.events import Action, Kill, Reject, SetMigMode
 from migsched.core.sampling import SamplePlan
 from migsched.core.state import ClusterView, JobView
 from migsched.estimators.base import Forecaster, MemoryEstimator
@@ -45,6 +45,7 @@ from migsched.policies.migm.ordering import QueueIndex
 from migsched.policies.migm.restarts import RunTimes, sized_by_duration
 from migsched.policies.migm.sizing import MemorySizing
 from migsched.policies.migm.tail import TailRestart
+from migsched.policies.migm.whole import WholeGpu
 from migsched.policies.registry import register
 
 SCHEMES = ("head", "repartition-min")
@@ -57,7 +58,7 @@ CLASS_RANK = {"ml-train": 0, "ml-infer": 1, "llm": 2, "scientific": 3}
 
 
 @register
-class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
+class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu, Policy):
     """MIGM: tightest MIG instance per job, reshaped on demand, restarted before it runs out.
 
     Args:
@@ -87,11 +88,15 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
             opened with saves at most every `HISTORY_SAVE_S`; a `HistoryStore` is used as
             given (its own `save_interval_s`: 0 rewrites the file after every record). None:
             this batch only. Ignored for memory when `estimator` is given.
+        mig_off: run a job that would get all of a GPU on the whole GPU with MIG off, while
+            every queued job can have a GPU of its own, where the backend can change MIG modes
+            (`whole.py`; on A100 108 SMs against 7g's 98, on Hopper nothing to gain).
         estimator, forecaster: override the memory estimator / forecaster.
     """
 
     name = "migm"
     wants_memory_samples = True
+    toggles_mig = True
     description = "MIGM: tightest fit, fusion/fission, OOM and early restart, two schemes"
 
     def __init__(self, scheme: str = "head", backfill: bool = True, order: str = "largest",
@@ -102,7 +107,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
                  alpha_prior: dict[str, float] | None = None, blocked_restart: bool = True,
                  blocked_wait_s: float = 300.0, blocked_online: bool = False,
                  spare_share: float = 1.0, spare_min_gain: float = 0.1, easy_backfill: bool = True,
-                 history: str | Path | HistoryStore | None = None,
+                 history: str | Path | HistoryStore | None = None, mig_off: bool = True,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -126,6 +131,8 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
             raise ValueError(f"spare_min_gain must be in [0, 1), got {spare_min_gain}")
         self.spare_share, self.spare_min_gain = spare_share, spare_min_gain
         self.easy_backfill = easy_backfill
+        self.mig_off = mig_off
+        self._no_toggle: set[int] = set()         # GPUs whose MIG-mode change failed (whole.py)
         self.estimator, self.forecaster = estimator, forecaster
         self.history = history if isinstance(history, HistoryStore) or history is None else \
             HistoryStore(history, save_interval_s=HISTORY_SAVE_S)
@@ -207,7 +214,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
             assert self.model is not None
             new_family = name not in self.times.compute
             p0 = next((x.saved_progress for x in reversed(job.attempts[:-1]) if x.outcome != "launch-failed"), None)
-            self.times.finished(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s,
+            self.times.finished(job, name, self._slices(a.profile), a.ended_s - a.launched_s,
                                 p0 or 0.0, for_class=not by_duration)
             self._known(name)
             if new_family and self.rank == "lpt":
@@ -218,12 +225,18 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
                 and all(x.saved_progress is None for x in job.attempts[:-1]) \
                 and not by_duration:  # a run from zero, sized by memory
             assert self.model is not None
-            self.times.stopped(job, name, self.model.profile(a.profile).compute_slices, a.ended_s - a.launched_s)
+            self.times.stopped(job, name, self._slices(a.profile), a.ended_s - a.launched_s)
         else:
             self.times.forget(job)
         if a.outcome == "oom":
             self.sizing.ran_out(job, a.peak_mib, a.memory_mib)
             self._bump("oom_restarts_seen")
+
+    def _slices(self, profile: str) -> int:
+        """Compute slices of the instance an attempt ran on (all of them on a MIG-off GPU)."""
+        assert self.model is not None
+        m = self.model
+        return m.compute_slices if profile == m.whole_gpu.name else m.profile(profile).compute_slices
 
     # ---- scheduling ---------------------------------------------------------------------------
     def schedule(self, view: ClusterView) -> list[Action]:
@@ -253,6 +266,9 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
         heads = [(t, j) for t, j in self.index.heads() if t]
         if not heads:
             return self._tail_restart(view)
+        on = self._whole_back_on(view)  # jobs must share GPUs again: idle MIG-off GPUs back on
+        if on:
+            return on
         if not self.backfill:
             heads = [min(heads, key=lambda tj: tj[1].seq)]
         elif self.order == "largest":
@@ -300,21 +316,25 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
                 if pl is None:
                     self._no_place.add((job.job_id, tier))
             if pl is not None:
+                whole = self._whole_instead(view, job, pl)
                 self._resv.pop(job.job_id, None)
-                self._bump(pl.kind)
+                self._bump("whole_gpu" if whole else pl.kind)
                 if pl.profile.name != tier:
                     self._bump("compute_upgrades")
                 self._target.pop(job.job_id, None)
                 self._sticky.discard(job.job_id)
                 self.index.launched(job, view, delta=(-1, 1))
                 self._watch_family(job)
-                return pl.actions(job.job_id)
+                return whole or pl.actions(job.job_id)
             if self.backfill and not self._resv and view.now_s - job.arrived_s >= self.reserve_after_s:
                 r = choose_reservation(view, model.profile(tier), ())
                 if r is not None:
                     self._resv[job.job_id] = (tier, r)
                     self._bump("reservations")
-        return []
+        on = self._whole_back_on(view, stuck=True)  # no head fits the MIG GPUs: an idle MIG-off one helps
+        if on:
+            self._burst = None  # the room it makes is new to this burst
+        return on
 
     def _try_place(self, view: ClusterView, model: GpuModel, job: JobView, tier: str) -> Placement | None:
         """`_place` outside the reserved slots, then, with `easy_backfill` and no room outside
@@ -340,6 +360,8 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, Policy):
             if isinstance(f.action, Kill):  # the restart it was for will not happen
                 self._target.pop(f.action.job_id, None)
                 self._sticky.discard(f.action.job_id)
+            elif isinstance(f.action, SetMigMode):  # this GPU's mode stays as it is
+                self._no_toggle.add(f.action.gpu)
         return super().decide(view, changes)
 
     def _sync(self) -> None:

@@ -1,0 +1,98 @@
+"""`migm` turns MIG off on a GPU that one job would get all of anyway (docs/migm.md step 10).
+
+With MIG on, the largest instance of an A100 has 98 SMs; with MIG off the one job has all 108
+(mig-hardware.md §0, CERN), about 10 % more speed for a compute-bound program (`jobs.truth`).
+On Hopper 7g keeps all 132 SMs, so there is nothing to gain and the rule never fires there.
+
+The rule, where the backend can change MIG modes (`ClusterView.mig_toggle`; nvml only with
+`--allow-mig-change`, since on Ampere the change resets the GPU, mig-hardware.md §4):
+
+* **Off.** A job that placement gives all of a GPU's compute (a 7g instance) runs on the whole
+  GPU instead, when every queued job can have a free GPU of its own (the queue is no longer
+  than the GPUs with nothing on them) and, while jobs still arrive, one free GPU is left over
+  for the next arrival: on a GPU already off and idle (no switch), else on the empty GPU the
+  instance would have been created on, turned off first (`SetMigMode`, which costs a reset:
+  `SimCosts.mig_mode_s`). The spare GPU is what keeps a change from paying off only once: on
+  one GPU online, every arrival that finds the GPU off would pay a second reset to share it.
+* **Back on.** An idle MIG-off GPU is turned on again as soon as that condition fails (jobs must
+  share GPUs again) or a queued job finds no room on the MIG GPUs.
+* A GPU whose change failed (NVML refused it, or it needs a reset the platform cannot do) is
+  never asked again.
+"""
+
+from __future__ import annotations
+
+from migsched.core.events import Action, Launch, SetMigMode
+from migsched.core.state import ClusterView, JobView
+from migsched.hardware.catalog import GpuModel
+from migsched.policies.common import lowest_gpu
+from migsched.policies.migm.placement import Placement
+
+_EMPTY: tuple = ()  # the state key of a MIG GPU with no instance
+
+
+def _idle_whole_key(model: GpuModel) -> tuple:
+    """The state key of an idle MIG-off GPU of `model` (its one whole-GPU pseudo-instance).
+    Worked out once per model: `GpuModel.whole_gpu` builds a new profile on every call, and the
+    placement pass asks on every call."""
+    key = _WHOLE_KEYS.get(id(model))
+    if key is None or key[0] is not model:
+        key = _WHOLE_KEYS[id(model)] = (model, ((model.whole_gpu.name, 0, False),))
+    return key[1]
+
+
+_WHOLE_KEYS: dict[int, tuple[GpuModel, tuple]] = {}
+
+
+class WholeGpu:
+    """Mixin of `MigmPolicy` (uses its `mig_off` option, `model` and `_no_toggle`)."""
+
+    mig_off: bool
+    model: GpuModel | None
+    _no_toggle: set[int]
+
+    def _whole_gains(self, view: ClusterView) -> bool:
+        """Whether turning MIG off can help here: allowed, possible, and more SMs without MIG."""
+        m = self.model
+        return (self.mig_off and view.mig_toggle and m is not None
+                and m.sm_count > m.largest.sm_count)
+
+    def _free_gpus(self, view: ClusterView) -> tuple[set[int], set[int]]:
+        """(empty MIG GPUs, idle MIG-off GPUs), from the layout groups in O(1)."""
+        assert self.model is not None
+        return (view.groups.get(_EMPTY, set()), view.groups.get(_idle_whole_key(self.model), set()))
+
+    def _room_for_all(self, view: ClusterView) -> bool:
+        """True when every queued job can have a free GPU of its own, and while jobs still
+        arrive, one more is free for the next arrival."""
+        empty, idle_off = self._free_gpus(view)
+        return len(view.queue) + (1 if view.more_arrivals else 0) <= len(empty) + len(idle_off)
+
+    def _whole_instead(self, view: ClusterView, job: JobView, pl: Placement) -> list[Action] | None:
+        """The actions that run `job` on a whole MIG-off GPU instead of `pl`, or None to keep `pl`."""
+        m = self.model
+        if m is None or pl.profile.compute_slices < m.compute_slices or not self._whole_gains(view):
+            return None
+        if not self._room_for_all(view):
+            return None
+        _empty, idle_off = self._free_gpus(view)
+        if idle_off:
+            return [Launch(job.job_id, lowest_gpu(idle_off), 0)]
+        g = view.gpus[pl.gpu]
+        if (pl.kind != "create" or pl.gpu in self._no_toggle or g.layout.instances or g.creating
+                or g.destroying or g.mig_pending):
+            return None
+        return [SetMigMode(pl.gpu, False), Launch(job.job_id, pl.gpu, 0)]
+
+    def _whole_back_on(self, view: ClusterView, *, stuck: bool = False) -> list[Action]:
+        """Turn an idle MIG-off GPU on again when jobs must share GPUs (or, `stuck`, a queued
+        job found no room on the MIG GPUs); [] when none needs it."""
+        if not view.mig_toggle or self.model is None:
+            return []
+        _empty, idle_off = self._free_gpus(view)
+        if not idle_off or (not stuck and self._room_for_all(view)):
+            return []
+        for g in sorted(idle_off):
+            if g not in self._no_toggle and not view.gpus[g].mig_pending:
+                return [SetMigMode(g, True)]
+        return []

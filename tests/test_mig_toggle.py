@@ -1,0 +1,215 @@
+"""MIG on or off per GPU during a run (`SetMigMode`): the core's rules, the simulator's cost,
+migm's rule (policies/migm/whole.py), and the view's indices after a change.
+
+Figures (A100-40GB, SimCosts defaults): 108 SMs with MIG off, 98 on 7g; gi_create_s 0.12;
+mig_mode_s 10; idle 55 W. A job with speedup {7: 1.0} scales as c/7 (alpha 1), so MIG off runs
+it 108/98 faster: 1,080 s of 7g work take 980 s.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fakes import Script, ScriptedBackend
+from migsched.backends.emulated import EmulatedMig
+from migsched.backends.sim import SimCosts
+from migsched.core.events import CreateInstance, Launch, SetMigMode
+from migsched.core.policy import Decision, Policy
+from migsched.core.source import TraceSource
+from migsched.core.state import ClusterView, GpuView
+from migsched.errors import SchedulingError
+from migsched.hardware import get_model
+from migsched.jobs import load_jobs_dict
+from migsched.jobs.model import JobClass, JobSpec
+from migsched.partition.layout import Instance, Layout
+from migsched.policies.registry import create_policy
+from migsched.run import run, simulate
+
+A40 = get_model("A100-40GB")
+H100 = get_model("H100-80GB")
+REL = 1e-9
+
+
+def jobs(*entries):
+    return load_jobs_dict({"version": 1, "jobs": list(entries)}, require_model=True)
+
+
+def job(name, runtime_s, *, arrival_s=0.0, peak_gib=4.0, hint_gib=4.0, speedup=None):
+    m = {"runtime_s": runtime_s, "peak_gib": peak_gib, "power_w": 100.0, "memory": "constant", "startup_s": 0.0}
+    if speedup is not None:
+        m["speedup"] = speedup
+    return {"name": name, "class": "ml-train", "arrival_s": arrival_s, "hint_gib": hint_gib, "model": m}
+
+
+def starts(r):
+    return {j.job_id: j.runs[-1].launched_s for j in r.jobs}
+
+
+# ---- migm's rule, golden ------------------------------------------------------------------------
+def test_migm_runs_a_lone_compute_bound_job_on_the_whole_gpu():
+    # One job, offline: the queue (1) fits the free GPUs (1), so its 7g instance becomes the whole
+    # GPU: reset 10 s, then 1080 * 98/108 = 980 s. Energy: idle 55 W * 990 s + 100 W * 980 s.
+    r = simulate(jobs(job("cb", 1080)), A40, policy="migm")
+    assert r.makespan_s == pytest.approx(990.0, rel=REL)
+    assert r.energy_j == pytest.approx(55 * 990 + 100 * 980, rel=REL)
+    assert r.mig_mode_changes == 1 and r.policy_summary["whole_gpu"] == 1
+    assert [a.profile for a in r.jobs[0].runs] == ["whole"]
+    assert [(s.label, s.t0_s) for s in r.timeline.instances] == [("whole", 10.0)]
+
+
+def test_mig_off_false_keeps_the_7g_instance():
+    # The same job with the rule off: create 0.12 s, then 1080 s on 7g.
+    r = simulate(jobs(job("cb", 1080)), A40, policy="migm", mig_off=False)
+    assert r.makespan_s == pytest.approx(1080.12, rel=REL)
+    assert r.mig_mode_changes == 0 and [a.profile for a in r.jobs[0].runs] == ["7g.40gb"]
+
+
+def test_the_reset_cost_is_the_simulators():
+    r = simulate(jobs(job("cb", 1080)), A40, policy="migm", costs=SimCosts(mig_mode_s=2.0))
+    assert r.makespan_s == pytest.approx(982.0, rel=REL)
+
+
+def test_hopper_keeps_mig_on_since_7g_has_every_sm():
+    r = simulate(jobs(job("cb", 1080)), H100, policy="migm")
+    assert r.mig_mode_changes == 0 and r.jobs[0].runs[-1].profile.startswith("7g")
+
+
+def test_online_one_gpu_keeps_mig_on_no_spare_gpu_for_the_next_arrival():
+    # While jobs may still arrive, one free GPU must be left over: with one GPU, never.
+    r = simulate(jobs(job("a", 1080), job("b", 50, arrival_s=5000.0)), A40, policy="migm")
+    assert r.mig_mode_changes == 0
+
+
+def test_gpus_are_turned_off_only_while_every_queued_job_has_one():
+    # Three jobs on two GPUs: the queue (3) is longer than the free GPUs (2), so they share.
+    three = simulate(jobs(*(job(f"j{i}", 1080) for i in range(3))), A40, gpus=2, policy="migm")
+    assert three.policy_summary.get("whole_gpu", 0) < 3
+    two = simulate(jobs(*(job(f"j{i}", 1080) for i in range(2))), A40, gpus=2, policy="migm")
+    assert two.mig_mode_changes == 2 and two.makespan_s == pytest.approx(990.0, rel=REL)
+
+
+def test_an_idle_mig_off_gpu_is_turned_on_again_when_jobs_must_share():
+    # Two GPUs. "big" arrives alone at 0: queue 1 + one spare for arrivals <= 2 free GPUs, so it
+    # runs on the whole GPU 0 (0..990 s). At 100 s four 3g-sized jobs arrive; GPU 1 holds two,
+    # two wait. At 990 s GPU 0 is idle with MIG off and the queue (2) is longer than the free
+    # GPUs (1): MIG goes back on (10 s) and both start on instances of GPU 0 at 1000 s.
+    js = jobs(job("big", 1080), *(job(f"s{i}", 2000, arrival_s=100.0, hint_gib=15.0, peak_gib=15.0)
+                                 for i in range(4)))
+    r = simulate(js, A40, gpus=2, policy="migm")
+    late = sorted((j.runs[-1].launched_s, j.runs[-1].gpu, j.runs[-1].profile) for j in r.jobs if j.job_id != "big")[2:]
+    assert r.mig_mode_changes == 2
+    assert [(g, p != "whole") for _t, g, p in late] == [(0, True), (0, True)]
+    assert all(1000.0 <= t < 1001.0 for t, _g, _p in late)
+
+
+# ---- the core's rules -----------------------------------------------------------------------------
+class Scripted(Policy):
+    """Returns the given action lists, one per call, then nothing."""
+
+    name = "scripted"
+    toggles_mig = True
+
+    def __init__(self, *steps):
+        self.steps = list(steps)
+
+    def decide(self, view, changes):
+        return Decision(self.steps.pop(0) if self.steps else [])
+
+
+def test_the_core_refuses_a_change_the_backend_cannot_make():
+    fake = ScriptedBackend([A40], Script())  # Capabilities.mig_toggle is False by default
+    spec = JobSpec("a", "a", JobClass.SCIENTIFIC, hint_gib=4.0, argv=("true",))
+    with pytest.raises(SchedulingError, match="does not change MIG modes"):
+        run(TraceSource([spec]), Scripted([SetMigMode(0, False)]), fake)
+
+
+@pytest.mark.parametrize("steps, match", [
+    ([[CreateInstance(0, "1g.5gb", 0), SetMigMode(0, False)]], "has GPU instances"),
+    ([[SetMigMode(0, True)]], "it is on already"),
+    ([[SetMigMode(0, False), SetMigMode(0, True)]], "already under way"),
+    ([[SetMigMode(3, False)]], "no GPU 3"),
+])
+def test_the_core_refuses_a_change_that_breaks_a_rule(steps, match):
+    with pytest.raises(SchedulingError, match=match):
+        simulate(jobs(job("a", 10)), A40, policy=Scripted(*steps))
+
+
+def test_a_change_is_refused_while_a_job_runs_on_the_gpu():
+    steps = [[SetMigMode(0, False), Launch("a", 0, 0)], [SetMigMode(0, True)]]
+    with pytest.raises(SchedulingError, match="a job runs on it"):
+        simulate(jobs(job("a", 10)), A40, policy=Scripted(*steps))
+
+
+def test_a_failed_change_requeues_what_waited_for_it_and_migm_stops_asking(monkeypatch):
+    monkeypatch.setattr(EmulatedMig, "set_mode", lambda self, gpu, enabled, busy: "refused by the driver")
+    pol = create_policy("migm")
+    r = simulate(jobs(job("cb", 1080)), A40, policy=pol)
+    assert r.jobs[0].state == "done" and r.jobs[0].outcomes == ("launch-failed", "ok")
+    assert r.jobs[0].runs[-1].profile == "7g.40gb" and pol._no_toggle == {0}
+    assert r.makespan_s == pytest.approx(1080.12, rel=REL)
+
+
+# ---- the view's indices after changes (property) -------------------------------------------------
+OPS = st.lists(st.tuples(st.sampled_from(["create", "destroy", "off", "on"]), st.integers(0, 2),
+                         st.sampled_from(["1g.5gb", "2g.10gb", "3g.20gb", "7g.40gb"]), st.integers(0, 7)),
+               max_size=25)
+
+
+def _fresh(view: ClusterView) -> ClusterView:
+    gpus = [GpuView(g.index, g.model, g.mig, g.layout) for g in view.gpus]
+    return ClusterView(0.0, gpus, [], {}, {})
+
+
+@settings(max_examples=150, deadline=None)
+@given(OPS)
+def test_the_fit_index_and_idle_room_follow_mig_changes(ops):
+    view = _fresh(ClusterView(0.0, [GpuView(i, A40, True, Layout.empty(A40)) for i in range(3)], [], {}, {}))
+    probes = [A40.profile(n) for n in ("1g.5gb", "3g.20gb", "7g.40gb")]
+    for p in probes:
+        view.lowest_fit(p)  # heaps exist before the changes, as in a run
+    for op, g, name, start in ops:
+        gpu = view.gpus[g]
+        if op == "create" and gpu.mig:
+            prof = A40.profile(name)
+            if gpu.layout.can_place(prof, start):
+                view.set_layout(g, gpu.layout.with_instance(prof, start))
+        elif op == "destroy" and gpu.mig and gpu.layout.instances:
+            view.set_layout(g, gpu.layout.release(gpu.layout.instances[0].start))
+        elif op == "off" and gpu.mig and not gpu.layout.instances:
+            view.set_mig(g, False)
+        elif op == "on" and not gpu.mig:
+            view.set_mig(g, True)
+        ref = _fresh(view)
+        assert view.idle_room() == ref.idle_room()
+        assert view.room_anywhere() == ref.room_anywhere()
+        assert [view.creatable(i) for i in range(3)] == [ref.creatable(i) for i in range(3)]
+        assert {k: set(v) for k, v in view.groups.items()} == {k: set(v) for k, v in ref.groups.items()}
+        assert set(view.idle_groups) == set(ref.idle_groups)
+        for p in probes:
+            assert view.lowest_fit(p) == ref.lowest_fit(p)
+            assert view.creatable_anywhere(p.name) == ref.creatable_anywhere(p.name)
+
+
+def test_a_mig_off_gpu_is_one_idle_whole_gpu_in_the_view():
+    view = ClusterView(0.0, [GpuView(0, A40, True, Layout.empty(A40))], [], {}, {})
+    view.set_mig(0, False)
+    g = view.gpus[0]
+    assert not g.mig and g.layout.instances == (Instance(A40.whole_gpu, 0),)
+    assert view.creatable(0) == frozenset() and view.idle_room() == (0, 0) and not view.room_anywhere()
+    view.set_mig(0, True)
+    assert g.mig and g.layout.instances == () and view.idle_room() == (7, 8)
+
+
+# ---- emulated hardware ----------------------------------------------------------------------------
+def test_emulated_mig_refuses_what_nvml_refuses():
+    hw = EmulatedMig([A40, A40], True, [[("1g.5gb", 0)], []], "EMU")
+    assert "GPU instances" in hw.set_mode(0, False, busy=False)
+    assert "in use" in hw.set_mode(1, False, busy=True)
+    assert hw.set_mode(1, False, busy=False) == "" and hw.mig_off() == [1]
+    assert hw.profile_at(1, 0) == A40.whole_gpu and hw.profile_at(1, 2) is None
+    assert "MIG is off" in hw.create(1, "1g.5gb", 0)[1]
+    assert [g.mig_enabled for g in hw.gpu_infos()] == [True, False]
+    resumed = EmulatedMig([A40, A40], True, [[], []], "EMU", mig_off=[1])
+    assert [g.mig_enabled for g in resumed.gpu_infos()] == [True, False]
