@@ -125,3 +125,21 @@ def test_resume_after_the_scheduler_is_sigkilled_mid_batch_runs_each_job_once(tm
     for name in res["running_at_kill"]:  # adopted by the resumed run, not started again
         assert len(res["runs"][name]) == 1, res["runs"]
     _assert_each_ran_once(res["runs"], 6)
+
+
+def test_migm_turns_mig_off_through_the_node_agents(tmp_path: Path) -> None:
+    # Two jobs on two nodes of one emulated GPU each: every queued job has a GPU of its own, so
+    # migm runs each on its whole GPU with MIG off (docs/migm.md step 10), through the agents.
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} m{i} 1.0\n" for i in range(2)))
+    out = tmp_path / "out.json"
+    r = run_isolated([sys.executable, "-m", "migsched.cli.main", "run", str(tasks), "--backend", "ray",
+                      "--nodes", "2", "--gpus", "1", "--policy", "migm", "--state", str(tmp_path / "run.db"),
+                      "--json", str(out)], timeout_s=TIMEOUT_S, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert _done_markers(markers) == {"m0": 1, "m1": 1}
+    res = json.loads(out.read_text())["results"][0]
+    assert res["mig_mode_changes"] == 2
+    assert sorted(run["gpu"] for j in res["jobs"] for run in j["runs"] if run["profile"] == "whole") == [0, 1]

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from migsched.backends.sim.costs import SimCosts
 from migsched.core.events import Event, JobExited
 from migsched.core.scheduler import SchedulerCore
 from migsched.core.state import JobState
@@ -343,6 +344,12 @@ def compare(jobs: Sequence[Job], model: GpuModel, gpus: int = 1, policies: Seque
             if progress is not None:
                 progress(name, True)
             runs.append((res, layout if name == "static" else None, 1 if name == "static" else 0))
+    for res, _lay, _tried in runs:
+        if res.mig_mode_changes:
+            whole = sum(1 for j in res.jobs for a in j.runs if a.profile == model.whole_gpu.name)
+            notes.append(f"{res.policy}: turned MIG on or off {res.mig_mode_changes} times, to run {whole} "
+                         f"job run(s) on a whole GPU with MIG off (a {SimCosts().mig_mode_s:g} s reset each, "
+                         "docs/migm.md step 10)")
     bound = lower_bound_s(jobs, [model] * gpus)
     base = next((r for r, _, _ in runs if r.policy == BASELINE), None)
     rows = tuple(_figures(res, lay, tried, base, bound, model, gpus) for res, lay, tried in runs)

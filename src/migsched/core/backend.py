@@ -44,7 +44,8 @@ class Capabilities:
         resume: whether running jobs survive a scheduler restart and can be adopted.
         mig_toggle: whether it carries out `SetMigMode` (MIG on or off per GPU during the run):
             the simulator and `local` always, `nvml` only when the operator allowed MIG changes
-            (`--allow-mig-change`: on Ampere the change resets the GPU, mig-hardware.md §4).
+            (`--allow-mig-change`: on Ampere the change resets the GPU, mig-hardware.md §4),
+            `ray` as its nodes' backend does.
     """
 
     mig: Literal["real", "emulated", "simulated"]

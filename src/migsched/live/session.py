@@ -93,8 +93,8 @@ def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Pa
                  mig_off: Sequence[int] = ()) -> Backend:
     """The backend named `name` over `models` (`sim` needs every job's model: entry).
 
-    `mig_off`: GPUs a resumed run's earlier session turned MIG off on (`local` emulates them so;
-    `nvml` reads the real mode from the GPU)."""
+    `mig_off`: GPUs a resumed run's earlier session turned MIG off on (`local` and `ray`'s local
+    nodes emulate them so; `nvml` reads the real mode from the GPU)."""
     if name == "sim":
         missing = [j.job_id for j in jobs if j.truth is None]
         if missing:
@@ -120,7 +120,8 @@ def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Pa
     if name == "ray":  # a cluster of nodes, each through local or nvml (backends/ray, docs/ray.md)
         from migsched.backends.ray.factory import ray_backend
         return ray_backend(jobs, run_dir, mib_per_gib=mib_per_gib, origin_unix=origin_unix,
-                           sample_interval_s=sample_interval_s, instances=instances, options=backend_options)
+                           sample_interval_s=sample_interval_s, instances=instances, options=backend_options,
+                           mig_off=mig_off)
     raise RunSetupError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
 
 

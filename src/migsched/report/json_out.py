@@ -9,12 +9,15 @@
                   "lost_runs_by_cause": {"oom": {"runs": ..., "wasted_gpu_s": ...}, ...},
                   "wasted_gpu_s": ..., "throughput_jobs_per_h": ..., "slice_utilisation": ...,
                   "lower_bound_ratio": ..., "layout": ..., "layouts_tried": ...,
-                  "layout_per_gpu": [...], "policy_summary": {...}, "failures": [{"job_id": ..., "state": ..., "reason": ...}]}]}
+                  "layout_per_gpu": [...], "policy_summary": {...}, "failures": [{"job_id": ..., "state": ..., "reason": ...}],
+                  "jobs": [{"job_id": ..., "state": ..., "outcomes": [...], "runs": [{"gpu": ..., "start": ...,
+                            "profile": ..., "launched_s": ..., "ended_s": ..., "outcome": ...}], ...}]}]}
 
 Gains and the ratio are null when not comparable (see `migsched.compare`). Units are in the key
 names (_s seconds, _j joules); fractions are in [0, 1]. `restarts` counts the runs lost to OOM or
 a kill; `lost_runs_by_cause` breaks them down (`migsched.metrics.lost_runs_by_cause`), and its
-`wasted_gpu_s` sum to the row's `wasted_gpu_s`.
+`wasted_gpu_s` sum to the row's `wasted_gpu_s`. A job's `runs` say where each attempt ran
+(`profile` "whole": a GPU with MIG off); `mig_mode_changes` counts the GPUs turned MIG on or off.
 
 `write_json(cmp, "-")` writes the document to standard output.
 """
@@ -71,7 +74,9 @@ def result_dict(row: PolicyFigures) -> dict[str, Any]:
         "failed_actions": r.failed_actions,
         "jobs": [{"job_id": j.job_id, "name": j.name, "class": j.job_class, "state": j.state,
                   "arrival_s": _num(j.arrival_s), "finished_s": _num(j.finished_s), "failure": j.failure,
-                  "outcomes": list(j.outcomes), "energy_j": _num(r.job_energy_j.get(j.job_id))}
+                  "outcomes": list(j.outcomes), "energy_j": _num(r.job_energy_j.get(j.job_id)),
+                  "runs": [{"gpu": a.gpu, "start": a.start, "profile": a.profile, "launched_s": _num(a.launched_s),
+                            "ended_s": _num(a.ended_s), "outcome": a.outcome} for a in j.runs]}
                  for j in r.jobs],
     }
 

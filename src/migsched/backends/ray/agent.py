@@ -95,14 +95,16 @@ class NodeAgent:
     """
 
     def __init__(self, config: AgentConfig, name: str, resources: dict[str, float],
-                 instances: Sequence[Sequence[tuple[str, int]]] | None = None) -> None:
+                 instances: Sequence[Sequence[tuple[str, int]]] | None = None, mig_off: Sequence[int] = ()) -> None:
         self.config = config
         self.name = name
         self.node_dir = Path(config.run_dir) / "nodes" / name
         self._lock = threading.Lock()
-        self._backend = self._make_backend(resources, instances)
+        self._backend = self._make_backend(resources, instances, mig_off)
 
-    def _make_backend(self, resources: dict[str, float], instances) -> Backend:
+    def _make_backend(self, resources: dict[str, float], instances, mig_off: Sequence[int] = ()) -> Backend:
+        """The node's backend; `mig_off`: local GPUs an earlier agent turned MIG off on (a `local`
+        node emulates them so; an `nvml` node reads the mode from its GPUs)."""
         c = self.config
         if c.node_backend == "nvml":
             from migsched.backends.nvml.backend import NvmlBackend
@@ -112,7 +114,7 @@ class NodeAgent:
         from migsched.backends.local.backend import LocalBackend
         models = emulated_models(resources, c.default_model, c.default_gpus)
         return LocalBackend(models, self.node_dir, mib_per_gib=c.mib_per_gib, instances=instances,
-                            origin_unix=c.origin_unix, sample_interval_s=c.sample_interval_s)
+                            origin_unix=c.origin_unix, sample_interval_s=c.sample_interval_s, mig_off=mig_off)
 
     def open(self, settings: RunSettings) -> list[GpuInfo]:
         """Prepare the node and report its GPUs (local indices)."""

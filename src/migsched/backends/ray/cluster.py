@@ -38,7 +38,7 @@ from migsched.core.backend import Backend, Capabilities, GpuInfo, Recovery, RunS
 from migsched.core.clock import WallClock
 from migsched.core.events import (
     Action, ActionFailed, CreateInstance, DestroyInstance, Event, ExitStatus, GpuLost, InstanceCreated,
-    InstanceDestroyed, JobExited, JobStarted, Kill, Launch, MemorySample, Reject,
+    InstanceDestroyed, JobExited, JobStarted, Kill, Launch, MemorySample, MigModeSet, Reject, SetMigMode,
 )
 from migsched.errors import MigschedError
 from migsched.hardware.catalog import get_model
@@ -88,7 +88,8 @@ class RayBackend(NodeWatch, Backend):
     default_sample_interval_s = 1.0
 
     def __init__(self, config: AgentConfig, *, address: str | None = None, nodes: int = 2,
-                 instances: Sequence[Sequence[tuple[str, int]]] | None = None, agent_restarts: int = 3) -> None:
+                 instances: Sequence[Sequence[tuple[str, int]]] | None = None, agent_restarts: int = 3,
+                 mig_off: Sequence[int] = ()) -> None:
         self._ray = require_ray()
         if address is None and nodes < 1:
             raise MigschedError(f"--nodes must be at least 1 for a local Ray cluster, got {nodes}")
@@ -99,7 +100,11 @@ class RayBackend(NodeWatch, Backend):
         self.agent_restarts = agent_restarts
         mig = "real" if config.node_backend == "nvml" else "emulated"
         energy = "measured" if config.node_backend == "nvml" else "modelled"
-        self.capabilities = Capabilities(mig=mig, energy=energy, progress=True, clock="wall", resume=True)
+        # MIG per GPU during the run: local nodes emulate it; nvml nodes only where MIG changes are allowed
+        toggle = config.node_backend != "nvml" or bool(config.nvml_options.get("allow_mig_change"))
+        self.capabilities = Capabilities(mig=mig, energy=energy, progress=True, clock="wall", resume=True,
+                                         mig_toggle=toggle)
+        self._off: set[int] = set(mig_off)  # global GPUs with MIG off (a resumed run's, then as changed)
         self._clock = WallClock(config.origin_unix)
         self.local_cluster = None
         self._nodes: dict[str, _Node] = {}
@@ -148,7 +153,8 @@ class RayBackend(NodeWatch, Backend):
     def _discover(self) -> list[GpuInfo]:
         """Start the agents, number their GPUs (the stored order first), report every GPU."""
         found: dict[str, list[GpuInfo]] = {}
-        refs = {name: self._start_agent(node, self._initial_for(name)) for name, node in sorted(self._nodes.items())}
+        refs = {name: self._start_agent(node, self._initial_for(name), self._off_for(name))
+                for name, node in sorted(self._nodes.items())}
         for name, ref in refs.items():
             try:
                 found[name] = self._ray.get(ref)
@@ -172,16 +178,17 @@ class RayBackend(NodeWatch, Backend):
                 continue
             node.gpus.append(index)
             self._known[index] = {i.start: i.profile for i in info.instances}
+            (self._off.discard if info.mig_enabled else self._off.add)(index)
             infos.append(replace(info, index=index, uuid=f"{name}/{info.uuid}"))
         return infos
 
-    def _start_agent(self, node: _Node, instances: list[list[tuple[str, int]]] | None):
+    def _start_agent(self, node: _Node, instances: list[list[tuple[str, int]]] | None, mig_off: Sequence[int] = ()):
         ray = self._ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         actor = ray.remote(NodeAgent).options(
             num_cpus=0, max_concurrency=2, max_restarts=0, runtime_env={"env_vars": dict(AGENT_ENV)},
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False))
-        node.agent = actor.remote(self.config, node.name, node.resources, instances)
+        node.agent = actor.remote(self.config, node.name, node.resources, instances, tuple(mig_off))
         return node.agent.open.remote(self._settings)
 
     def _initial_for(self, name: str) -> list[list[tuple[str, int]]] | None:
@@ -193,6 +200,10 @@ class RayBackend(NodeWatch, Backend):
             if n == name and index < len(self._instances):
                 per[local] = self._instances[index]
         return [per.get(i, []) for i in range(max(per, default=-1) + 1)]
+
+    def _off_for(self, name: str) -> list[int]:
+        """The local GPUs of node `name` that a resumed run's earlier session turned MIG off on."""
+        return [local for index, (n, local, _m) in enumerate(self._read_map()) if n == name and index in self._off]
 
     def _map_path(self) -> Path:
         return Path(self.config.run_dir) / MAP_FILE
@@ -241,6 +252,8 @@ class RayBackend(NodeWatch, Backend):
                 node.jobs[a.job_id] = a
             elif isinstance(a, (CreateInstance, DestroyInstance)):
                 node.pending.add((type(a).__name__, a.gpu, a.start))
+            elif isinstance(a, SetMigMode):
+                node.pending.add(("SetMigMode", a.gpu, -1))
             share.setdefault(node.name, []).append(a if local is None else replace(a, gpu=local))
         refs = {name: self._nodes[name].agent.execute.remote(acts) for name, acts in share.items()}
         for name, ref in refs.items():
@@ -306,14 +319,20 @@ class RayBackend(NodeWatch, Backend):
             if isinstance(a, (CreateInstance, DestroyInstance, Launch)):
                 a = replace(a, gpu=node.gpus[a.gpu])
                 node.pending.discard((type(a).__name__, a.gpu, a.start))
+            elif isinstance(a, SetMigMode):
+                a = replace(a, gpu=node.gpus[a.gpu])
+                node.pending.discard(("SetMigMode", a.gpu, -1))
             return replace(ev, action=a)
         if isinstance(ev, JobExited):
             node.jobs.pop(ev.job_id, None)
             return ev
         if isinstance(ev, MemorySample):
             return ev
-        assert isinstance(ev, (InstanceCreated, InstanceDestroyed, JobStarted)), ev
+        assert isinstance(ev, (InstanceCreated, InstanceDestroyed, JobStarted, MigModeSet)), ev
         g = node.gpus[ev.gpu]
+        if isinstance(ev, MigModeSet):
+            node.pending.discard(("SetMigMode", g, -1))
+            (self._off.discard if ev.enabled else self._off.add)(g)
         if isinstance(ev, InstanceCreated):
             node.pending.discard(("CreateInstance", g, ev.start))
             self._known[g][ev.start] = ev.profile
@@ -342,8 +361,9 @@ class RayBackend(NodeWatch, Backend):
     def _restart_agent(self, node: _Node) -> bool:
         """A fresh agent on a node that lives: adopt the known instances, reconcile the jobs."""
         instances = [[(p, s) for s, p in sorted(self._known[g].items())] for g in node.gpus]
+        off = [local for local, g in enumerate(node.gpus) if g in self._off]
         try:
-            self._ray.get(self._start_agent(node, instances))
+            self._ray.get(self._start_agent(node, instances, off))
         except self._ray.exceptions.RayError:
             return False
         now = self._clock.now_s()

@@ -19,7 +19,8 @@ OPTION_NAMES = ("address", "nodes", "node_backend", "gpu", "gpus_per_node", "man
 
 
 def ray_backend(jobs: Sequence[Job], run_dir: Path, *, mib_per_gib: float, origin_unix: float | None,
-                sample_interval_s: float, instances=None, options: dict[str, Any] | None = None):
+                sample_interval_s: float, instances=None, options: dict[str, Any] | None = None,
+                mig_off: Sequence[int] = ()):
     """The `RayBackend` for these settings; raises with a clear message when they cannot work."""
     import time
 
@@ -39,4 +40,5 @@ def ray_backend(jobs: Sequence[Job], run_dir: Path, *, mib_per_gib: float, origi
                          default_model=opts.get("gpu") or "A100-40GB", default_gpus=int(opts.get("gpus_per_node") or 2),
                          mib_per_gib=mib_per_gib, sample_interval_s=sample_interval_s,
                          nvml_options=nvml if node_backend == "nvml" else {})
-    return RayBackend(config, address=opts.get("address"), nodes=int(opts.get("nodes") or 2), instances=instances)
+    return RayBackend(config, address=opts.get("address"), nodes=int(opts.get("nodes") or 2), instances=instances,
+                      mig_off=mig_off)
