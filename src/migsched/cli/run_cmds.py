@@ -84,7 +84,7 @@ def run_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed (--backend sim).")] = 0,
     sample_s: Annotated[float, typer.Option("--sample-s", callback=lambda v: check_range("--sample-s", v, 0.01, MAX_SAMPLE_S, " s"), help=f"local: memory-sample period in seconds (0.01..{MAX_SAMPLE_S:g}), when the policy samples.")] = 1.0,
     manage_existing: Annotated[bool, typer.Option("--manage-existing", help="nvml: use and destroy MIG instances migsched did not create.")] = False,
-    allow_mig_change: Annotated[bool, typer.Option("--allow-mig-change", help="nvml: change a GPU's MIG mode if the policy needs it (may reset the GPU).")] = False,
+    allow_mig_change: Annotated[bool, typer.Option("--allow-mig-change", help="nvml: change a GPU's MIG mode if the policy needs it, at the start and (migm) during the run to give one job a whole GPU; may reset the GPU.")] = False,
     address: Annotated[str | None, typer.Option("--address", help="ray: the Ray cluster to use (e.g. 10.0.0.1:6379); none: start a local one of --nodes nodes.")] = None,
     nodes: Annotated[int, typer.Option("--nodes", min=1, max=64, help="ray: nodes of the local cluster started without --address (each emulates --gpus of --gpu).")] = 2,
     node_backend: Annotated[str, typer.Option("--node-backend", help="ray: what each node runs its GPUs with: local (emulated) or nvml (real MIG).")] = "local",
