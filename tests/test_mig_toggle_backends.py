@@ -123,3 +123,48 @@ def test_nvml_refuses_to_turn_mig_off_while_instances_exist(nv, tmp_path):
     nv_calls = nv.fake_state()["gpus"][0]["set_mig_mode_calls"]
     assert nv_calls == []  # refused before NVML was asked
     be.close()
+
+
+def test_a_resumed_nvml_run_keeps_a_gpu_its_last_session_turned_off_and_restores_it_at_close(nv, tmp_path):
+    # GPU 1 was turned MIG off by the run's last session (the store says so): open keeps each
+    # GPU's mode for migm (it asks no instances of a MIG-off GPU), the core adopts GPU 1 as one
+    # whole GPU, and close turns MIG back on there.
+    nv.fake_reset(gpus=["A100-40GB", "A100-40GB"], mig=[True, False])
+    be = nvml_backend(nv, tmp_path, allow_mig_change=True, mig_off=[1])
+    core = open_core(create_policy("migm"), be)
+    assert [g.mig for g in core.view.gpus] == [True, False]
+    assert nv.fake_state()["gpus"][1]["set_mig_mode_calls"] == []  # open changed nothing
+    be.close()
+    assert nv.fake_state()["gpus"][1]["set_mig_mode_calls"] == [1]
+
+
+def test_nvml_withdraws_a_mig_change_left_pending_and_retries_in_use(nv, tmp_path):
+    be = nvml_backend(nv, tmp_path, allow_mig_change=True, retry_waits_s=(0.01, 0.01))
+    be.open(settings_for(create_policy("migm"), be))
+    calls = []
+
+    def pending(gpu, enabled):  # NVML: accepted, but the activation needs a reset
+        calls.append(enabled)
+        return 16 if len(calls) == 1 else 0
+    be.nvml.set_mig_mode = pending
+    why, in_use = be._hw.set_mode_once(0, False, busy=False)
+    assert "pending" in why and not in_use and calls == [False, True]  # the request withdrawn
+    assert be._hw.modes[0]
+
+    tries = []
+
+    def busy_then_ok(gpu, enabled):  # "in use" a moment after a process exited, then done
+        tries.append(enabled)
+        if len(tries) < 3:
+            raise nv_error(nv, 19)
+        return 0
+    be.nvml.set_mig_mode = busy_then_ok
+    be.execute([SetMigMode(0, False)])
+    seen = events_until(be, (MigModeSet, ActionFailed), limit_s=5.0)
+    assert any(isinstance(e, MigModeSet) for e in seen) and len(tries) == 3
+    be.close()
+
+
+def nv_error(nv, code):
+    from migsched.backends.nvml.errors import NvmlError
+    return NvmlError("nvmlDeviceSetMigMode", 0, code, "In use by another client")

@@ -144,7 +144,7 @@ def settings_for(policy: Policy, backend: Backend) -> RunSettings:
     interval = None
     if policy.wants_memory_samples:
         interval = policy.sample_interval_s or backend.default_sample_interval_s
-    return RunSettings(policy.mig_enabled, interval)
+    return RunSettings(policy.mig_enabled, interval, mig_per_gpu=policy.toggles_mig)
 
 
 def open_core(policy: Policy, backend: Backend) -> SchedulerCore:

@@ -54,7 +54,7 @@ def apply_action(core: SchedulerCore, a: Action) -> Action:
             gpu.jobs[a.start] = job.job_id
             plan = a.samples if a.samples is not None else core.policy.sample_plan(job)
             return dataclasses.replace(a, attempt=job.attempt, spec=job.spec,
-                                       resume=job.saved_progress is not None, samples=plan)
+                                       resume=job.saved_progress is not None, samples=plan, profile=inst.profile.name)
         elif isinstance(a, Kill):
             job = v.running.get(a.job_id)
             if job is None:

@@ -90,10 +90,14 @@ class RunSettings:
             toggles MIG per GPU, `Policy.toggles_mig`, changes it later with `SetMigMode`).
         sample_interval_s: memory-sample period for policies that want samples, or None for no
             samples at all (no sampling work nobody reads).
+        mig_per_gpu: the policy turns MIG on or off per GPU itself (`Policy.toggles_mig`): a
+            backend allowed to change modes keeps each GPU's mode at open instead of setting
+            `mig_enabled` everywhere (the policy changes a GPU when it needs to).
     """
 
     mig_enabled: bool
     sample_interval_s: float | None
+    mig_per_gpu: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,6 +208,9 @@ class Launch:
     checkpoint, so this run continues from it (the program is told so, docs/checkpoint.md).
     `samples` (filled in by the core from `Policy.sample_plan`) says when to sample this
     attempt's memory (`core.sampling`); None: not given, the backend's `RunSettings` decide.
+    `profile` (filled in by the core) is the instance the core planned the job on ("whole" with
+    MIG off): a backend refuses the launch when what it has at (`gpu`, `start`) is another, as
+    after a create or a MIG-mode change it waited for failed ("": not checked).
     """
 
     job_id: str
@@ -217,6 +220,7 @@ class Launch:
     spec: JobSpec | None = field(default=None, compare=False, repr=False)
     resume: bool = False
     samples: SamplePlan | None = field(default=None, compare=False, repr=False)
+    profile: str = field(default="", compare=False)
 
 
 class KillReason(StrEnum):

@@ -31,14 +31,15 @@ def add_gpu(core: SchedulerCore, ev: GpuAdded) -> GpuView:
         raise SchedulingError(f"GpuAdded: a joining GPU must take the next index {len(v.gpus)}, "
                               f"got {info.index} ({info.model.name} {info.uuid})")
     try:
-        gpu = replace(build_gpu_views(core.policy, [replace(info, index=0)])[0], index=info.index)
+        gpu = replace(build_gpu_views(core.policy, [replace(info, index=0)], mig_toggle=v.mig_toggle)[0],
+                      index=info.index)
     except SchedulingError:  # its MIG mode (or its instances) do not suit the policy: never used
         mig = core.policy.mig_enabled
         fence = info.model.largest if mig else info.model.whole_gpu
         gpu = GpuView(info.index, info.model, mig, Layout(info.model, (Instance(fence, fence.starts[0], busy=True),)),
                       uuid=info.uuid)
     core.view = ClusterView(now_s=v.now_s, gpus=[*v.gpus, gpu], queue=v.queue, running=v.running, jobs=v.jobs,
-                            more_arrivals=v.more_arrivals)
+                            more_arrivals=v.more_arrivals, mig_toggle=v.mig_toggle)
     for inst in gpu.layout.instances:
         label = inst.profile.name if gpu.mig else "whole"
         core.timeline.instance_up(ev.time_s, gpu.index, inst.start, inst.profile.size, label, mark=False)

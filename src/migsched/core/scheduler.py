@@ -149,8 +149,8 @@ class SchedulerCore:
 
     @property
     def in_flight(self) -> bool:
-        """True while instance creates or destroys wait for the backend's answer."""
-        return any(g.creating or g.destroying for g in self.view.gpus)
+        """True while instance creates or destroys (or MIG-mode changes) wait for the backend's answer."""
+        return any(g.creating or g.destroying or g.mig_pending for g in self.view.gpus)
 
     def restore_job(self, spec: JobSpec, *, seq: int, arrived_s: float, state: JobState,
                     attempts: Sequence[Attempt] = (), gpu: int | None = None, start: int | None = None,
@@ -263,6 +263,7 @@ class SchedulerCore:
             self.timeline.instance_down(ev.time_s, g.index, inst.start)
         g.creating.clear()
         g.destroying.clear()
+        g.mig_pending = False  # a late answer to a MIG-mode change there is stale (`_undo_mig`)
         fence = g.model.largest if g.mig else g.model.whole_gpu
         self._set_layout(g, Layout(g.model, (Instance(fence, fence.starts[0], busy=True),)))
 

@@ -116,7 +116,7 @@ def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Pa
             raise RunSetupError(f"--backend nvml runs each job's command; {', '.join(no_cmd[:5])} have no command")
         owned = {(g, s) for g, lst in enumerate(instances or []) for _p, s in lst}
         return NvmlBackend(run_dir, owned=owned, origin_unix=origin_unix, sample_interval_s=sample_interval_s,
-                           **(backend_options or {}))
+                           mig_off=mig_off, **(backend_options or {}))
     if name == "ray":  # a cluster of nodes, each through local or nvml (backends/ray, docs/ray.md)
         from migsched.backends.ray.factory import ray_backend
         return ray_backend(jobs, run_dir, mib_per_gib=mib_per_gib, origin_unix=origin_unix,

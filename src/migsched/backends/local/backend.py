@@ -277,8 +277,8 @@ class LocalBackend(Backend):
             self._ready.append(ActionFailed(now, a, f"job {a.job_id!r} is already running here"))
             return
         profile = self._profile_at(a.gpu, a.start)
-        if profile is None:
-            self._ready.append(ActionFailed(now, a, f"no instance at slot {a.start} of GPU {a.gpu}"))
+        if profile is None or (a.profile and profile.name != a.profile):
+            self._ready.append(ActionFailed(now, a, f"no {a.profile or 'instance'} at slot {a.start} of GPU {a.gpu}"))
             return
         pspec = self._process_spec(spec, a.attempt, a.gpu, a.start, profile, resume=a.resume)
         try:

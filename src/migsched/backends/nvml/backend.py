@@ -39,7 +39,7 @@ from migsched.backends.local.backend import LocalBackend
 from migsched.backends.nvml.errors import NvmlError
 from migsched.backends.nvml.nvmllib import Nvml
 from migsched.core.backend import Capabilities, GpuInfo, InstanceInfo, RunSettings
-from migsched.core.events import Action, ActionFailed, DestroyInstance, Event, InstanceDestroyed
+from migsched.core.events import Action, ActionFailed, DestroyInstance, Event, InstanceDestroyed, MigModeSet, SetMigMode
 from migsched.errors import MigschedError
 from migsched.hardware.catalog import Profile
 
@@ -106,23 +106,36 @@ class NvmlMig:
         self.uuids.pop((gpu, start), None)
 
     def set_mode(self, gpu: int, enabled: bool, busy: bool) -> str:
-        """`SetMigMode` through NVML; "" or why not (a job runs there, instances exist, NVML's
-        error, or an activation that needs a reset this platform cannot do)."""
+        """`SetMigMode` through NVML, once; "" or why not (`set_mode_once`)."""
+        return self.set_mode_once(gpu, enabled, busy)[0]
+
+    def set_mode_once(self, gpu: int, enabled: bool, busy: bool) -> tuple[str, bool]:
+        """One try of `SetMigMode`: ("", False) when done, else (why not, whether NVML said "in
+        use", which passes a moment after a process exits and is worth retrying). A job running
+        there or instances left are refused before NVML is asked. An activation NVML leaves
+        pending (a reset the platform cannot do) is withdrawn, so that no later reset flips the
+        mode behind the run's back."""
         if busy:
-            return f"GPU {gpu} is in use: a job runs on it"
+            return f"GPU {gpu} is in use: a job runs on it", False
         left = [s for (g, s) in self.profiles if g == gpu]
         if self.modes[gpu] and left:
-            return f"GPU {gpu} still has GPU instances at slots {sorted(left)}"
+            return f"GPU {gpu} still has GPU instances at slots {sorted(left)}", False
         try:
             status = self.nvml.set_mig_mode(gpu, enabled)
+        except NvmlError as exc:
+            return str(exc), exc.in_use
         except MigschedError as exc:
-            return str(exc)
+            return str(exc), False
         if status:
-            return (f"NVML set MIG {'on' if enabled else 'off'} on GPU {gpu} pending, activation status {status} "
-                    "(a reset or reboot is needed, mig-hardware.md §4)")
+            try:
+                self.nvml.set_mig_mode(gpu, self.modes[gpu])  # withdraw the pending request
+            except MigschedError as exc:
+                log.warning("GPU %d: could not withdraw a pending MIG-mode change: %s", gpu, exc)
+            return (f"NVML left MIG {'on' if enabled else 'off'} pending on GPU {gpu} (activation status {status}: "
+                    "a reset or reboot is needed, mig-hardware.md §4); withdrawn"), False
         self.modes[gpu] = enabled
         (self.turned_off.discard if enabled else self.turned_off.add)(gpu)
-        return ""
+        return "", False
 
     def device_uuid(self, gpu: int, start: int) -> str | None:
         """What pins a job at (gpu, start): the MIG device's UUID, or the GPU's with MIG off."""
@@ -152,7 +165,7 @@ class NvmlBackend(LocalBackend):
 
     def __init__(self, run_dir: str | Path, *, nvml: Nvml | None = None, owned: set[tuple[int, int]] | None = None,
                  manage_existing: bool = False, allow_mig_change: bool = False, retry_waits_s: Sequence[float] =
-                 (0.1, 0.2, 0.4, 0.8, 1.6, 3.2), **kw) -> None:
+                 (0.1, 0.2, 0.4, 0.8, 1.6, 3.2), mig_off: Sequence[int] = (), **kw) -> None:
         self._nvml = nvml
         self.owned = set(owned or ())
         self.manage_existing = manage_existing
@@ -160,19 +173,18 @@ class NvmlBackend(LocalBackend):
         # MIG per GPU during the run only where the operator allowed MIG changes at all
         self.capabilities = dataclasses.replace(type(self).capabilities, mig_toggle=allow_mig_change)
         self.retry_waits_s = tuple(retry_waits_s)
-        self._retries: list[tuple[float, int, DestroyInstance]] = []  # (due monotonic, tries, action)
-        self._waiting: dict[int, list[Action]] = {}  # per GPU, actions behind a destroy being retried
+        self._retries: list[tuple[float, int, Action]] = []  # (due monotonic, tries, destroy or SetMigMode)
+        self._waiting: dict[int, list[Action]] = {}  # per GPU, actions behind one being retried
+        self._ran_off = set(mig_off)  # GPUs an earlier session of this run turned MIG off (the store's)
         super().__init__([], run_dir, **kw)
 
     def open(self, settings: RunSettings) -> list[GpuInfo]:
         nvml = self.nvml = self._nvml or Nvml()
         gpus = nvml.gpus()
+        keep = settings.mig_per_gpu and self.allow_mig_change  # the policy changes modes itself, when it needs to
         for g in gpus:
-            if g.mig_current != settings.mig_enabled:
-                try:
-                    self._mig_mode(g, settings.mig_enabled)
-                except NvmlError as exc:  # in use: a resumed run's job runs there (MIG set per GPU)
-                    log.warning("GPU %d keeps MIG %s: %s", g.index, "on" if g.mig_current else "off", exc)
+            if g.mig_current != settings.mig_enabled and not keep:
+                self._mig_mode(g, settings.mig_enabled)
         self.models = [nvml.model(g.index) for g in gpus]
         self._energy0 = [nvml.energy_mj(g.index) for g in gpus]
         self._power_j = [0.0] * len(gpus)
@@ -193,10 +205,15 @@ class NvmlBackend(LocalBackend):
 
     def _make_hw(self):
         infos_reserved = set()
+        gpus = self.nvml.gpus()
         if self.mig and not self.manage_existing:
             for g in range(len(self.models)):
-                infos_reserved |= {(g, i.start) for i in self.nvml.instances(g) if (g, i.start) not in self.owned}
-        return NvmlMig(self.nvml, self.models, self.mig, infos_reserved)
+                if gpus[g].mig_current:  # a MIG-off GPU has no instances to ask about (NVML: not supported)
+                    infos_reserved |= {(g, i.start) for i in self.nvml.instances(g) if (g, i.start) not in self.owned}
+        hw = NvmlMig(self.nvml, self.models, self.mig, infos_reserved)
+        # MIG off now because this run turned it off (an earlier session's): turned back on at close
+        hw.turned_off |= {g for g in self._ran_off if g < len(gpus) and not gpus[g].mig_current}
+        return hw
 
     # ---- differences from local -------------------------------------------------------------
     def _memory_limit_bytes(self, profile: Profile) -> int | None:
@@ -224,6 +241,8 @@ class NvmlBackend(LocalBackend):
                 self._waiting[gpu].append(a)
             elif isinstance(a, DestroyInstance):
                 self._destroy(a, 0)
+            elif isinstance(a, SetMigMode):
+                self._set_mode(a, 0)
             else:
                 super().execute([a])
 
@@ -245,13 +264,31 @@ class NvmlBackend(LocalBackend):
         if queued:
             self.execute(queued)
 
+    def _set_mode(self, a: SetMigMode, tries: int) -> None:
+        """A MIG-mode change; NVML's "in use" (a process that just exited) is retried with the
+        destroys' waits while the loop goes on, the GPU's later actions waiting behind it."""
+        now = self._clock.now_s()
+        busy = any(r.gpu == a.gpu for r in self._runs.values())
+        why, in_use = self._hw.set_mode_once(a.gpu, a.enabled, busy)
+        if in_use and tries < len(self.retry_waits_s):
+            self._retries.append((time.monotonic() + self.retry_waits_s[tries], tries + 1, a))
+            self._waiting.setdefault(a.gpu, [])
+            return
+        self._ready.append(ActionFailed(now, a, why) if why else MigModeSet(now, a.gpu, a.enabled))
+        queued = self._waiting.pop(a.gpu, None)
+        if queued:
+            self.execute(queued)
+
     def poll(self, until_s: float) -> list[Event] | None:
         while True:
             now_m = time.monotonic()
             due = [r for r in self._retries if r[0] <= now_m]
             self._retries = [r for r in self._retries if r[0] > now_m]
             for _t, tries, a in due:
-                self._destroy(a, tries)
+                if isinstance(a, SetMigMode):
+                    self._set_mode(a, tries)
+                else:
+                    self._destroy(a, tries)  # type: ignore[arg-type]
             self._sample_power()
             limit = min(until_s, self._clock.now_s() + self.tick_s) if self._retries else until_s
             events = super().poll(limit)
@@ -305,9 +342,12 @@ class NvmlBackend(LocalBackend):
         if getattr(self, "_hw", None) is not None:
             for gpu in sorted(self._hw.turned_off - {g for g, _s in busy}):
                 try:
-                    self.nvml.set_mig_mode(gpu, True)
+                    status = self.nvml.set_mig_mode(gpu, True)
                 except NvmlError as exc:
                     log.warning("left MIG off on GPU %d: %s", gpu, exc)
+                    continue
+                if status:
+                    log.warning("MIG on GPU %d is enabled only after a reset (activation status %d)", gpu, status)
             for gpu, start in sorted(set(self._hw.profiles) - self._hw.reserved - busy):
                 try:
                     self.nvml.destroy_with_retry(gpu, start)

@@ -133,6 +133,9 @@ class Nvml:
                         self._note(gpu, cat.name, f"{k}: catalogue {getattr(cat, k)}, NVML {v}")
                 cat = dataclasses.replace(cat, **got)
             profiles.append(cat)
+        if not profiles and base.profiles:  # NVML may describe no profile while MIG is off
+            log.warning("GPU %d: NVML described no MIG profile (MIG off?); using the catalogue's", gpu)
+            profiles = list(base.profiles)
         model = dataclasses.replace(base, profiles=tuple(sorted(profiles, key=lambda p: (p.memory_mib, p.compute_slices))))
         self._models[gpu] = model
         return model

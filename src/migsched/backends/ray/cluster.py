@@ -65,7 +65,7 @@ class _Node:
     agent: Any = None
     gpus: list[int] = field(default_factory=list)
     jobs: dict[str, Launch] = field(default_factory=dict)       # launched, not yet exited
-    pending: set[tuple[str, int, int]] = field(default_factory=set)  # (create|destroy, gpu, start)
+    pending: set[tuple[str, int, int]] = field(default_factory=set)  # (create|destroy, gpu, start), (SetMigMode, gpu, on)
     poll_ref: Any = None
     lost: str = ""  # why, once the node is lost
     restarts: int = 0
@@ -253,7 +253,7 @@ class RayBackend(NodeWatch, Backend):
             elif isinstance(a, (CreateInstance, DestroyInstance)):
                 node.pending.add((type(a).__name__, a.gpu, a.start))
             elif isinstance(a, SetMigMode):
-                node.pending.add(("SetMigMode", a.gpu, -1))
+                node.pending.add(("SetMigMode", a.gpu, a.enabled))
             share.setdefault(node.name, []).append(a if local is None else replace(a, gpu=local))
         refs = {name: self._nodes[name].agent.execute.remote(acts) for name, acts in share.items()}
         for name, ref in refs.items():
@@ -321,7 +321,7 @@ class RayBackend(NodeWatch, Backend):
                 node.pending.discard((type(a).__name__, a.gpu, a.start))
             elif isinstance(a, SetMigMode):
                 a = replace(a, gpu=node.gpus[a.gpu])
-                node.pending.discard(("SetMigMode", a.gpu, -1))
+                node.pending.discard(("SetMigMode", a.gpu, a.enabled))
             return replace(ev, action=a)
         if isinstance(ev, JobExited):
             node.jobs.pop(ev.job_id, None)
@@ -331,7 +331,7 @@ class RayBackend(NodeWatch, Backend):
         assert isinstance(ev, (InstanceCreated, InstanceDestroyed, JobStarted, MigModeSet)), ev
         g = node.gpus[ev.gpu]
         if isinstance(ev, MigModeSet):
-            node.pending.discard(("SetMigMode", g, -1))
+            node.pending.discard(("SetMigMode", g, ev.enabled))
             (self._off.discard if ev.enabled else self._off.add)(g)
         if isinstance(ev, InstanceCreated):
             node.pending.discard(("CreateInstance", g, ev.start))
@@ -367,6 +367,10 @@ class RayBackend(NodeWatch, Backend):
         except self._ray.exceptions.RayError:
             return False
         now = self._clock.now_s()
+        for kind, g, enabled in [p for p in node.pending if p[0] == "SetMigMode"]:
+            # its answer died with the old agent, and the new one came up in the old mode (`_off`)
+            node.pending.discard((kind, g, enabled))
+            self._ready.append(ActionFailed(now, SetMigMode(g, bool(enabled)), "its node agent restarted before it answered"))
         for job_id, launch in list(node.jobs.items()):
             assert launch.spec is not None
             local = node.gpus.index(launch.gpu)

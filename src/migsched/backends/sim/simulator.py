@@ -229,8 +229,8 @@ class Simulator(Backend):
         job = a.spec
         model = self.gpus[a.gpu]
         profile = self._hw.profile_at(a.gpu, a.start)
-        if profile is None:
-            self._push(self.now_s, "failed", (a, f"no instance at slot {a.start} of GPU {a.gpu}"))
+        if profile is None or (a.profile and profile.name != a.profile):
+            self._push(self.now_s, "failed", (a, f"no {a.profile or 'instance'} at slot {a.start} of GPU {a.gpu}"))
             return
         t_launch = max(self.now_s, self._inst_ready_s.get((a.gpu, a.start), 0.0))
         speed = speed_on(truth, model, profile)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migsched.core.events import Action, Kill, Reject, SetMigMode
+from migsched.core.events import Action, Kill, Launch, Reject, SetMigMode
 from migsched.core.sampling import SamplePlan
 from migsched.core.state import ClusterView, JobView
 from migsched.estimators.base import Forecaster, MemoryEstimator
@@ -331,9 +331,12 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
                 if r is not None:
                     self._resv[job.job_id] = (tier, r)
                     self._bump("reservations")
-        on = self._whole_back_on(view, stuck=True)  # no head fits the MIG GPUs: an idle MIG-off one helps
+        on = self._whole_back_on(view, stuck=heads[0][1]) if heads else []  # no head fits the MIG GPUs
         if on:
             self._burst = None  # the room it makes is new to this burst
+            if isinstance(on[0], Launch):
+                self.index.launched(view.jobs[on[0].job_id], view, delta=(-1, 1))
+                self._bump("whole_gpu")
         return on
 
     def _try_place(self, view: ClusterView, model: GpuModel, job: JobView, tier: str) -> Placement | None:

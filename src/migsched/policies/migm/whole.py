@@ -14,10 +14,12 @@ The rule, where the backend can change MIG modes (`ClusterView.mig_toggle`; nvml
   instance would have been created on, turned off first (`SetMigMode`, which costs a reset:
   `SimCosts.mig_mode_s`). The spare GPU is what keeps a change from paying off only once: on
   one GPU online, every arrival that finds the GPU off would pay a second reset to share it.
-* **Back on.** An idle MIG-off GPU is turned on again as soon as that condition fails (jobs must
-  share GPUs again) or a queued job finds no room on the MIG GPUs.
+* **Back on.** An idle MIG-off GPU is turned on again, one at a time, as soon as that condition
+  fails (jobs must share GPUs again) and no empty MIG GPU is left, or a queued job finds no room
+  on the MIG GPUs.
 * A GPU whose change failed (NVML refused it, or it needs a reset the platform cannot do) is
-  never asked again.
+  never asked again; while it stays off and idle, a queued job that finds no room elsewhere runs
+  on it whole.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class WholeGpu:
     mig_off: bool
     model: GpuModel | None
     _no_toggle: set[int]
+
+    def _fits_whole(self, job: JobView) -> bool:
+        """Whether `job`'s planned memory fits a whole GPU (`need_mib` of the policy)."""
+        assert self.model is not None
+        return self.need_mib(job) <= self.model.whole_gpu.memory_mib  # type: ignore[attr-defined]
 
     def _whole_gains(self, view: ClusterView) -> bool:
         """Whether turning MIG off can help here: allowed, possible, and more SMs without MIG."""
@@ -84,15 +91,20 @@ class WholeGpu:
             return None
         return [SetMigMode(pl.gpu, False), Launch(job.job_id, pl.gpu, 0)]
 
-    def _whole_back_on(self, view: ClusterView, *, stuck: bool = False) -> list[Action]:
-        """Turn an idle MIG-off GPU on again when jobs must share GPUs (or, `stuck`, a queued
-        job found no room on the MIG GPUs); [] when none needs it."""
-        if not view.mig_toggle or self.model is None:
+    def _whole_back_on(self, view: ClusterView, *, stuck: JobView | None = None) -> list[Action]:
+        """Turn an idle MIG-off GPU on again when jobs must share GPUs and no empty MIG GPU is
+        left for them, or when a queued job (`stuck`) found no room on the MIG GPUs; [] when
+        none needs it. One at a time: turning one on leaves the condition as it was, so asking
+        for every idle one at once would pay a reset each where one GPU may do. A GPU that
+        cannot be turned on (its change failed) still runs the stuck job whole, if it fits."""
+        if self.model is None:
             return []
-        _empty, idle_off = self._free_gpus(view)
-        if not idle_off or (not stuck and self._room_for_all(view)):
+        empty, idle_off = self._free_gpus(view)
+        if not idle_off or (stuck is None and (empty or self._room_for_all(view))):
             return []
         for g in sorted(idle_off):
-            if g not in self._no_toggle and not view.gpus[g].mig_pending:
+            if view.mig_toggle and g not in self._no_toggle and not view.gpus[g].mig_pending:
                 return [SetMigMode(g, True)]
+        if stuck is not None and self._fits_whole(stuck):
+            return [Launch(stuck.job_id, min(idle_off), 0)]
         return []
