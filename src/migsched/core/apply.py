@@ -100,8 +100,9 @@ def _set_mig(core: SchedulerCore, a: SetMigMode) -> None:
     gpu = v.gpus[a.gpu]
     word = "on" if a.enabled else "off"
     if not v.mig_toggle:
-        raise SchedulingError(f"cannot turn MIG {word} on GPU {a.gpu}: this backend does not change MIG modes "
-                              "(Capabilities.mig_toggle; nvml needs --allow-mig-change)")
+        raise SchedulingError(f"cannot turn MIG {word} on GPU {a.gpu}: this run does not change MIG modes (the "
+                              "backend must be able to, Capabilities.mig_toggle, which nvml is only with "
+                              "--allow-mig-change, and the policy must declare toggles_mig)")
     if gpu.mig == a.enabled:
         raise SchedulingError(f"cannot turn MIG {word} on GPU {a.gpu}: it is {word} already")
     if gpu.jobs or any(i.busy for i in gpu.layout.instances):

@@ -78,7 +78,7 @@ class SchedulerCore:
         self.policy = policy
         views = build_gpu_views(policy, gpus, mig_toggle=mig_toggle)
         self.view = ClusterView(now_s=0.0, gpus=views, queue=deque(), running={}, jobs={},
-                                mig_toggle=mig_toggle)  # builds groups
+                                mig_toggle=mig_toggle and policy.toggles_mig)  # builds groups
         self.counters = Counters()
         self.timeline = Timeline()
         self.wake_at_s: float | None = None

@@ -210,7 +210,8 @@ class ClusterView:
             group instead of every GPU stays fast on 1,000 GPUs; `members.lowest` (or
             `min(members)`) is the lowest-numbered GPU of a group.
         idle_groups: the groups whose layout has an idle instance, in the order of `groups`.
-        mig_toggle: whether the backend carries out `SetMigMode` (`Capabilities.mig_toggle`).
+        mig_toggle: whether MIG can be turned on or off per GPU in this run (`SetMigMode`): the
+            backend can (`Capabilities.mig_toggle`) and the policy does (`Policy.toggles_mig`).
     """
 
     now_s: float
@@ -240,7 +241,9 @@ class ClusterView:
     _idle_m: int = field(default=0, init=False, repr=False)
     #: The distinct GPU models of the cluster (by geometry), in GPU order.
     models: list[GpuModel] = field(default_factory=list, init=False)
-    #: The most memory any one instance (or MIG-off GPU) of the cluster offers; GPUs never change.
+    #: The most memory any one instance (or MIG-off GPU) of the cluster offers, in the modes the
+    #: GPUs had when the view was built (a GPU turned MIG off later does not change it: its
+    #: 1.9 % more memory than 7g is not worth a reset for a job that ran out of memory on 7g).
     largest_instance_mib: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
