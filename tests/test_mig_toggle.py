@@ -125,6 +125,13 @@ def test_the_core_refuses_a_change_the_backend_cannot_make():
         run(TraceSource([spec]), Scripted([SetMigMode(0, False)]), fake)
 
 
+def test_the_core_refuses_a_change_from_a_policy_that_does_not_declare_it():
+    class Quiet(Scripted):
+        toggles_mig = False
+    with pytest.raises(SchedulingError, match="does not change MIG modes"):
+        simulate(jobs(job("a", 10)), A40, policy=Quiet([SetMigMode(0, False)]))
+
+
 @pytest.mark.parametrize("steps, match", [
     ([[CreateInstance(0, "1g.5gb", 0), SetMigMode(0, False)]], "has GPU instances"),
     ([[SetMigMode(0, True)]], "it is on already"),
