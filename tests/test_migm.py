@@ -42,9 +42,10 @@ def test_growing_job_restarted_early_wastes_less():
 
 
 def test_fusion_of_idle_small_instances_for_a_big_job():
-    # Seven 1g jobs fill the GPU; the 7g job arriving later needs the seven idle 1g instances fused.
+    # Seven 1g jobs fill the GPU; the 7g job arriving later needs the seven idle 1g instances fused
+    # (with MIG off allowed it would run on the whole GPU instead: step 10, tests/test_mig_toggle.py).
     jobs = batch(job("small", count=7, hint=4.0, peak=4.0), job("big", hint=60.0, peak=60.0, arrival=1.0))
-    r = simulate(jobs, A100, policy="migm", backfill=False)
+    r = simulate(jobs, A100, policy="migm", backfill=False, mig_off=False)
     assert r.jobs_completed == 8
     assert r.policy_summary["fusion"] >= 1
     assert r.reconfigurations >= 8  # seven destroys and one create at least

@@ -109,10 +109,10 @@ def _set_mig(core: SchedulerCore, a: SetMigMode) -> None:
         raise SchedulingError(f"cannot turn MIG {word} on GPU {a.gpu}: a job runs on it")
     if gpu.mig_pending:
         raise SchedulingError(f"cannot turn MIG {word} on GPU {a.gpu}: a MIG-mode change is already under way")
-    if gpu.mig and (gpu.layout.instances or gpu.creating or gpu.destroying):
+    if gpu.mig and (gpu.layout.instances or gpu.creating):
         raise SchedulingError(f"cannot turn MIG off on GPU {a.gpu}: it has GPU instances "
-                              f"({', '.join(str(i) for i in gpu.layout.instances) or 'destroys in flight'}); "
-                              "destroy them first")
+                              f"({', '.join(str(i) for i in gpu.layout.instances) or 'creates in flight'}); "
+                              "destroy them first (destroys in the same batch, before it, will do)")
     v.set_mig(a.gpu, a.enabled)
     gpu.mig_pending = True
     core.counters.mig_mode_changes += 1

@@ -239,6 +239,7 @@ class SchedulerCore:
         elif isinstance(ev, MigModeSet):
             g = v.gpus[ev.gpu]
             g.mig_pending = False
+            g.survivors.clear()
             whole = g.model.whole_gpu
             if ev.enabled:
                 self.timeline.instance_down(ev.time_s, ev.gpu, 0)
@@ -264,6 +265,7 @@ class SchedulerCore:
         g.creating.clear()
         g.destroying.clear()
         g.mig_pending = False  # a late answer to a MIG-mode change there is stale (`_undo_mig`)
+        g.survivors.clear()
         fence = g.model.largest if g.mig else g.model.whole_gpu
         self._set_layout(g, Layout(g.model, (Instance(fence, fence.starts[0], busy=True),)))
 
@@ -336,6 +338,9 @@ class SchedulerCore:
             profile = g.destroying.pop(a.start, None)
             if profile is None:
                 return
+            if not g.mig:  # a turn-off waits on it, and fails too: the instance returns then (`_undo_mig`)
+                g.survivors[a.start] = profile
+                return
             for other in list(g.creating):  # creates planned in its slots cannot happen either
                 inst = g.layout.instance_at(other)
                 if set(inst.slots) & set(profile.slots(a.start)):
@@ -371,6 +376,9 @@ class SchedulerCore:
         g.destroying.clear()
         g.mig_pending = False
         self.view.set_mig(g.index, not a.enabled)
+        for start, profile in sorted(g.survivors.items()):  # destroys that failed before the turn-off
+            self._set_layout(g, g.layout.with_instance(profile, start))
+        g.survivors.clear()
 
     def _undo_create(self, g: GpuView, start: int, log: _Log, reason: str) -> None:
         if start not in g.creating:

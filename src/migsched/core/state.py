@@ -147,6 +147,9 @@ class GpuView:
     destroying: dict[int, Profile] = field(default_factory=dict)  # starts of destroys in flight
     jobs: dict[int, str] = field(default_factory=dict)  # start -> id of the job placed there (the core's)
     mig_pending: bool = False  # a `SetMigMode` is in flight (the view already shows the new mode)
+    # Instances whose destroy failed while a turn-off waited on it: back in the layout when the
+    # turn-off fails too (it must: they are still there).
+    survivors: dict[int, Profile] = field(default_factory=dict)
 
     def free_whole(self) -> bool:
         """For a MIG-off GPU: True when no job runs on it."""

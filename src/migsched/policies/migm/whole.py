@@ -10,9 +10,9 @@ The rule, where the backend can change MIG modes (`ClusterView.mig_toggle`; nvml
 * **Off.** A job that placement gives all of a GPU's compute (a 7g instance) runs on the whole
   GPU instead, when every queued job can have a free GPU of its own (the queue is no longer
   than the GPUs with nothing on them) and, while jobs still arrive, one free GPU is left over
-  for the next arrival: on a GPU already off and idle (no switch), else on the empty GPU the
-  instance would have been created on, turned off first (`SetMigMode`, which costs a reset:
-  `SimCosts.mig_mode_s`). The spare GPU is what keeps a change from paying off only once: on
+  for the next arrival: on a GPU already off and idle (no switch), else on the GPU the 7g
+  instance would have been created on or reused on, when nothing else is there: its idle
+  instances destroyed, then turned off (`SetMigMode`, which costs a reset: `SimCosts.mig_mode_s`). The spare GPU is what keeps a change from paying off only once: on
   one GPU online, every arrival that finds the GPU off would pay a second reset to share it.
 * **Back on.** An idle MIG-off GPU is turned on again, one at a time, as soon as that condition
   fails (jobs must share GPUs again) and no empty MIG GPU is left, or a queued job finds no room
@@ -24,7 +24,7 @@ The rule, where the backend can change MIG modes (`ClusterView.mig_toggle`; nvml
 
 from __future__ import annotations
 
-from migsched.core.events import Action, Launch, SetMigMode
+from migsched.core.events import Action, DestroyInstance, Launch, SetMigMode
 from migsched.core.state import ClusterView, JobView
 from migsched.hardware.catalog import GpuModel
 from migsched.policies.common import lowest_gpu
@@ -70,10 +70,14 @@ class WholeGpu:
         return (view.groups.get(_EMPTY, set()), view.groups.get(_idle_whole_key(self.model), set()))
 
     def _room_for_all(self, view: ClusterView) -> bool:
-        """True when every queued job can have a free GPU of its own, and while jobs still
-        arrive, one more is free for the next arrival."""
-        empty, idle_off = self._free_gpus(view)
-        return len(view.queue) + (1 if view.more_arrivals else 0) <= len(empty) + len(idle_off)
+        """True when every queued job can have a free GPU of its own (one where nothing runs:
+        empty, MIG off and idle, or holding idle instances only), and while jobs still arrive,
+        one more is free for the next arrival. Counted over the layout groups, not the GPUs."""
+        free = len(view.groups.get(_EMPTY, ()))
+        for key, members in view.idle_groups.items():
+            if not any(busy for _n, _s, busy in key):
+                free += len(members)
+        return len(view.queue) + (1 if view.more_arrivals else 0) <= free
 
     def _whole_instead(self, view: ClusterView, job: JobView, pl: Placement) -> list[Action] | None:
         """The actions that run `job` on a whole MIG-off GPU instead of `pl`, or None to keep `pl`."""
@@ -86,10 +90,15 @@ class WholeGpu:
         if idle_off:
             return [Launch(job.job_id, lowest_gpu(idle_off), 0)]
         g = view.gpus[pl.gpu]
-        if (pl.kind != "create" or pl.gpu in self._no_toggle or g.layout.instances or g.creating
-                or g.destroying or g.mig_pending):
+        if pl.gpu in self._no_toggle or g.creating or g.destroying or g.mig_pending:
             return None
-        return [SetMigMode(pl.gpu, False), Launch(job.job_id, pl.gpu, 0)]
+        # Only where the placement would leave nothing else on the GPU: its idle instances (the
+        # one reused, those a fusion or fission destroys) go first, in the same batch.
+        gone = set(pl.destroy) | ({pl.start} if pl.kind == "reuse" else set())
+        if any(i.start not in gone for i in g.layout.instances):
+            return None
+        drop: list[Action] = [DestroyInstance(pl.gpu, i.start) for i in g.layout.instances]
+        return [*drop, SetMigMode(pl.gpu, False), Launch(job.job_id, pl.gpu, 0)]
 
     def _whole_back_on(self, view: ClusterView, *, stuck: JobView | None = None) -> list[Action]:
         """Turn an idle MIG-off GPU on again when jobs must share GPUs and no empty MIG GPU is
