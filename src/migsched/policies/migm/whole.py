@@ -108,8 +108,11 @@ class WholeGpu:
         cannot be turned on (its change failed) still runs the stuck job whole, if it fits."""
         if self.model is None:
             return []
-        empty, idle_off = self._free_gpus(view)
-        if not idle_off or (stuck is None and (empty or self._room_for_all(view))):
+        idle_off = view.groups.get(_idle_whole_key(self.model))  # first: on most calls there is none
+        if not idle_off:
+            return []
+        empty = view.groups.get(_EMPTY)
+        if stuck is None and (empty or self._room_for_all(view)):
             return []
         for g in sorted(idle_off):
             if view.mig_toggle and g not in self._no_toggle and not view.gpus[g].mig_pending:
