@@ -201,3 +201,23 @@ def test_while_jobs_arrive_no_tail_restart_on_few_gpus_or_with_little_idle_compu
     assert migm_tail.TAIL_ONLINE_GPUS == 2
     for gpus, busy in ((1, 0), (3, 0), (4, 3)):
         assert _long_run(gpus, busy).outcomes == ("ok",), (gpus, busy)
+
+
+def test_idle_mig_off_gpus_count_as_idle_compute_for_the_tail_restart():
+    """Two jobs run on whole MIG-off GPUs 0-1 (0-300 s); at 1 s the long job and 13 short ones
+    fill GPUs 2-3 on 1g slices. After 51 s the MIG GPUs have 13 idle slices, under the two whole
+    GPUs the restart asks for while jobs arrive; at 300 s GPUs 0-1 are idle too (with MIG off),
+    so the long job is restarted bigger then, not when the last arrival is in."""
+    from migm_support import batch, job
+    long = job("long-train", cls="ml-train", runtime=1000.0, speedup={1: 0.2, 2: 0.4, 3: 0.6, 4: 0.7, 7: 1.0},
+               arrival=1.0)
+    long["reports_progress"] = True
+    jobs = batch(job("w", count=2, runtime=300.0), long, job("short", count=13, runtime=50.0, speedup={1: 1.0},
+                                                                 arrival=1.0),
+                 job("late", runtime=10.0, arrival=50_000.0))
+    r = simulate(jobs, A100, gpus=4, policy="migm")
+    w = [j for j in r.jobs if j.name == "w"]
+    assert all(j.runs[-1].profile == "whole" for j in w)
+    long_r = next(j for j in r.jobs if j.name == "long-train")
+    assert long_r.outcomes == ("killed:preempt", "ok")
+    assert 300.0 <= long_r.runs[0].ended_s < 400.0

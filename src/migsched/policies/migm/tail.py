@@ -90,6 +90,8 @@ class TailRestart:
         if view.queue or self.model is None:
             return False
         spare_c, _m = spare_compute(view, self.model, self.index.counts)
+        _empty, idle_off = self._free_gpus(view)  # idle MIG-off GPUs are idle compute too (whole.py)
+        spare_c += len(idle_off) * self.model.compute_slices
         return spare_c >= TAIL_ONLINE_GPUS * self.model.compute_slices
 
     def wake_at_s(self, view: ClusterView) -> float | None:
