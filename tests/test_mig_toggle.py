@@ -76,7 +76,7 @@ def test_hopper_keeps_mig_on_since_7g_has_every_sm():
     assert r.mig_mode_changes == 0 and r.jobs[0].runs[-1].profile.startswith("7g")
 
 
-def test_online_one_gpu_keeps_mig_on_no_spare_gpu_for_the_next_arrival():
+def test_online_one_gpu_keeps_mig_on_while_jobs_still_arrive():
     # While jobs may still arrive, one free GPU must be left over: with one GPU, never.
     # ("b", the last arrival, may then have it: nothing more comes.)
     r = simulate(jobs(job("a", 1080), job("b", 50, arrival_s=5000.0)), A40, policy="migm")
@@ -316,3 +316,13 @@ def test_a_destroy_that_fails_before_a_turn_off_leaves_the_instance_in_the_view(
     b = next(j for j in r.jobs if j.job_id == "b")
     assert b.state == "done" and b.outcomes == ("launch-failed", "ok") and b.runs[-1].profile == "7g.40gb"
     assert r.mig_mode_changes == 1 and r.failed_actions == 3  # destroy, turn-off, launch
+
+
+def test_a_job_known_to_be_short_is_not_worth_a_reset():
+    # "s-001" (30 s, alone, with "s-002" still to come) keeps 7g and teaches its family's run
+    # time. "s-002", the last job, finds the GPU holding only the idle 7g: 30 s at a 8 % saving
+    # is not worth a 10-s reset, so it reuses the 7g. A long family ("l", 1080 s) is.
+    short = simulate(jobs(job("s-001", 30), job("s-002", 30, arrival_s=100.0)), A40, policy="migm")
+    assert [j.runs[-1].profile for j in short.jobs] == ["7g.40gb", "7g.40gb"] and short.mig_mode_changes == 0
+    long = simulate(jobs(job("l-001", 1080), job("l-002", 1080, arrival_s=2000.0)), A40, policy="migm")
+    assert [j.runs[-1].profile for j in long.jobs] == ["7g.40gb", "whole"]

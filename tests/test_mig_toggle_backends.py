@@ -168,3 +168,11 @@ def test_nvml_withdraws_a_mig_change_left_pending_and_retries_in_use(nv, tmp_pat
 def nv_error(nv, code):
     from migsched.backends.nvml.errors import NvmlError
     return NvmlError("nvmlDeviceSetMigMode", 0, code, "In use by another client")
+
+
+def test_recovering_a_launch_whose_instance_was_never_made_finds_it_absent(tmp_path):
+    # The store recorded a launch on the whole GPU, but the stop came before MIG went off (or a
+    # create before its instance): nothing can have run there, so the job is queued again.
+    be = LocalBackend([A40], tmp_path, sample_interval_s=0.1)
+    be.open(settings_for(create_policy("migm"), be))
+    assert be.recover(spec(), 1, 0, 0, "").state == "absent"

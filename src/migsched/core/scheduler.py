@@ -338,7 +338,7 @@ class SchedulerCore:
             profile = g.destroying.pop(a.start, None)
             if profile is None:
                 return
-            if not g.mig:  # a turn-off waits on it, and fails too: the instance returns then (`_undo_mig`)
+            if not g.mig and g.mig_pending:  # a turn-off waits on it, and fails too: back then (`_undo_mig`)
                 g.survivors[a.start] = profile
                 return
             for other in list(g.creating):  # creates planned in its slots cannot happen either

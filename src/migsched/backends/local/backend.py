@@ -220,8 +220,8 @@ class LocalBackend(Backend):
         checkpoint = checkpoint and stopping and spec.checkpoint is not None
         now = self._clock.now_s()
         profile = self._profile_at(gpu, start)
-        if profile is None:
-            raise MigschedError(f"recover {spec.job_id!r}: no instance at slot {start} of GPU {gpu}")
+        if profile is None:  # what it was to run on was never made (a create or a MIG-mode change
+            return Recovery("absent")  # cut short by the stop), so it never started: run it again
         pspec = self._process_spec(spec, attempt, gpu, start, profile)
         ident = parse_process_handle(handle) or read_pidfile(pspec) or find_shim(pspec)
         proc = ManagedProcess.adopt(pspec, *ident) if ident else None

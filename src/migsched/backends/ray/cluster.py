@@ -65,7 +65,8 @@ class _Node:
     agent: Any = None
     gpus: list[int] = field(default_factory=list)
     jobs: dict[str, Launch] = field(default_factory=dict)       # launched, not yet exited
-    pending: set[tuple[str, int, int]] = field(default_factory=set)  # (create|destroy, gpu, start), (SetMigMode, gpu, on)
+    # instance and MIG-mode actions sent and not answered: (kind, gpu, start or on) -> the action
+    pending: dict[tuple[str, int, int], Action] = field(default_factory=dict)
     poll_ref: Any = None
     lost: str = ""  # why, once the node is lost
     restarts: int = 0
@@ -251,9 +252,9 @@ class RayBackend(NodeWatch, Backend):
             if isinstance(a, Launch):
                 node.jobs[a.job_id] = a
             elif isinstance(a, (CreateInstance, DestroyInstance)):
-                node.pending.add((type(a).__name__, a.gpu, a.start))
+                node.pending[(type(a).__name__, a.gpu, a.start)] = a
             elif isinstance(a, SetMigMode):
-                node.pending.add(("SetMigMode", a.gpu, a.enabled))
+                node.pending[("SetMigMode", a.gpu, a.enabled)] = a
             share.setdefault(node.name, []).append(a if local is None else replace(a, gpu=local))
         refs = {name: self._nodes[name].agent.execute.remote(acts) for name, acts in share.items()}
         for name, ref in refs.items():
@@ -318,10 +319,10 @@ class RayBackend(NodeWatch, Backend):
                 node.jobs.pop(a.job_id, None)
             if isinstance(a, (CreateInstance, DestroyInstance, Launch)):
                 a = replace(a, gpu=node.gpus[a.gpu])
-                node.pending.discard((type(a).__name__, a.gpu, a.start))
+                node.pending.pop((type(a).__name__, a.gpu, a.start), None)
             elif isinstance(a, SetMigMode):
                 a = replace(a, gpu=node.gpus[a.gpu])
-                node.pending.discard(("SetMigMode", a.gpu, a.enabled))
+                node.pending.pop(("SetMigMode", a.gpu, a.enabled), None)
             return replace(ev, action=a)
         if isinstance(ev, JobExited):
             node.jobs.pop(ev.job_id, None)
@@ -331,13 +332,13 @@ class RayBackend(NodeWatch, Backend):
         assert isinstance(ev, (InstanceCreated, InstanceDestroyed, JobStarted, MigModeSet)), ev
         g = node.gpus[ev.gpu]
         if isinstance(ev, MigModeSet):
-            node.pending.discard(("SetMigMode", g, ev.enabled))
+            node.pending.pop(("SetMigMode", g, ev.enabled), None)
             (self._off.discard if ev.enabled else self._off.add)(g)
         if isinstance(ev, InstanceCreated):
-            node.pending.discard(("CreateInstance", g, ev.start))
+            node.pending.pop(("CreateInstance", g, ev.start), None)
             self._known[g][ev.start] = ev.profile
         elif isinstance(ev, InstanceDestroyed):
-            node.pending.discard(("DestroyInstance", g, ev.start))
+            node.pending.pop(("DestroyInstance", g, ev.start), None)
             self._known[g].pop(ev.start, None)
         return replace(ev, gpu=g)
 
@@ -367,10 +368,12 @@ class RayBackend(NodeWatch, Backend):
         except self._ray.exceptions.RayError:
             return False
         now = self._clock.now_s()
-        for kind, g, enabled in [p for p in node.pending if p[0] == "SetMigMode"]:
-            # its answer died with the old agent, and the new one came up in the old mode (`_off`)
-            node.pending.discard((kind, g, enabled))
-            self._ready.append(ActionFailed(now, SetMigMode(g, bool(enabled)), "its node agent restarted before it answered"))
+        # Answers that died with the old agent: the new one came up with the instances and modes
+        # confirmed so far (`_known`, `_off`), so each unanswered action failed. Destroys and
+        # creates first: a MIG-mode change sent after them waited on them.
+        for key in sorted(node.pending, key=lambda k: k[0] == "SetMigMode"):
+            self._ready.append(ActionFailed(now, node.pending[key], "its node agent restarted before it answered"))
+        node.pending.clear()
         for job_id, launch in list(node.jobs.items()):
             assert launch.spec is not None
             local = node.gpus.index(launch.gpu)

@@ -31,6 +31,9 @@ from migsched.policies.common import lowest_gpu
 from migsched.policies.migm.placement import Placement
 
 _EMPTY: tuple = ()  # the state key of a MIG GPU with no instance
+#: What the policy assumes one MIG-mode change costs (the simulator's `SimCosts.mig_mode_s`: no
+#: NVIDIA figure exists, calibration.md §4): a job known to save less than this stays on 7g.
+RESET_S = 10.0
 
 
 def _idle_whole_key(model: GpuModel) -> tuple:
@@ -52,6 +55,19 @@ class WholeGpu:
     mig_off: bool
     model: GpuModel | None
     _no_toggle: set[int]
+
+    def _worth_a_reset(self, job: JobView) -> bool:
+        """Whether the time the whole GPU saves `job` is worth a reset (`RESET_S`): its family's
+        compute time on 7g times the share MIG off saves at its speed exponent, (98/108)^alpha on
+        A100. Unknown run times count as worth it (a job with no history may be long)."""
+        m = self.model
+        assert m is not None
+        cls = job.spec.job_class.value
+        t7 = self.times.compute_s(job.family, cls, m.compute_slices)  # type: ignore[attr-defined]
+        if t7 is None:
+            return True
+        saved = 1.0 - (m.largest.sm_count / m.sm_count) ** self.times.alpha(job.family, cls)  # type: ignore[attr-defined]
+        return t7 * saved > RESET_S
 
     def _fits_whole(self, job: JobView) -> bool:
         """Whether `job`'s planned memory fits a whole GPU (`need_mib` of the policy)."""
@@ -91,6 +107,8 @@ class WholeGpu:
             return [Launch(job.job_id, lowest_gpu(idle_off), 0)]
         g = view.gpus[pl.gpu]
         if pl.gpu in self._no_toggle or g.creating or g.destroying or g.mig_pending:
+            return None
+        if not self._worth_a_reset(job):
             return None
         # Only where the placement would leave nothing else on the GPU: its idle instances (the
         # one reused, those a fusion or fission destroys) go first, in the same batch.
