@@ -57,6 +57,9 @@ def test_migm_runs_a_lone_compute_bound_job_on_the_whole_gpu():
     assert r.mig_mode_changes == 1 and r.policy_summary["whole_gpu"] == 1
     assert [a.profile for a in r.jobs[0].runs] == ["whole"]
     assert [(s.label, s.t0_s) for s in r.timeline.instances] == [("whole", 10.0)]
+    from migsched.compare import mig_change_note
+    assert mig_change_note(r) == ("migm: turned MIG on or off 1 time, to run 1 job on a whole GPU with MIG off "
+                                  "(docs/migm.md step 10)")
 
 
 def test_mig_off_false_keeps_the_7g_instance():

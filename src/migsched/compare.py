@@ -221,6 +221,17 @@ class _JobsEnded:
         return None
 
 
+def mig_change_note(res: RunResult, cost: str = "") -> str | None:
+    """The report's line on the GPUs a policy turned MIG on or off (`SetMigMode`), or None."""
+    if not res.mig_mode_changes:
+        return None
+    n = res.mig_mode_changes
+    whole = sum(1 for j in res.jobs for a in j.runs if a.profile == "whole")
+    what = f"{cost}, docs/migm.md step 10" if cost else "docs/migm.md step 10"
+    return (f"{res.policy}: turned MIG on or off {n} time{'s' if n != 1 else ''}, to run {whole} "
+            f"job{'s' if whole != 1 else ''} on a whole GPU with MIG off ({what})")
+
+
 def _sim(jobs: Sequence[Job], model: GpuModel, gpus: int, policy: Policy, seed: int,
          on_jobs: JobsProgressFn | None) -> RunResult:
     observer = _JobsEnded(on_jobs, len(jobs)) if on_jobs is not None else None
@@ -345,11 +356,9 @@ def compare(jobs: Sequence[Job], model: GpuModel, gpus: int = 1, policies: Seque
                 progress(name, True)
             runs.append((res, layout if name == "static" else None, 1 if name == "static" else 0))
     for res, _lay, _tried in runs:
-        if res.mig_mode_changes:
-            whole = sum(1 for j in res.jobs for a in j.runs if a.profile == model.whole_gpu.name)
-            notes.append(f"{res.policy}: turned MIG on or off {res.mig_mode_changes} times, to run {whole} "
-                         f"job run(s) on a whole GPU with MIG off (a {SimCosts().mig_mode_s:g} s reset each, "
-                         "docs/migm.md step 10)")
+        note = mig_change_note(res, f"a {SimCosts().mig_mode_s:g} s reset each")
+        if note:
+            notes.append(note)
     bound = lower_bound_s(jobs, [model] * gpus)
     base = next((r for r, _, _ in runs if r.policy == BASELINE), None)
     rows = tuple(_figures(res, lay, tried, base, bound, model, gpus) for res, lay, tried in runs)

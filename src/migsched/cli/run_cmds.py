@@ -29,7 +29,7 @@ from migsched.cli.simulate_cmds import (
     _HISTORY_HELP, _JSON_HELP, _QUIET_HELP, _SCHEDULE_HELP, _WIDE_HELP, Outputs, _console, _show,
     _write_outputs, exit_status, history_note, history_options,
 )
-from migsched.compare import Comparison, PolicyFigures
+from migsched.compare import Comparison, PolicyFigures, mig_change_note
 from migsched.errors import MigschedError
 from migsched.limits import MAX_GPUS, MAX_MIB_PER_GIB, MAX_SAMPLE_S, check_range
 from migsched.live.progress import LiveView
@@ -48,6 +48,9 @@ def _comparison(session: Session, last_s: float, wall_s: float) -> Comparison:
     row = PolicyFigures(res, None, 0, None, None, res.makespan_s / bound if bound > 0 else None)
     notes = (f"backend {res.backend}: MIG {session.backend.capabilities.mig}, energy {res.energy_source}",)
     notes += tuple(getattr(session.backend, "node_notes", tuple)())  # ray: one line per node
+    mig = mig_change_note(res)
+    if mig:
+        notes += (mig,)
     hist = (session.store.meta().get("policy_options") or {}).get("history")
     if hist:  # also on --resume, which keeps the file the run started with
         notes += (history_note(Path(hist)),)
