@@ -311,19 +311,7 @@ class ClusterView:
         if key == self._keys[index]:
             return  # only busy flags changed: the room is the same
         self._keys[index] = key
-        old_fits = self._fits[index]
-        fits = self._fits[index] = _fitting(self._geoms[index], key)
-        gained = fits - old_fits
-        counts = self._fit_counts
-        for name in old_fits - fits:
-            if counts[name] == 1:
-                del counts[name]
-            else:
-                counts[name] -= 1
-        for name in gained:
-            counts[name] = counts.get(name, 0) + 1
-        if gained:  # more room: the GPU may now be the lowest fit of more profiles
-            self._index_gained(index, fits)
+        self._refit(index, _fitting(self._geoms[index], key))
 
     def set_mig(self, index: int, enabled: bool) -> None:
         """Turn GPU `index`'s MIG mode in the view: MIG on with no instance, or MIG off with
@@ -334,17 +322,11 @@ class ClusterView:
         if gpu.mig == enabled:
             return
         geo = self._geoms[index]
-        counts = self._fit_counts
         if not enabled:  # its room leaves the MIG totals and the fit index
             c, m = _unheld(geo, self._state_keys[index])
             self._idle_c -= c
             self._idle_m -= m
-            for name in self._fits[index]:
-                if counts[name] == 1:
-                    del counts[name]
-                else:
-                    counts[name] -= 1
-            self._fits[index] = frozenset()
+            self._refit(index, frozenset())
             gpu.mig = False
             self.set_layout(index, Layout(gpu.model, (Instance(gpu.model.whole_gpu, 0),)))  # groups only
             return
@@ -355,14 +337,25 @@ class ClusterView:
         self._idle_c += c
         self._idle_m += m
         self._keys[index] = empty.key
-        fits = self._fits[index] = _fitting(geo, empty.key)
-        for name in fits:
-            counts[name] = counts.get(name, 0) + 1
-        self._index_gained(index, fits)
+        self._refit(index, _fitting(geo, empty.key))
 
-    def _index_gained(self, index: int, fits: frozenset[str]) -> None:
-        """GPU `index` gained room and can now take the profiles named `fits`: it may be the
-        lowest fit of more profiles (`lowest_fit`'s heaps)."""
+    def _refit(self, index: int, fits: frozenset[str]) -> None:
+        """GPU `index` can now create the profiles named `fits`: the count of GPUs per name
+        follows, and where it gained room it may be the lowest fit of more profiles
+        (`lowest_fit`'s heaps)."""
+        old = self._fits[index]
+        self._fits[index] = fits
+        counts = self._fit_counts
+        for name in old - fits:
+            if counts[name] == 1:
+                del counts[name]
+            else:
+                counts[name] -= 1
+        gained = fits - old
+        for name in gained:
+            counts[name] = counts.get(name, 0) + 1
+        if not gained:
+            return
         model = self.gpus[index].model
         geo = self._geoms[index]
         for profile, (heap, queued, holds) in self._fit_heaps.items():
