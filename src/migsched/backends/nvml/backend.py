@@ -54,23 +54,29 @@ class MigModeError(MigschedError):
 class NvmlMig:
     """The instance manager of `NvmlBackend` (the interface of `backends.emulated.EmulatedMig`)."""
 
-    def __init__(self, nvml: Nvml, models, mig: bool, reserved: set[tuple[int, int]]) -> None:
-        self.nvml, self.models, self.mig, self.reserved = nvml, list(models), mig, reserved
+    def __init__(self, nvml: Nvml, models, gpus, owned: set[tuple[int, int]] | None) -> None:
+        """`gpus`: NVML's GPUs (`Nvml.gpus`). `owned`: (gpu, start) of existing instances that are
+        migsched's to use and destroy (an earlier session created them); the others are reserved.
+        None: every existing instance is (`manage_existing`)."""
+        self.nvml, self.models = nvml, list(models)
+        self.reserved: set[tuple[int, int]] = set()
         self.whole = [m.whole_gpu for m in self.models]
         self.modes: list[bool] = []  # MIG on, per GPU (as NVML reports it, then as changed)
         self.turned_off: set[int] = set()  # GPUs this run turned MIG off on (`close` turns them back)
         self.profiles: dict[tuple[int, int], Profile] = {}
         self.uuids: dict[tuple[int, int], str] = {}
         self._infos: list[GpuInfo] = []
-        for g, gpu in enumerate(nvml.gpus()):
+        for g, gpu in enumerate(gpus):
             self.modes.append(gpu.mig_current)
             insts = []
-            for inst in (nvml.instances(g) if gpu.mig_current else []):
+            for inst in (nvml.instances(g) if gpu.mig_current else []):  # a MIG-off GPU has none to ask about
                 prof = self.models[g].profile(inst.profile)
                 self.profiles[(g, inst.start)] = prof
                 if inst.mig_uuid:
                     self.uuids[(g, inst.start)] = inst.mig_uuid
-                insts.append(InstanceInfo(prof.name, inst.start, reserved=(g, inst.start) in reserved))
+                if owned is not None and (g, inst.start) not in owned:
+                    self.reserved.add((g, inst.start))
+                insts.append(InstanceInfo(prof.name, inst.start, reserved=(g, inst.start) in self.reserved))
             self._infos.append(GpuInfo(g, self.models[g], gpu.uuid, gpu.mig_current, tuple(insts)))
 
     def gpu_infos(self) -> list[GpuInfo]:
@@ -204,13 +210,8 @@ class NvmlBackend(LocalBackend):
         self.nvml.set_mig_mode(gpu.index, want)
 
     def _make_hw(self):
-        infos_reserved = set()
         gpus = self.nvml.gpus()
-        if self.mig and not self.manage_existing:
-            for g in range(len(self.models)):
-                if gpus[g].mig_current:  # a MIG-off GPU has no instances to ask about (NVML: not supported)
-                    infos_reserved |= {(g, i.start) for i in self.nvml.instances(g) if (g, i.start) not in self.owned}
-        hw = NvmlMig(self.nvml, self.models, self.mig, infos_reserved)
+        hw = NvmlMig(self.nvml, self.models, gpus, None if self.manage_existing else self.owned)
         # MIG off now because this run turned it off (an earlier session's): turned back on at close
         hw.turned_off |= {g for g in self._ran_off if g < len(gpus) and not gpus[g].mig_current}
         return hw
@@ -239,45 +240,42 @@ class NvmlBackend(LocalBackend):
             gpu = getattr(a, "gpu", None)
             if gpu is not None and gpu in self._waiting:
                 self._waiting[gpu].append(a)
-            elif isinstance(a, DestroyInstance):
-                self._destroy(a, 0)
-            elif isinstance(a, SetMigMode):
-                self._set_mode(a, 0)
+            elif isinstance(a, (DestroyInstance, SetMigMode)):
+                self._try(a, 0)
             else:
                 super().execute([a])
 
-    def _destroy(self, a: DestroyInstance, tries: int) -> None:
-        now = self._clock.now_s()
-        busy = any(r.gpu == a.gpu and r.start == a.start for r in self._runs.values())
-        err = None if not busy else NvmlError("nvmlGpuInstanceDestroy", a.gpu, 19, "a job still runs on it")
-        if err is None:
-            err = self._hw.destroy_once(a.gpu, a.start)
-        if err is None:
-            self._ready.append(InstanceDestroyed(now, a.gpu, a.start))
-        elif err.in_use and not busy and tries < len(self.retry_waits_s):
-            self._retries.append((time.monotonic() + self.retry_waits_s[tries], tries + 1, a))
-            self._waiting.setdefault(a.gpu, [])
-            return
-        else:
-            self._ready.append(ActionFailed(now, a, str(err)))
-        queued = self._waiting.pop(a.gpu, None)
-        if queued:
-            self.execute(queued)
-
-    def _set_mode(self, a: SetMigMode, tries: int) -> None:
-        """A MIG-mode change; NVML's "in use" (a process that just exited) is retried with the
-        destroys' waits while the loop goes on, the GPU's later actions waiting behind it."""
-        now = self._clock.now_s()
-        busy = any(r.gpu == a.gpu for r in self._runs.values())
-        why, in_use = self._hw.set_mode_once(a.gpu, a.enabled, busy)
+    def _try(self, a: DestroyInstance | SetMigMode, tries: int) -> None:
+        """One try of a destroy or a MIG-mode change. NVML's "in use" (reported a moment after
+        a process exits) is tried again after the next of `retry_waits_s` while the loop goes on,
+        the GPU's later actions waiting behind it; else the answer is reported and they run."""
+        answer, in_use = self._destroy_once(a) if isinstance(a, DestroyInstance) else self._set_mode_once(a)
         if in_use and tries < len(self.retry_waits_s):
             self._retries.append((time.monotonic() + self.retry_waits_s[tries], tries + 1, a))
             self._waiting.setdefault(a.gpu, [])
             return
-        self._ready.append(ActionFailed(now, a, why) if why else MigModeSet(now, a.gpu, a.enabled))
+        self._ready.append(answer)
         queued = self._waiting.pop(a.gpu, None)
         if queued:
             self.execute(queued)
+
+    def _destroy_once(self, a: DestroyInstance) -> tuple[Event, bool]:
+        """(the answer if no retry follows, whether NVML said "in use" of an instance no job uses)."""
+        now = self._clock.now_s()
+        if any(r.gpu == a.gpu and r.start == a.start for r in self._runs.values()):
+            busy = NvmlError("nvmlGpuInstanceDestroy", a.gpu, 19, "a job still runs on it")
+            return ActionFailed(now, a, str(busy)), False
+        err = self._hw.destroy_once(a.gpu, a.start)
+        if err is None:
+            return InstanceDestroyed(now, a.gpu, a.start), False
+        return ActionFailed(now, a, str(err)), err.in_use
+
+    def _set_mode_once(self, a: SetMigMode) -> tuple[Event, bool]:
+        """(the answer if no retry follows, whether NVML said "in use")."""
+        now = self._clock.now_s()
+        busy = any(r.gpu == a.gpu for r in self._runs.values())
+        why, in_use = self._hw.set_mode_once(a.gpu, a.enabled, busy)
+        return (ActionFailed(now, a, why) if why else MigModeSet(now, a.gpu, a.enabled)), in_use
 
     def poll(self, until_s: float) -> list[Event] | None:
         while True:
@@ -285,10 +283,7 @@ class NvmlBackend(LocalBackend):
             due = [r for r in self._retries if r[0] <= now_m]
             self._retries = [r for r in self._retries if r[0] > now_m]
             for _t, tries, a in due:
-                if isinstance(a, SetMigMode):
-                    self._set_mode(a, tries)
-                else:
-                    self._destroy(a, tries)  # type: ignore[arg-type]
+                self._try(a, tries)  # type: ignore[arg-type]
             self._sample_power()
             limit = min(until_s, self._clock.now_s() + self.tick_s) if self._retries else until_s
             events = super().poll(limit)
