@@ -38,8 +38,8 @@ from migsched.backends.sim.costs import SimCosts
 from migsched.core.events import Event, JobExited
 from migsched.core.scheduler import SchedulerCore
 from migsched.core.state import JobState
-from migsched.errors import MigschedError, UnknownNameError
-from migsched.hardware.catalog import GpuModel
+from migsched.errors import MigschedError, UnknownNameError, plural
+from migsched.hardware.catalog import WHOLE_GPU, GpuModel
 from migsched.jobs.model import Job
 from migsched.metrics import lower_bound_s
 from migsched.partition.layout import Layout
@@ -226,10 +226,10 @@ def mig_change_note(res: RunResult, cost: str = "") -> str | None:
     if not res.mig_mode_changes:
         return None
     n = res.mig_mode_changes
-    whole = sum(1 for j in res.jobs for a in j.runs if a.profile == "whole")
+    whole = sum(1 for j in res.jobs for a in j.runs if a.profile == WHOLE_GPU)
     what = f"{cost}, docs/migm.md step 10" if cost else "docs/migm.md step 10"
-    return (f"{res.policy}: turned MIG on or off {n} time{'s' if n != 1 else ''}, to run {whole} "
-            f"job{'s' if whole != 1 else ''} on a whole GPU with MIG off ({what})")
+    return (f"{res.policy}: turned MIG on or off {plural('time', n)}, to run {plural('job', whole)} "
+            f"on a whole GPU with MIG off ({what})")
 
 
 def _sim(jobs: Sequence[Job], model: GpuModel, gpus: int, policy: Policy, seed: int,

@@ -270,7 +270,7 @@ def result_of(core: SchedulerCore, backend: Backend, last_s: float, wall_s: floa
 def _record(view, a) -> AttemptRecord:
     """The report's view of one core `Attempt` (its compute share from the GPU's model)."""
     model = view.gpus[a.gpu].model
-    prof = model.whole_gpu if a.profile == model.whole_gpu.name else model.profile(a.profile)
+    prof = model.instance_profile(a.profile)
     share = prof.compute_slices / model.compute_slices
     return AttemptRecord(a.gpu, a.start, a.profile, a.launched_s, a.ended_s, a.outcome, share, a.peak_mib)
 

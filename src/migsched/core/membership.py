@@ -18,6 +18,7 @@ from migsched.core.discovery import build_gpu_views
 from migsched.core.events import Action, GpuAdded
 from migsched.core.state import ClusterView, GpuView
 from migsched.errors import SchedulingError
+from migsched.hardware.catalog import WHOLE_GPU
 from migsched.partition.layout import Instance, Layout
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def add_gpu(core: SchedulerCore, ev: GpuAdded) -> GpuView:
     core.view = ClusterView(now_s=v.now_s, gpus=[*v.gpus, gpu], queue=v.queue, running=v.running, jobs=v.jobs,
                             more_arrivals=v.more_arrivals, mig_toggle=v.mig_toggle)
     for inst in gpu.layout.instances:
-        label = inst.profile.name if gpu.mig else "whole"
+        label = inst.profile.name if gpu.mig else WHOLE_GPU
         core.timeline.instance_up(ev.time_s, gpu.index, inst.start, inst.profile.size, label, mark=False)
     return gpu
 

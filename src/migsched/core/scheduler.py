@@ -39,6 +39,7 @@ from migsched.core.policy import Changes, Policy
 from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView
 from migsched.core.timeline import Timeline
 from migsched.errors import MigschedError, SchedulingError
+from migsched.hardware.catalog import WHOLE_GPU
 from migsched.jobs.model import JobSpec
 from migsched.partition.layout import Instance, Layout
 
@@ -88,7 +89,7 @@ class SchedulerCore:
         self._pending = _Log()  # restored jobs, told to the policy on the first handle()
         for g in views:
             for inst in g.layout.instances:
-                label = inst.profile.name if g.mig else "whole"
+                label = inst.profile.name if g.mig else WHOLE_GPU
                 self.timeline.instance_up(0.0, g.index, inst.start, inst.profile.size, label, mark=False)
 
     # ---- public ---------------------------------------------------------------------------
@@ -244,7 +245,7 @@ class SchedulerCore:
             if ev.enabled:
                 self.timeline.instance_down(ev.time_s, ev.gpu, 0)
             else:
-                self.timeline.instance_up(ev.time_s, ev.gpu, 0, whole.size, "whole")
+                self.timeline.instance_up(ev.time_s, ev.gpu, 0, whole.size, whole.name)
         elif isinstance(ev, GpuLost):
             self._gpu_lost(ev, log)
         elif isinstance(ev, GpuAdded):

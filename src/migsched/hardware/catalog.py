@@ -19,6 +19,9 @@ import yaml
 
 from migsched.errors import UnknownNameError
 
+#: The name of `GpuModel.whole_gpu`, the pseudo-profile of a GPU with MIG off.
+WHOLE_GPU = "whole"
+
 _PROFILE_RE = re.compile(
     r"^(?:mig\s+)?(?:(?P<ci>\d+)c\.)?(?P<g>\d+)g\.(?P<gb>\d+)gb(?P<media>\+me(?:\.all)?)?$",
     re.IGNORECASE,
@@ -160,12 +163,17 @@ class GpuModel:
         return self._cached(("largest",), lambda: max(self.usable_profiles(),
                                                       key=lambda p: (p.compute_slices, p.memory_slices)))
 
+    def instance_profile(self, name: str) -> Profile:
+        """The profile of an instance a job ran on, by name: `whole_gpu` for "whole" (MIG off),
+        else `profile`."""
+        return self.whole_gpu if name == WHOLE_GPU else self.profile(name)
+
     @property
     def whole_gpu(self) -> Profile:
         """A pseudo-profile for the GPU with MIG off: all SMs and all memory, no placement rules."""
         big = self.largest
         return Profile(
-            name="whole",
+            name=WHOLE_GPU,
             nvml_enum=-1,
             profile_id=-1,
             compute_slices=self.compute_slices,

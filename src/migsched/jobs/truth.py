@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from migsched.hardware.catalog import GpuModel, Profile
+from migsched.hardware.catalog import WHOLE_GPU, GpuModel, Profile
 from migsched.jobs.model import TruthModel
 
 
@@ -29,7 +29,7 @@ def speed_on(truth: TruthModel, model: GpuModel, profile: Profile) -> float:
     CERN). The job gains (108 / 98) ** alpha, alpha its compute-boundness: about 10% for a
     compute-bound kernel, nothing for a latency-bound one. On Hopper 7g keeps all 132 SMs.
     """
-    if profile.name == "whole":
+    if profile.name == WHOLE_GPU:
         sm_7g = model.largest.sm_count
         return truth.speed(7) * (model.sm_count / sm_7g) ** compute_boundness(truth)
     return truth.speed(profile.compute_slices)

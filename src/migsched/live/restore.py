@@ -27,7 +27,7 @@ from migsched.core.backend import Backend
 from migsched.core.events import JobExited, process_handle
 from migsched.core.scheduler import SchedulerCore
 from migsched.core.state import Attempt, JobState
-from migsched.hardware.catalog import GpuModel, Profile
+from migsched.hardware.catalog import WHOLE_GPU
 from migsched.live.recorder import kill_key, parse_handle
 from migsched.store.codec import spec_from_dict
 from migsched.store.db import RunStore
@@ -46,16 +46,13 @@ class Restored:
     exits: tuple[JobExited, ...]
 
 
-def _profile(model: GpuModel, name: str) -> Profile:
-    return model.whole_gpu if name == "whole" else model.profile(name)
-
 
 def _attempts(core: SchedulerCore, rows: list[AttemptRow]) -> list[Attempt]:
     out = []
     for r in rows:
         if r.outcome is None:
             continue
-        prof = _profile(core.view.gpus[r.gpu].model, r.profile)
+        prof = core.view.gpus[r.gpu].model.instance_profile(r.profile)
         launched = r.started_s if r.started_s is not None else r.begun_s
         out.append(Attempt(r.gpu, r.start, prof.name, prof.memory_mib, launched, r.ended_s or launched,
                            r.outcome, r.peak_mib, r.saved_progress))
@@ -86,7 +83,7 @@ def restore_core(core: SchedulerCore, backend: Backend, store: RunStore) -> Rest
         if rec.state == "absent":
             store.attempt_ended(row.job_id, row.attempt, "launch-failed", "queued", now)
             store.log(now, "resume", row.job_id, "never started: queued again")
-            prof = _profile(core.view.gpus[row.gpu].model, row.profile or "whole")
+            prof = core.view.gpus[row.gpu].model.instance_profile(row.profile or WHOLE_GPU)
             attempts.append(Attempt(row.gpu, row.start, prof.name, prof.memory_mib, row.begun_s or now, now,
                                     "launch-failed", 0.0))
             core.restore_job(spec, seq=row.seq, arrived_s=spec.arrival_s, state=JobState.QUEUED, attempts=attempts)

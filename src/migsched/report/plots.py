@@ -155,8 +155,7 @@ def timeline_png(row: PolicyFigures, path: str | Path, n_jobs: int | None = None
     label = f"static [{row.layout}]" if row.layout else r.policy
     jobs_text = f"{plural('job', n_jobs)}, " if n_jobs is not None else ""
     more = f" (first {shown} of {r.gpus} GPUs shown)" if r.gpus > shown else ""
-    n_mig = r.mig_mode_changes
-    mig = f", MIG turned on or off {n_mig} time{'s' if n_mig != 1 else ''}" if n_mig else ""
+    mig = f", MIG turned on or off {plural('time', r.mig_mode_changes)}" if r.mig_mode_changes else ""
     fig.suptitle(f"Timeline of {label}: {jobs_text}{r.gpus}× {r.gpu}, makespan {r.makespan_s:.0f} s, "
                  f"{r.reconfigurations} reconfigurations{mig}{more}", fontsize=10)
     handles = legend_handles(r)

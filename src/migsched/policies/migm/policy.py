@@ -235,8 +235,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
     def _slices(self, profile: str) -> int:
         """Compute slices of the instance an attempt ran on (all of them on a MIG-off GPU)."""
         assert self.model is not None
-        m = self.model
-        return m.compute_slices if profile == m.whole_gpu.name else m.profile(profile).compute_slices
+        return self.model.instance_profile(profile).compute_slices
 
     # ---- scheduling ---------------------------------------------------------------------------
     def schedule(self, view: ClusterView) -> list[Action]:

@@ -90,8 +90,7 @@ class TailRestart:
         if view.queue or self.model is None:
             return False
         spare_c, _m = spare_compute(view, self.model, self.index.counts)
-        _empty, idle_off = self._free_gpus(view)  # idle MIG-off GPUs are idle compute too (whole.py)
-        spare_c += len(idle_off) * self.model.compute_slices
+        spare_c += len(self._idle_off(view)) * self.model.compute_slices  # idle MIG-off GPUs too (whole.py)
         return spare_c >= TAIL_ONLINE_GPUS * self.model.compute_slices
 
     def wake_at_s(self, view: ClusterView) -> float | None:

@@ -12,8 +12,9 @@ The rule, where the backend can change MIG modes (`ClusterView.mig_toggle`; nvml
   than the GPUs with nothing on them) and, while jobs still arrive, one free GPU is left over
   for the next arrival: on a GPU already off and idle (no switch), else on the GPU the 7g
   instance would have been created on or reused on, when nothing else is there: its idle
-  instances destroyed, then turned off (`SetMigMode`, which costs a reset: `SimCosts.mig_mode_s`). The spare GPU is what keeps a change from paying off only once: on
-  one GPU online, every arrival that finds the GPU off would pay a second reset to share it.
+  instances destroyed, then turned off (`SetMigMode`, which costs a reset: `SimCosts.mig_mode_s`).
+  The spare GPU is what keeps a change from paying off only once: on one GPU online, every
+  arrival that finds the GPU off would pay a second reset to share it.
 * **Back on.** An idle MIG-off GPU is turned on again, one at a time, as soon as that condition
   fails (jobs must share GPUs again) and no empty MIG GPU is left, or a queued job finds no room
   on the MIG GPUs.
@@ -26,27 +27,15 @@ from __future__ import annotations
 
 from migsched.core.events import Action, DestroyInstance, Launch, SetMigMode
 from migsched.core.state import ClusterView, JobView
-from migsched.hardware.catalog import GpuModel
+from migsched.hardware.catalog import WHOLE_GPU, GpuModel
 from migsched.policies.common import lowest_gpu
 from migsched.policies.migm.placement import Placement
 
 _EMPTY: tuple = ()  # the state key of a MIG GPU with no instance
+_IDLE_WHOLE = ((WHOLE_GPU, 0, False),)  # the state key of an idle GPU with MIG off
 #: What the policy assumes one MIG-mode change costs (the simulator's `SimCosts.mig_mode_s`: no
 #: NVIDIA figure exists, calibration.md §4): a job known to save less than this stays on 7g.
 RESET_S = 10.0
-
-
-def _idle_whole_key(model: GpuModel) -> tuple:
-    """The state key of an idle MIG-off GPU of `model` (its one whole-GPU pseudo-instance).
-    Worked out once per model: `GpuModel.whole_gpu` builds a new profile on every call, and the
-    placement pass asks on every call."""
-    key = _WHOLE_KEYS.get(id(model))
-    if key is None or key[0] is not model:
-        key = _WHOLE_KEYS[id(model)] = (model, ((model.whole_gpu.name, 0, False),))
-    return key[1]
-
-
-_WHOLE_KEYS: dict[int, tuple[GpuModel, tuple]] = {}
 
 
 class WholeGpu:
@@ -66,7 +55,8 @@ class WholeGpu:
         t7 = self.times.compute_s(job.family, cls, m.compute_slices)  # type: ignore[attr-defined]
         if t7 is None:
             return True
-        saved = 1.0 - (m.largest.sm_count / m.sm_count) ** self.times.alpha(job.family, cls)  # type: ignore[attr-defined]
+        alpha = self.times.alpha(job.family, cls)  # type: ignore[attr-defined]
+        saved = 1.0 - (m.largest.sm_count / m.sm_count) ** alpha
         return t7 * saved > RESET_S
 
     def _fits_whole(self, job: JobView) -> bool:
@@ -80,10 +70,10 @@ class WholeGpu:
         return (self.mig_off and view.mig_toggle and m is not None
                 and m.sm_count > m.largest.sm_count)
 
-    def _free_gpus(self, view: ClusterView) -> tuple[set[int], set[int]]:
-        """(empty MIG GPUs, idle MIG-off GPUs), from the layout groups in O(1)."""
-        assert self.model is not None
-        return (view.groups.get(_EMPTY, set()), view.groups.get(_idle_whole_key(self.model), set()))
+    @staticmethod
+    def _idle_off(view: ClusterView) -> set[int]:
+        """The idle MIG-off GPUs, from the layout groups in O(1)."""
+        return view.groups.get(_IDLE_WHOLE, set())
 
     def _room_for_all(self, view: ClusterView) -> bool:
         """True when every queued job can have a free GPU of its own (one where nothing runs:
@@ -102,7 +92,7 @@ class WholeGpu:
             return None
         if not self._room_for_all(view):
             return None
-        _empty, idle_off = self._free_gpus(view)
+        idle_off = self._idle_off(view)
         if idle_off:
             return [Launch(job.job_id, lowest_gpu(idle_off), 0)]
         g = view.gpus[pl.gpu]
@@ -124,9 +114,7 @@ class WholeGpu:
         none needs it. One at a time: turning one on leaves the condition as it was, so asking
         for every idle one at once would pay a reset each where one GPU may do. A GPU that
         cannot be turned on (its change failed) still runs the stuck job whole, if it fits."""
-        if self.model is None:
-            return []
-        idle_off = view.groups.get(_idle_whole_key(self.model))  # first: on most calls there is none
+        idle_off = self._idle_off(view)  # first: on most calls there is none
         if not idle_off:
             return []
         empty = view.groups.get(_EMPTY)
@@ -136,5 +124,5 @@ class WholeGpu:
             if view.mig_toggle and g not in self._no_toggle and not view.gpus[g].mig_pending:
                 return [SetMigMode(g, True)]
         if stuck is not None and self._fits_whole(stuck):
-            return [Launch(stuck.job_id, min(idle_off), 0)]
+            return [Launch(stuck.job_id, lowest_gpu(idle_off), 0)]
         return []
