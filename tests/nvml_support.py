@@ -18,3 +18,11 @@ def fake_pynvml(monkeypatch, gpus: list[str]):
     yield mod
     for name in [m for m in sys.modules if m == "pynvml" or m.startswith("_fake_")]:
         sys.modules.pop(name, None)
+
+
+def nvml_backend(nv, run_dir, **kw):
+    """An `NvmlBackend` in `run_dir` over the fake `nv` (initialised), sampling every 0.1 s."""
+    from migsched.backends.nvml.backend import NvmlBackend
+    from migsched.backends.nvml.nvmllib import Nvml
+    nv.nvmlInit()
+    return NvmlBackend(run_dir, nvml=Nvml(nv), sample_interval_s=0.1, kill_grace_s=1.0, **kw)

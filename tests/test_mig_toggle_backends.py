@@ -20,7 +20,7 @@ from migsched.live.session import make_backend
 from migsched.policies.registry import create_policy
 from migsched.run import open_core, run, settings_for
 from migsched.store.db import RunStore
-from nvml_support import fake_pynvml
+from nvml_support import fake_pynvml, nvml_backend
 
 A40 = get_model("A100-40GB")
 SHOW = ("import os, time, sys; print(os.environ.get('CUDA_VISIBLE_DEVICES')); sys.stdout.flush(); "
@@ -84,13 +84,6 @@ def test_a_resumed_local_run_finds_its_mig_off_gpus_again(tmp_path):
 @pytest.fixture
 def nv(monkeypatch):
     yield from fake_pynvml(monkeypatch, ["A100-40GB"])
-
-
-def nvml_backend(nv, tmp_path, **kw):
-    from migsched.backends.nvml.backend import NvmlBackend
-    from migsched.backends.nvml.nvmllib import Nvml
-    nv.nvmlInit()
-    return NvmlBackend(tmp_path, nvml=Nvml(nv), sample_interval_s=0.1, kill_grace_s=1.0, **kw)
 
 
 def test_nvml_changes_mig_modes_only_when_the_operator_allowed_it(nv, tmp_path):

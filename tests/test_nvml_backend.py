@@ -16,7 +16,7 @@ from migsched.core.source import TraceSource
 from migsched.jobs.model import JobClass, JobSpec
 from migsched.policies.registry import create_policy
 from migsched.run import run
-from nvml_support import FAKE, fake_pynvml
+from nvml_support import FAKE, fake_pynvml, nvml_backend
 
 WORK = str(Path(__file__).parent / "jobs" / "work.py")
 SHOW = ("import os, time, sys; print(os.environ.get('CUDA_VISIBLE_DEVICES')); sys.stdout.flush(); "
@@ -26,13 +26,6 @@ SHOW = ("import os, time, sys; print(os.environ.get('CUDA_VISIBLE_DEVICES')); sy
 @pytest.fixture
 def nv(monkeypatch):
     yield from fake_pynvml(monkeypatch, ["A100-40GB"])
-
-
-def backend(nv, tmp_path, **kw):
-    from migsched.backends.nvml.backend import NvmlBackend
-    from migsched.backends.nvml.nvmllib import Nvml
-    nv.nvmlInit()
-    return NvmlBackend(tmp_path, nvml=Nvml(nv), sample_interval_s=0.1, kill_grace_s=1.0, **kw)
 
 
 def specs(n, seconds=0.4, hint=4.0):
@@ -49,7 +42,7 @@ def creates(nv):
 
 
 def test_a_batch_runs_each_job_on_its_own_mig_device_and_tears_instances_down(nv, tmp_path):
-    be = backend(nv, tmp_path)
+    be = nvml_backend(nv, tmp_path)
     r = run(TraceSource(specs(5)), create_policy("greedy"), be)
     assert r.jobs_completed == 5 and r.backend == "nvml" and r.energy_source == "measured"
     seen = [outs(tmp_path, f"j{i}")[-1].read_text().strip() for i in range(5)]
@@ -66,7 +59,7 @@ def test_a_batch_runs_each_job_on_its_own_mig_device_and_tears_instances_down(nv
 
 
 def test_migm_runs_a_batch_with_memory_samples_from_the_mig_devices(nv, tmp_path):
-    be = backend(nv, tmp_path)
+    be = nvml_backend(nv, tmp_path)
     jobs = [JobSpec(f"w{i}", f"w{i}", JobClass.ML_TRAIN, hint_gib=2.0,
                     argv=(sys.executable, WORK, "--name", f"w{i}", "--seconds", "0.6", "--grow-mib", "20"))
             for i in range(3)]
@@ -79,7 +72,7 @@ def test_faults_are_survived_create_refused_in_use_after_exit_transient_errors(n
     nv.fake_fail_next("nvmlDeviceCreateGpuInstanceWithPlacement", nv.NVMLError_InsufficientResources, times=1)
     nv.fake_fail_next("nvmlDeviceGetComputeRunningProcesses_v3", nv.NVMLError_Unknown, times=2)
     nv.fake_in_use_after_exit(0.3)
-    be = backend(nv, tmp_path)
+    be = nvml_backend(nv, tmp_path)
     r = run(TraceSource(specs(3, seconds=0.5)), create_policy("migm"), be)  # migm samples: NVML sees the processes
     assert r.jobs_completed == 3 and r.failed_actions >= 1
     destroys = [e for e in nv.fake_state()["log"] if e["call"] == "nvmlGpuInstanceDestroy"]
@@ -90,7 +83,7 @@ def test_faults_are_survived_create_refused_in_use_after_exit_transient_errors(n
 
 def test_instances_it_did_not_create_are_reserved_and_kept(nv, tmp_path):
     nv.fake_reset(gpus=["A100-40GB"], instances=[[("3g.20gb", 4)]])
-    be = backend(nv, tmp_path)
+    be = nvml_backend(nv, tmp_path)
     r = run(TraceSource(specs(2, hint=15.0)), create_policy("greedy"), be)
     assert r.jobs_completed == 2
     inst = nv.fake_state()["gpus"][0]["instances"]
@@ -101,7 +94,7 @@ def test_instances_it_did_not_create_are_reserved_and_kept(nv, tmp_path):
 
 def test_with_manage_existing_an_instance_destroyed_behind_its_back_counts_as_destroyed(nv, tmp_path):
     nv.fake_reset(gpus=["A100-40GB"], instances=[[("1g.5gb", 0)]])
-    be = backend(nv, tmp_path, manage_existing=True)
+    be = nvml_backend(nv, tmp_path, manage_existing=True)
     be.open(__import__("migsched.core.backend", fromlist=["RunSettings"]).RunSettings(True, None))
     nv.fake_destroy_behind_back(0, 0)
     from migsched.core.events import DestroyInstance, InstanceDestroyed
@@ -111,7 +104,7 @@ def test_with_manage_existing_an_instance_destroyed_behind_its_back_counts_as_de
 
 def test_mig_mode_is_never_changed_without_the_flag(nv, tmp_path):
     nv.fake_reset(gpus=["A100-40GB"], mig=False)
-    be = backend(nv, tmp_path)
+    be = nvml_backend(nv, tmp_path)
     from migsched.backends.nvml.backend import MigModeError
     with pytest.raises(MigModeError, match=r"nvidia-smi -i 0 -mig 1.*resets the GPU"):
         run(TraceSource(specs(1)), create_policy("greedy"), be)

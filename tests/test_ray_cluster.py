@@ -31,18 +31,24 @@ def _done_markers(markers: Path) -> dict[str, int]:
     return counts
 
 
-def test_cli_without_address_runs_a_batch_across_a_local_cluster(tmp_path: Path) -> None:
+def _cli_batch(tmp_path: Path, names: list[str], seconds: float, policy: str) -> tuple[Path, dict]:
+    """`migsched run` of one marker job per name on a local 2-node cluster of one GPU each;
+    returns the markers folder and the --json document (the run must exit 0)."""
     markers = tmp_path / "markers"
     markers.mkdir()
     tasks = tmp_path / "tasks.txt"
-    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} j{i:02d} 1.5\n" for i in range(6)))
+    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} {n} {seconds}\n" for n in names))
     out = tmp_path / "out.json"
     r = run_isolated([sys.executable, "-m", "migsched.cli.main", "run", str(tasks), "--backend", "ray",
-                      "--nodes", "2", "--gpus", "1", "--policy", "serial", "--state", str(tmp_path / "run.db"),
+                      "--nodes", "2", "--gpus", "1", "--policy", policy, "--state", str(tmp_path / "run.db"),
                       "--json", str(out)], timeout_s=TIMEOUT_S, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-4000:]
+    return markers, json.loads(out.read_text())
+
+
+def test_cli_without_address_runs_a_batch_across_a_local_cluster(tmp_path: Path) -> None:
+    markers, data = _cli_batch(tmp_path, [f"j{i:02d}" for i in range(6)], 1.5, "serial")
     assert _done_markers(markers) == {f"j{i:02d}": 1 for i in range(6)}
-    data = json.loads(out.read_text())
     text = json.dumps(data)
     assert "ray node node-0: GPUs 0" in text and "ray node node-1: GPUs 1" in text
     gpus = json.loads((tmp_path / "run.d" / "ray-gpus.json").read_text())
@@ -130,16 +136,8 @@ def test_resume_after_the_scheduler_is_sigkilled_mid_batch_runs_each_job_once(tm
 def test_migm_turns_mig_off_through_the_node_agents(tmp_path: Path) -> None:
     # Two jobs on two nodes of one emulated GPU each: every queued job has a GPU of its own, so
     # migm runs each on its whole GPU with MIG off (docs/migm.md step 10), through the agents.
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    tasks = tmp_path / "tasks.txt"
-    tasks.write_text("".join(f"{sys.executable} {HERE / 'job.py'} {markers} m{i} 1.0\n" for i in range(2)))
-    out = tmp_path / "out.json"
-    r = run_isolated([sys.executable, "-m", "migsched.cli.main", "run", str(tasks), "--backend", "ray",
-                      "--nodes", "2", "--gpus", "1", "--policy", "migm", "--state", str(tmp_path / "run.db"),
-                      "--json", str(out)], timeout_s=TIMEOUT_S, cwd=tmp_path)
-    assert r.returncode == 0, r.stdout[-4000:]
+    markers, data = _cli_batch(tmp_path, ["m0", "m1"], 1.0, "migm")
     assert _done_markers(markers) == {"m0": 1, "m1": 1}
-    res = json.loads(out.read_text())["results"][0]
+    res = data["results"][0]
     assert res["mig_mode_changes"] == 2
     assert sorted(run["gpu"] for j in res["jobs"] for run in j["runs"] if run["profile"] == "whole") == [0, 1]
