@@ -43,6 +43,7 @@ from migsched.policies.migm.placement import Placement, Reservation, choose_rese
 from migsched.policies.migm.ranks import LptRanks
 from migsched.policies.migm.ordering import QueueIndex
 from migsched.policies.migm.restarts import RunTimes, sized_by_duration
+from migsched.policies.migm.siblings import Siblings
 from migsched.policies.migm.sizing import MemorySizing
 from migsched.policies.migm.tail import TailRestart
 from migsched.policies.migm.whole import WholeGpu
@@ -91,6 +92,8 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
         mig_off: run a job that would get all of a GPU on the whole GPU with MIG off, while
             every queued job can have a GPU of its own, where the backend can change MIG modes
             (`whole.py`; on A100 108 SMs against 7g's 98, on Hopper nothing to gain).
+        siblings: rank a family with no completed run by its learned *siblings*, the families
+            whose names differ from it in one number, scaled by that number (`siblings.py`).
         estimator, forecaster: override the memory estimator / forecaster.
     """
 
@@ -107,7 +110,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
                  alpha_prior: dict[str, float] | None = None, blocked_restart: bool = True,
                  blocked_wait_s: float = 300.0, blocked_online: bool = False,
                  spare_share: float = 1.0, spare_min_gain: float = 0.1, easy_backfill: bool = True,
-                 history: str | Path | HistoryStore | None = None, mig_off: bool = True,
+                 history: str | Path | HistoryStore | None = None, mig_off: bool = True, siblings: bool = True,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -132,6 +135,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
         self.spare_share, self.spare_min_gain = spare_share, spare_min_gain
         self.easy_backfill = easy_backfill
         self.mig_off = mig_off
+        self.siblings = Siblings() if siblings else None  # run times of new families (siblings.py)
         self._no_toggle: set[int] = set()         # GPUs whose MIG-mode change failed (whole.py)
         self.estimator, self.forecaster = estimator, forecaster
         self.history = history if isinstance(history, HistoryStore) or history is None else \
@@ -369,6 +373,9 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
     def _sync(self) -> None:
         pending, self._changes = self._changes, []
         for ch in pending:
+            if self.siblings is not None:
+                for job in ch.arrived:
+                    self.siblings.seen(job.family, job.spec.job_class.value)
             if self.history is not None:
                 for job in ch.arrived:  # ranked by what earlier batches taught, from the start
                     if self.times.recall(job.family):
@@ -377,9 +384,13 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
 
     def _known(self, family: str) -> None:
         """`family`'s run times were learned (a run completed) or recalled: its 1-slice time
-        joins the mean unknown families rank at (`_unknown_rank`)."""
-        self._fam_val[family] = self.times.compute_s(family, "", 1) or 0.0
+        joins the mean unknown families rank at (`_unknown_rank`) and its siblings' estimates."""
+        t1 = self._fam_val[family] = self.times.compute_s(family, "", 1) or 0.0
         self._known_runs += 1
+        if self.siblings is not None and self.rank == "lpt":  # their estimates moved: re-rank
+            for fam in self.siblings.learned(family, t1):
+                if fam in self.index.queued_by_family:
+                    self.index.learned(fam)
 
     def close(self) -> None:
         """Write the history file, if any (what this batch taught the next one)."""

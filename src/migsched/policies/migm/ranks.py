@@ -1,10 +1,11 @@
 """`migm`'s LPT ranks within a tier (rank="lpt", docs/migm.md step 8): longest expected first.
 
 A queued job's rank is minus its family's learned compute time on one slice (`RunTimes`, from
-completed runs). A family with no completed run yet ranks at the mean of the learned ones
-(`_unknown_rank`), unless its running members have already computed longer than that mean: then
-the median of what they computed so far is a floor on its length and ranks it (`_floors`, the
-censored ranks). The ranks feed `QueueIndex` (ordering.py), which re-adds a family's queued
+completed runs). A family with no completed run yet ranks by the estimate its learned siblings
+give (`siblings.py`: "nw-32768" from "nw-16384"), else at the mean of the learned ones
+(`_unknown_rank`); and when its running members have already computed longer than that mean,
+the median of what they computed so far is a floor on its length (`_floors`, the censored
+ranks): the larger of floor and sibling estimate ranks it. The ranks feed `QueueIndex` (ordering.py), which re-adds a family's queued
 members when its rank changes.
 """
 
@@ -27,11 +28,14 @@ class LptRanks:
 
     def _lpt_rank(self, job: JobView) -> float | None:
         """rank="lpt": longest expected first: minus the family's learned 1-slice compute time;
-        before a run of the family completed, minus the time a running member has already
-        computed (`_floors`) once that exceeds the learned mean; else None (it then ranks as
-        `_unknown_rank`)."""
+        before a run of the family completed, minus the larger of its siblings' estimate and
+        the time a running member has already computed (`_floors`, once that exceeds the
+        learned mean); else None (it then ranks as `_unknown_rank`)."""
         if job.family not in self.times.compute:
             floor = self._floor.get(job.family)
+            est = self.siblings.estimate_s(job.family) if self.siblings is not None else None
+            if est is not None and (floor is None or est > floor):
+                return -est
             return None if floor is None else -floor
         return -(self.times.compute_s(job.family, job.spec.job_class.value, 1) or 0.0)
 

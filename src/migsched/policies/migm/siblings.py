@@ -1,0 +1,147 @@
+"""Run times of families never seen, from their *siblings*: the same job name with a different size.
+
+Jobs are named after what they run, and the numbers in a name are usually its size: the input
+("nw-16384", "backprop-64M"), the model ("qwen2.5-7b-gen"), the batch ("resnet50-cifar-bs256").
+Two families are siblings when their names differ in exactly one number ("nw-16384" and
+"nw-32768"; not "srad_v1-11000" and "srad_v2-16384", which differ in two). Once a sibling's run
+time is learned, a family with no completed run yet is expected to take
+
+    t = t_sibling * (size / size_sibling) ** e
+
+with the sibling nearest in size, where `e` is fitted (least squares on log-log) over the
+group's learned members once two of different sizes are known, and before that a prior per job
+class (`PRIOR_EXPONENT`): 1 for scientific programs, whose run time grows at least with the
+problem size (Rodinia's kernels are linear to quadratic in it), 0 for the others (a batch size
+or a model size moves an ML or LLM job's time both ways and far less: the sibling's own time is
+the best guess). This is how LPT ranks a new family (`ranks.py`) instead of at the mean of
+every learned family: a long program's large input no longer waits behind short jobs until its
+first run ends.
+
+A number taking more than `MAX_GROUP` values among the families seen is a counter or an id
+("j0" ... "j99999"), not a size: that group is not used (checked as families arrive, so the
+cost stays O(numbers in the name) per new family).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from collections.abc import Iterator
+
+_NUM = re.compile(r"\d+(?:\.\d+)?")
+
+#: More distinct values than this in one position of otherwise equal names: a counter, not a size.
+MAX_GROUP = 32
+#: Before a group has two learned sizes: run time ~ size ** this, by job class (module doc).
+PRIOR_EXPONENT = {"scientific": 1.0}
+#: A fitted exponent is kept within these bounds (two noisy points can say anything).
+EXPONENT_RANGE = (-1.0, 3.0)
+
+GroupKey = tuple[tuple[str, ...], int, tuple[str, ...]]
+
+
+def groups_of(family: str) -> list[tuple[GroupKey, float]]:
+    """(group key, size) for each positive number in `family`'s name: the key is the name's
+    text, the number's position and the other numbers, so siblings share it."""
+    nums = _NUM.findall(family)
+    if not nums:
+        return []
+    text = tuple(_NUM.split(family))
+    out = []
+    for i, x in enumerate(nums):
+        v = float(x)
+        if v > 0:
+            out.append(((text, i, tuple(nums[:i] + nums[i + 1:])), v))
+    return out
+
+
+class _Group:
+    """The families seen in one group, and the learned ones sorted by log size."""
+
+    __slots__ = ("seen", "logs", "times", "fams")
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.logs: list[float] = []    # learned members' log sizes, sorted
+        self.times: list[float] = []   # their 1-slice times, in the same order
+        self.fams: set[str] = set()    # learned members
+
+    def learn(self, family: str, log_v: float, t: float) -> None:
+        if family in self.fams:  # learned again (another run): its time moves
+            self.times[self.logs.index(log_v)] = t
+            return
+        self.fams.add(family)
+        i = bisect.bisect_left(self.logs, log_v)
+        self.logs.insert(i, log_v)
+        self.times.insert(i, t)
+
+    def exponent(self, prior: float) -> float:
+        """The least-squares slope of log time on log size over the learned members, else `prior`."""
+        xs = self.logs
+        if len(xs) < 2 or xs[0] == xs[-1]:
+            return prior
+        ys = [math.log(t) for t in self.times]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        e = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+        return min(max(e, EXPONENT_RANGE[0]), EXPONENT_RANGE[1])
+
+    def nearest(self, log_v: float) -> tuple[float, float]:
+        """(log size, time) of the learned member nearest in log size."""
+        i = bisect.bisect_left(self.logs, log_v)
+        cands = [k for k in (i - 1, i) if 0 <= k < len(self.logs)]
+        k = min(cands, key=lambda k: abs(self.logs[k] - log_v))
+        return self.logs[k], self.times[k]
+
+
+class Siblings:
+    """Families by sibling group: `seen` as they arrive, `learned` as their run times are."""
+
+    def __init__(self) -> None:
+        self._groups: dict[GroupKey, _Group] = {}
+        self._of: dict[str, list[tuple[GroupKey, float]]] = {}  # family -> (group, log size)
+        self._class: dict[str, str] = {}
+
+    def seen(self, family: str, job_class: str) -> None:
+        """A job of `family` (of class `job_class`) arrived."""
+        if family in self._of:
+            return
+        self._class[family] = job_class
+        keys = []
+        for key, v in groups_of(family):
+            g = self._groups.get(key)
+            if g is None:
+                g = self._groups[key] = _Group()
+            if len(g.seen) <= MAX_GROUP:
+                g.seen.add(family)
+            keys.append((key, math.log(v)))
+        self._of[family] = keys
+
+    def learned(self, family: str, time_s: float) -> Iterator[str]:
+        """`family`'s 1-slice run time is `time_s` now: record it, and yield the sibling
+        families not learned yet whose estimate may have changed (to re-rank their jobs)."""
+        if time_s <= 0:
+            return
+        for key, log_v in self._of.get(family, ()):
+            g = self._groups[key]
+            if len(g.seen) > MAX_GROUP:
+                continue
+            g.learn(family, log_v, time_s)
+            for f in g.seen:
+                if f not in g.fams:
+                    yield f
+
+    def estimate_s(self, family: str) -> float | None:
+        """`family`'s expected 1-slice run time from its nearest learned sibling, or None."""
+        best: tuple[float, float] | None = None  # (distance in log size, estimate)
+        prior = PRIOR_EXPONENT.get(self._class.get(family, ""), 0.0)
+        for key, log_v in self._of.get(family, ()):
+            g = self._groups[key]
+            if len(g.seen) > MAX_GROUP or not g.logs:
+                continue
+            log_s, t = g.nearest(log_v)
+            d = abs(log_v - log_s)
+            if best is None or d < best[0]:
+                best = (d, t * math.exp((log_v - log_s) * g.exponent(prior)))
+        return None if best is None else best[1]
