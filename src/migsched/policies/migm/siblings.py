@@ -29,7 +29,7 @@ import math
 import re
 from collections.abc import Iterator
 
-_NUM = re.compile(r"\d+(?:\.\d+)?")
+_NUM = re.compile(r"(\d+(?:\.\d+)?)")  # captured: split() returns text and numbers in turn
 
 #: More distinct values than this in one position of otherwise equal names: a counter, not a size.
 MAX_GROUP = 32
@@ -44,10 +44,10 @@ GroupKey = tuple[tuple[str, ...], int, tuple[str, ...]]
 def groups_of(family: str) -> list[tuple[GroupKey, float]]:
     """(group key, size) for each positive number in `family`'s name: the key is the name's
     text, the number's position and the other numbers, so siblings share it."""
-    nums = _NUM.findall(family)
-    if not nums:
+    parts = _NUM.split(family)
+    if len(parts) == 1:
         return []
-    text = tuple(_NUM.split(family))
+    text, nums = tuple(parts[0::2]), parts[1::2]
     out = []
     for i, x in enumerate(nums):
         v = float(x)
