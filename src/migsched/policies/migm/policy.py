@@ -47,6 +47,7 @@ from migsched.policies.migm.siblings import Siblings
 from migsched.policies.migm.sizing import MemorySizing
 from migsched.policies.migm.tail import TailRestart
 from migsched.policies.migm.whole import WholeGpu
+from migsched.policies.migm.wait import WaitForMore
 from migsched.policies.registry import register
 
 SCHEMES = ("head", "repartition-min")
@@ -59,7 +60,7 @@ CLASS_RANK = {"ml-train": 0, "ml-infer": 1, "llm": 2, "scientific": 3}
 
 
 @register
-class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu, Policy):
+class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu, WaitForMore, Policy):
     """MIGM: tightest MIG instance per job, reshaped on demand, restarted before it runs out.
 
     Args:
@@ -94,6 +95,8 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
             (`whole.py`; on A100 108 SMs against 7g's 98, on Hopper nothing to gain).
         siblings: rank a family with no completed run by its learned *siblings*, the families
             whose names differ from it in one number, scaled by that number (`siblings.py`).
+        wait_for_more: leave the only queued job waiting when a running neighbour's end frees a
+            larger instance soon enough that it ends sooner there (`wait.py`).
         estimator, forecaster: override the memory estimator / forecaster.
     """
 
@@ -111,6 +114,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
                  blocked_wait_s: float = 300.0, blocked_online: bool = False,
                  spare_share: float = 1.0, spare_min_gain: float = 0.1, easy_backfill: bool = True,
                  history: str | Path | HistoryStore | None = None, mig_off: bool = True, siblings: bool = True,
+                 wait_for_more: bool = True,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -136,6 +140,7 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
         self.easy_backfill = easy_backfill
         self.mig_off = mig_off
         self.siblings = Siblings() if siblings else None  # run times of new families (siblings.py)
+        self.wait_for_more = wait_for_more
         self._no_toggle: set[int] = set()         # GPUs whose MIG-mode change failed (whole.py)
         self.estimator, self.forecaster = estimator, forecaster
         self.history = history if isinstance(history, HistoryStore) or history is None else \
@@ -318,6 +323,9 @@ class MigmPolicy(EarlyRestart, PlacementChoice, TailRestart, LptRanks, WholeGpu,
                 pl = self._try_place(view, model, job, tier)
                 if pl is None:
                     self._no_place.add((job.job_id, tier))
+            if pl is not None and self._better_soon(view, job, pl):
+                self._bump("waits")  # a larger instance frees soon enough (wait.py): no reservation
+                continue
             if pl is not None:
                 whole = self._whole_instead(view, job, pl)
                 self._resv.pop(job.job_id, None)

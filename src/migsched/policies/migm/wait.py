@@ -1,0 +1,78 @@
+"""`migm` leaves a lone queued job waiting when a larger instance frees soon enough to end it sooner.
+
+Online, with one job queued and the GPU partly busy, placement takes whatever the free slices
+allow: a compute-bound job that arrives beside a running 1g job may get a 2g instance and run
+three times as long as on a 4g that the GPU could give it once a neighbour ends a minute later
+(held-out-style online batch, seed 11: bert-squad-infer on 2g.20gb for 1,610 s, where serial
+gives it the whole GPU for 587 s). So before launching the only queued job on `pl`, migm asks,
+for each job running on that GPU, whether its end would leave room for a profile with more
+compute that holds the job (that GPU's busy instances without it), and whether
+
+    remaining(running job) + T1 * c_then ** -alpha  <  (1 - WAIT_GAIN) * T1 * c_now ** -alpha
+
+where T1 is the job's expected compute time on one slice (its family's, else its class model's
+median, else the mean over the learned families: an unknown job is as long as a typical one),
+alpha its speed exponent (`RunTimes.alpha`), and the remaining time the running job's
+projection (`restarts.project`: progress, family, or class model). If so, it waits: nothing is
+reserved; the job's end is an event, and the next pass places the job on the larger room
+(the spare-compute upgrade gives a lone job all of it). With more than one job queued, other
+jobs would take the room first, so the rule does not apply.
+"""
+
+from __future__ import annotations
+
+from migsched.core.state import ClusterView, JobView
+from migsched.hardware.catalog import GpuModel, Profile
+from migsched.partition.layout import Layout
+from migsched.policies.migm.placement import Placement
+from migsched.policies.migm.restarts import RunTimes, project
+
+#: Wait only when that ends the job at least this share sooner than starting now.
+WAIT_GAIN = 0.1
+
+
+class WaitForMore:
+    """Mixin of `MigmPolicy` (uses its `wait_for_more` option, `times`, `model`, `_profiles`,
+    `need_mib`, `_unknown_rank`)."""
+
+    wait_for_more: bool
+    compute_upgrade: bool
+    times: RunTimes
+    model: GpuModel | None
+    _profiles: tuple[Profile, ...]
+
+    def _one_slice_s(self, job: JobView) -> float | None:
+        """The job's expected compute seconds on one slice (module doc), or None."""
+        cls = job.spec.job_class.value
+        t1 = self.times.compute_s(job.family, cls, 1)
+        if t1 is None:
+            fit = self.times.class_fit.get(cls)
+            t1 = fit.quantile_s(1, 0.0) if fit is not None else -self._unknown_rank()  # type: ignore[attr-defined]
+        return t1 if t1 > 0 else None
+
+    def _better_soon(self, view: ClusterView, job: JobView, pl: Placement) -> bool:
+        """Whether the only queued job, `job`, ends sooner waiting for a running neighbour on
+        `pl`'s GPU to end and taking the larger room its end leaves (module doc)."""
+        if not (self.wait_for_more and self.compute_upgrade) or len(view.queue) != 1:
+            return False
+        t1 = self._one_slice_s(job)
+        if t1 is None:
+            return False
+        alpha = self.times.alpha(job.family, job.spec.job_class.value)
+        c_now = pl.profile.compute_slices
+        start_now_s = t1 * c_now ** -alpha
+        need = self.need_mib(job)  # type: ignore[attr-defined]
+        g = view.gpus[pl.gpu]
+        for start, jid in g.jobs.items():
+            r = view.jobs.get(jid)
+            if r is None or r.profile is None:
+                continue
+            proj = project(r, view.now_s, r.family, self.times)
+            if proj is None or proj.remaining_s <= 0:
+                continue  # unknown, or overdue: its end is no nearer for having been expected
+            then = Layout(g.layout.model, tuple(i for i in g.layout.instances if i.busy and i.start != start))
+            c_then = max((p.compute_slices for p in self._profiles
+                          if p.memory_mib >= need and then.can_place(p)), default=0)
+            if proj.remaining_s + t1 * c_then ** -alpha < (1.0 - WAIT_GAIN) * start_now_s:  # so c_then > c_now
+                return True
+        return False

@@ -1,0 +1,76 @@
+"""`migm` leaves the only queued job waiting for a larger instance that frees soon enough
+(policies/migm/wait.py).
+
+Golden run (A100-40GB, SimCosts defaults: gi_create_s 0.12, gi_destroy_s 0.11; the tail
+restart off, so that only this rule can move the job). At 0 "r-000" (speed flat in the slices,
+reports progress, 1,000 s) and "jj-000" (linear in the slices: 70 s on 7g) share the GPU: r-000
+on 4g.20gb at slots 0-3 until 1,000.12 s, jj-000 on 3g.20gb at slots 4-7 until 163.57 s, which
+teaches the family "jj". "jj-001" (700 s on 7g) arrives alone at 950 s. The idle 3g would take
+it 700 x 7/3 = 1,633 s; r-000's end in 50 s leaves the whole GPU, where 7g takes 700 s. So it
+waits, and once r-000 ends the 3g and the 4g are destroyed (0.11 s each) and a 7g created
+(0.12 s): it starts at 1,000.46 and ends at 1,700.46. Without the rule it starts at 950 on the
+idle 3g and ends 1,633.3 s later.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from migsched.hardware import get_model
+from migsched.jobs import load_jobs_dict
+from migsched.run import simulate
+
+A40 = get_model("A100-40GB")
+FLAT = {"1": 1.0, "7": 1.0}
+LINEAR = {"1": 1 / 7, "2": 2 / 7, "3": 3 / 7, "4": 4 / 7, "7": 1.0}
+
+
+def _job(name, runtime_s, arrival_s, speedup, progress=False):
+    m = {"runtime_s": runtime_s, "peak_gib": 3.0, "power_w": 100.0, "memory": "constant",
+         "startup_s": 0.0, "speedup": speedup}
+    return {"name": name, "class": "ml-train", "hint_gib": 3.0, "arrival_s": arrival_s,
+            "reports_progress": progress, "model": m}
+
+
+def _run(**opts):
+    js = [_job("r-000", 1000, 0.0, FLAT, True), _job("jj-000", 70, 0.0, LINEAR), _job("jj-001", 700, 950.0, LINEAR)]
+    r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, policy="migm",
+                 tail_restart=False, **opts)
+    return r, {j.job_id: j.runs for j in r.jobs}
+
+
+def test_the_lone_job_waits_for_the_larger_instance_a_neighbour_frees():
+    r, runs = _run()
+    assert [(a.launched_s, a.profile) for a in runs["r-000"]] == [(pytest.approx(0.12), "4g.20gb")]
+    assert runs["r-000"][0].ended_s == pytest.approx(1000.12)
+    (a,) = runs["jj-001"]
+    assert (a.launched_s, a.profile) == (pytest.approx(1000.46), "7g.40gb")
+    assert a.ended_s == pytest.approx(a.launched_s + 700.0)
+    assert r.policy_summary["waits"] >= 1
+
+
+def test_without_the_rule_it_starts_at_once_on_the_smaller_instance():
+    r, runs = _run(wait_for_more=False)
+    (a,) = runs["jj-001"]
+    assert (a.launched_s, a.profile) == (pytest.approx(950.0), "3g.20gb")
+    assert a.ended_s == pytest.approx(950.0 + 700 * 7 / 3)
+    assert "waits" not in r.policy_summary
+
+
+def test_no_wait_when_the_neighbour_ends_too_late():
+    # r-000 runs 3,000 s: its end is 2,050 s away, longer than jj-001 takes on the 3g (1,633 s).
+    js = [_job("r-000", 3000, 0.0, FLAT, True), _job("jj-000", 70, 0.0, LINEAR), _job("jj-001", 700, 950.0, LINEAR)]
+    r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, policy="migm", tail_restart=False)
+    (a,) = next(j for j in r.jobs if j.job_id == "jj-001").runs
+    assert (a.launched_s, a.profile) == (pytest.approx(950.0), "3g.20gb")
+
+
+def test_no_wait_with_another_job_queued():
+    # Two arrive at 950: the first placed does not wait (the room r-000's end leaves can go to one
+    # of them only): it starts on a 2g fissioned from the idle 3g (0.11 + 0.12 s). The second,
+    # alone in the queue then, waits for r-000's 4g.
+    js = [_job("r-000", 1000, 0.0, FLAT, True), _job("jj-000", 70, 0.0, LINEAR),
+          _job("jj-001", 700, 950.0, LINEAR), _job("jj-002", 700, 950.0, LINEAR)]
+    r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, policy="migm", tail_restart=False)
+    starts = sorted(j.runs[0].launched_s for j in r.jobs if j.job_id.startswith("jj-00") and j.job_id != "jj-000")
+    assert starts == [pytest.approx(950.23), pytest.approx(1000.12)]
