@@ -1,10 +1,10 @@
 """`migm` leaves a lone queued job waiting when a larger instance frees soon enough to end it sooner.
 
 Online, with one job queued and the GPU partly busy, placement takes whatever the free slices
-allow: a compute-bound job that arrives beside a running 1g job may get a 2g instance and run
-three times as long as on a 4g that the GPU could give it once a neighbour ends a minute later
-(held-out-style online batch, seed 11: bert-squad-infer on 2g.20gb for 1,610 s, where serial
-gives it the whole GPU for 587 s). So before launching the only queued job on `pl`, migm asks,
+allow: a compute-bound job that arrives beside running jobs may get a 2g instance and run
+nearly twice as long as on the 4g the GPU gives once a neighbour ends a minute later
+(held-out-style online batch, tuning seed 11: bert-squad-infer on 2g.20gb for 1,610 s; it now
+waits 36 s and runs 889 s on 4g.40gb; serial gives it the whole GPU for 587 s). So before launching the only queued job on `pl`, migm asks,
 for each job running on that GPU, whether its end would leave room for a profile with more
 compute that holds the job (that GPU's busy instances without it), and whether
 
