@@ -74,3 +74,20 @@ def test_no_wait_with_another_job_queued():
     r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, policy="migm", tail_restart=False)
     starts = sorted(j.runs[0].launched_s for j in r.jobs if j.job_id.startswith("jj-00") and j.job_id != "jj-000")
     assert starts == [pytest.approx(950.23), pytest.approx(1000.12)]
+
+
+def test_a_wait_ends_at_its_deadline_when_the_neighbour_runs_on(monkeypatch):
+    # r-000 runs 1,100 s, but its projection is made to say "10 s left" for ever. jj-000 ran
+    # 163.33 s on 3g; with one size known its family scales by the ml-train prior (alpha 0.9),
+    # so 7g would take 163.33 * (3/7)^0.9 and waiting pays off for at most 0.9 * 163.33 minus
+    # that: jj-001 waits from 950 s until then (a wake-up: no event comes) and starts on the
+    # idle 3g, not at r-000's end (1,100.12 s).
+    from migsched.policies.migm import wait
+    from migsched.policies.migm.restarts import PRIOR_ALPHA, Projection
+    monkeypatch.setattr(wait, "project", lambda job, now_s, fam, times: Projection(10.0, 1000.0, now_s))
+    js = [_job("r-000", 1100, 0.0, FLAT, True), _job("jj-000", 70, 0.0, LINEAR), _job("jj-001", 700, 950.0, LINEAR)]
+    r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, policy="migm", tail_restart=False)
+    (a,) = next(j for j in r.jobs if j.job_id == "jj-001").runs
+    t3 = 163.57333333333335 - 0.24
+    deadline = 950 + 0.9 * t3 - t3 * (3 / 7) ** PRIOR_ALPHA["ml-train"]
+    assert (a.launched_s, a.profile) == (pytest.approx(deadline), "3g.20gb")

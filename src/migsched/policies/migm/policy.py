@@ -142,6 +142,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         self.mig_off = mig_off
         self.siblings = Siblings() if siblings else None  # run times of new families (siblings.py)
         self.wait_for_more = wait_for_more
+        self._wait_until: dict[str, float] = {}   # job -> deadline of its wait (wait.py)
         self._no_toggle: set[int] = set()         # GPUs whose MIG-mode change failed (whole.py)
         self.estimator, self.forecaster = estimator, forecaster
         self.history = history if isinstance(history, HistoryStore) or history is None else \
@@ -222,8 +223,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         # Fast path (most calls follow a memory sample): nothing this pass reads has changed since
         # a pass that placed nothing; heads, tiers and reservations are the same, so only the
         # time-dependent blocked restart needs a look.
-        quiet = (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
-                 self.sizing.version, len(self._resv), len(self._target))
+        quiet = self._quiet_key(view)
         if quiet == self._quiet and self.reserve_after_s <= 0:
             return self._blocked(view)
         self._quiet = None
@@ -254,7 +254,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         key = (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
                tuple((t, j.job_id, view.now_s - j.arrived_s >= self.reserve_after_s) for t, j in heads),
                tuple(self._resv.items()), tuple(self._target.items()), frozenset(self._sticky),
-               tuple(self.index.counts.items()))
+               tuple(self.index.counts.items()), self._waits_due(view))
         if key != self._miss:
             acts = self._place_heads(view, model, heads)
             if acts:
@@ -266,9 +266,14 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
             key = key[:6] + (tuple(self._resv.items()),) + key[7:]
             self._miss = key
         if key == self._miss:
-            self._quiet = (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
-                           self.sizing.version, len(self._resv), len(self._target))
+            self._quiet = self._quiet_key(view)
         return self._blocked(view)
+
+    def _quiet_key(self, view: ClusterView) -> tuple:
+        """What a pass that placed nothing depends on, besides the clock's rules (`_blocked`)."""
+        assert self.sizing is not None
+        return (self._epoch, len(view.jobs), len(view.queue), len(view.running), view.more_arrivals,
+                self.sizing.version, len(self._resv), len(self._target), self._waits_due(view))
 
     def _place_heads(self, view: ClusterView, model: GpuModel, heads: list[tuple[str, JobView]]) -> list[Action]:
         """Launch the first head that can be placed, or reserve slots for the first blocked one."""
@@ -328,6 +333,11 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         return pl
 
     # ---- the contract -------------------------------------------------------------------------
+    def wake_at_s(self, view: ClusterView) -> float | None:
+        """The tail and blocked restarts' re-checks (`tail.py`) and the end of a wait (`wait.py`)."""
+        tail, wait = TailRestart.wake_at_s(self, view), self.wait_wake_s(view)
+        return tail if wait is None else wait if tail is None else min(tail, wait)
+
     def decide(self, view: ClusterView, changes: Changes) -> Decision:
         """Keep what changed for the queue index (absorbed where the placement pass runs)."""
         if changes.arrived or changes.ended or changes.requeued:

@@ -17,11 +17,16 @@ projection (`restarts.project`: progress, family, or class model). If so, it wai
 reserved; the job's end is an event, and the next pass places the job on the larger room
 (the spare-compute upgrade gives a lone job all of it). With more than one job queued, other
 jobs would take the room first, so the rule does not apply.
+
+A job waits at most as long as waiting could pay off when it first waited (the slack
+`(1 - WAIT_GAIN) * T(c_now) - T(c_then)`): a projection that keeps saying "soon" (a job whose
+progress reports run ahead of its real progress) cannot keep it queued, and the policy asks to
+be woken at that deadline (`wait_wake_s`) so that it does not hang on the next event.
 """
 
 from __future__ import annotations
 
-from migsched.core.state import ClusterView, JobView
+from migsched.core.state import ClusterView, JobState, JobView
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
 from migsched.policies.migm.placement import Placement
@@ -40,6 +45,7 @@ class WaitForMore:
     times: RunTimes
     model: GpuModel | None
     _profiles: tuple[Profile, ...]
+    _wait_until: dict[str, float]  # job -> the deadline of its wait (set at its first wait)
 
     def _one_slice_s(self, job: JobView) -> float | None:
         """The job's expected compute seconds on one slice (module doc), or None."""
@@ -55,6 +61,9 @@ class WaitForMore:
         `pl`'s GPU to end and taking the larger room its end leaves (module doc)."""
         if not (self.wait_for_more and self.compute_upgrade) or len(view.queue) != 1:
             return False
+        until = self._wait_until.get(job.job_id)
+        if until is not None and view.now_s >= until:
+            return False  # waited as long as it could pay off
         t1 = self._one_slice_s(job)
         if t1 is None:
             return False
@@ -73,6 +82,30 @@ class WaitForMore:
             then = Layout(g.layout.model, tuple(i for i in g.layout.instances if i.busy and i.start != start))
             c_then = max((p.compute_slices for p in self._profiles
                           if p.memory_mib >= need and then.can_place(p)), default=0)
-            if proj.remaining_s + t1 * c_then ** -alpha < (1.0 - WAIT_GAIN) * start_now_s:  # so c_then > c_now
+            slack_s = (1.0 - WAIT_GAIN) * start_now_s - t1 * c_then ** -alpha
+            if proj.remaining_s < slack_s:  # so c_then > c_now
+                if until is None:
+                    self._wait_until[job.job_id] = view.now_s + slack_s
                 return True
         return False
+
+    def _waits_due(self, view: ClusterView) -> int:
+        """How many waits have reached their deadline (part of the placement memo's key: a job
+        whose wait just ended must be placed, though nothing else changed)."""
+        if not self._wait_until:
+            return 0
+        return sum(t <= view.now_s for t in self._wait_until.values())
+
+    def wait_wake_s(self, view: ClusterView) -> float | None:
+        """The earliest deadline of a queued job's wait still ahead, if any (module doc)."""
+        if not self._wait_until:
+            return None
+        for jid in [j for j in self._wait_until if jid_gone(view, j)]:
+            del self._wait_until[jid]
+        return min((t for t in self._wait_until.values() if t > view.now_s), default=None)
+
+
+def jid_gone(view: ClusterView, job_id: str) -> bool:
+    """Whether `job_id` is no longer queued (launched, rejected or ended)."""
+    job = view.jobs.get(job_id)
+    return job is None or job.state is not JobState.QUEUED
