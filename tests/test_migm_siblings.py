@@ -122,3 +122,39 @@ def test_the_nearest_learned_sibling_in_log_size_is_scaled():
         list(s.learned(f"x-{v}", t))
     e = np.polyfit(np.log(list(pts)), np.log(list(pts.values())), 1)[0]
     assert s.estimate_s("x-90") == pytest.approx(1000.0 * 0.9 ** e)  # from x-100, not x-2
+
+
+def test_a_group_that_becomes_a_counter_hands_back_the_families_it_had_ranked():
+    s = Siblings()
+    for i in (1, 2, 3):
+        s.seen(f"j{i}", "scientific")
+    s.learned("j1", 10.0)
+    dropped = []
+    for i in range(4, MAX_GROUP + 3):
+        dropped += s.seen(f"j{i}", "scientific")
+    assert set(dropped) >= {"j2", "j3"} and s.estimate_s("j2") is None
+
+
+def test_siblings_are_re_ranked_when_a_time_moves_not_on_every_run():
+    s = Siblings()
+    for f in ("x-1", "x-2"):
+        s.seen(f, "scientific")
+    assert s.learned("x-1", 10.0) == ["x-2"]   # new to the group
+    assert s.learned("x-1", 10.5) == []        # another run, 5 % off: no re-rank
+    assert s.learned("x-1", 20.0) == ["x-2"]   # moved by more than RERANK_MOVE
+    assert s.estimate_s("x-2") == pytest.approx(40.0)
+
+
+def test_two_names_with_the_same_value_keep_their_own_times():
+    s = Siblings()
+    for f in ("x-7", "x-007", "x-14"):
+        s.seen(f, "ml-train")
+    s.learned("x-7", 10.0)
+    s.learned("x-007", 100.0)
+    s.learned("x-7", 50.0)
+    (key, _), = groups_of("x-14")
+    assert s._groups[key].known == {"x-7": (math.log(7), 50.0), "x-007": (math.log(7), 100.0)}
+
+
+def test_a_number_too_large_for_a_float_is_no_size():
+    assert groups_of("y-" + "9" * 400) == []

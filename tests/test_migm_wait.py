@@ -91,3 +91,26 @@ def test_a_wait_ends_at_its_deadline_when_the_neighbour_runs_on(monkeypatch):
     t3 = 163.57333333333335 - 0.24
     deadline = 950 + 0.9 * t3 - t3 * (3 / 7) ** PRIOR_ALPHA["ml-train"]
     assert (a.launched_s, a.profile) == (pytest.approx(deadline), "3g.20gb")
+
+
+def test_an_arrival_during_a_wait_gives_the_waiting_job_the_profile_it_declined():
+    # The golden case plus a 20-s job arriving at 960 s, during jj-001's wait: jj-001 takes the
+    # idle 3g it declined (not a 2g split off it, 2,450 s) and ends 10 s later than without the
+    # rule; the newcomer waits for r-000's 4g.
+    js = [_job("r-000", 1000, 0.0, FLAT, True), _job("jj-000", 70, 0.0, LINEAR), _job("jj-001", 700, 950.0, LINEAR),
+          {**_job("s-000", 20, 960.0, FLAT), "class": "ml-infer"}]
+    r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, policy="migm", tail_restart=False)
+    (a,) = next(j for j in r.jobs if j.job_id == "jj-001").runs
+    assert (a.launched_s, a.profile) == (pytest.approx(960.0), "3g.20gb")
+    assert a.ended_s == pytest.approx(960.0 + 700 * 7 / 3)
+
+
+def test_a_waiting_job_does_not_turn_an_idle_mig_off_gpu_back_on():
+    # Two GPUs: big-000 runs alone on GPU 0 with MIG off (0..~280 s), then GPU 0 idles off.
+    # r-000 and jj-000 share GPU 1. jj-001 arrives at 950 and waits for r-000's end on GPU 1;
+    # waiting is not being stuck, so no reset is asked for GPU 0 (only big-000's turn-off).
+    js = [_job("big-000", 300, 0.0, LINEAR), _job("r-000", 1000, 10.0, FLAT, True),
+          _job("jj-000", 70, 10.0, LINEAR), _job("jj-001", 700, 950.0, LINEAR)]
+    r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, gpus=2, policy="migm",
+                 tail_restart=False)
+    assert r.mig_mode_changes == 1 and r.policy_summary["waits"] >= 1

@@ -48,6 +48,9 @@ class PlacementChoice:
                 return pl
             if job.job_id in self._sticky:
                 return None  # restarted for a bigger instance: wait for it, not the old slot
+        pl = self._declined_room(view, job, reserved)  # type: ignore[attr-defined]
+        if pl is not None:
+            return pl
         up = self._spare_upgrade(view, job, tight, reserved)
         if up is not None:
             return up

@@ -59,7 +59,12 @@ class Learning:
         joins the mean unknown families rank at (`_unknown_rank`) and its siblings' estimates."""
         t1 = self._fam_val[family] = self.times.compute_s(family, "", 1) or 0.0
         self._known_runs += 1
-        if self.siblings is not None and self.rank == "lpt":  # their estimates moved: re-rank
-            for fam in self.siblings.learned(family, t1):
+        if self.siblings is not None:
+            self._rerank(self.siblings.learned(family, t1))
+
+    def _rerank(self, families: list[str]) -> None:
+        """Re-add the queued jobs of `families` to the index: their LPT rank may have moved."""
+        if self.rank == "lpt":
+            for fam in families:
                 if fam in self.index.queued_by_family:
                     self.index.learned(fam)

@@ -142,7 +142,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         self.mig_off = mig_off
         self.siblings = Siblings() if siblings else None  # run times of new families (siblings.py)
         self.wait_for_more = wait_for_more
-        self._wait_until: dict[str, float] = {}   # job -> deadline of its wait (wait.py)
+        self._waits: dict[str, tuple[float, Profile]] = {}  # job -> (deadline s, declined profile) (wait.py)
         self._no_toggle: set[int] = set()         # GPUs whose MIG-mode change failed (whole.py)
         self.estimator, self.forecaster = estimator, forecaster
         self.history = history if isinstance(history, HistoryStore) or history is None else \
@@ -285,6 +285,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         burst = (view.now_s, tuple(self._resv.items()))
         if burst != self._burst:
             self._burst, self._no_place = burst, set()
+        waited = False
         for tier, job in heads:
             if (job.job_id, tier) in self._no_place:
                 pl = None
@@ -294,6 +295,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
                     self._no_place.add((job.job_id, tier))
             if pl is not None and self._better_soon(view, job, pl):
                 self._bump("waits")  # a larger instance frees soon enough (wait.py): no reservation
+                waited = True
                 continue
             if pl is not None:
                 whole = self._whole_instead(view, job, pl)
@@ -302,6 +304,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
                 if pl.profile.name != tier:
                     self._bump("compute_upgrades")
                 self._target.pop(job.job_id, None)
+                self._waits.pop(job.job_id, None)  # a restarted attempt may wait afresh
                 self._sticky.discard(job.job_id)
                 self.index.launched(job, view, delta=(-1, 1))
                 self._watch_family(job)
@@ -311,7 +314,8 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
                 if r is not None:
                     self._resv[job.job_id] = (tier, r)
                     self._bump("reservations")
-        on = self._whole_back_on(view, stuck=heads[0][1]) if heads else []  # no head fits the MIG GPUs
+        # No head fits the MIG GPUs (one that chose to wait is not stuck):
+        on = self._whole_back_on(view, stuck=heads[0][1]) if heads and not waited else []
         if on:
             self._burst = None  # the room it makes is new to this burst
             if isinstance(on[0], Launch):
@@ -356,8 +360,8 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         pending, self._changes = self._changes, []
         for ch in pending:
             if self.siblings is not None:
-                for job in ch.arrived:
-                    self.siblings.seen(job.family, job.spec.job_class.value)
+                for job in ch.arrived:  # a group that proves a counter withdraws its estimates
+                    self._rerank(self.siblings.seen(job.family, job.spec.job_class.value))
             if self.history is not None:
                 for job in ch.arrived:  # ranked by what earlier batches taught, from the start
                     if self.times.recall(job.family):

@@ -5,8 +5,8 @@ completed runs). A family with no completed run yet ranks by the estimate its le
 give (`siblings.py`: "nw-32768" from "nw-16384"), else at the mean of the learned ones
 (`_unknown_rank`); and when its running members have already computed longer than that mean,
 the median of what they computed so far is a floor on its length (`_floors`, the censored
-ranks): the larger of floor and sibling estimate ranks it. The ranks feed `QueueIndex` (ordering.py), which re-adds a family's queued
-members when its rank changes.
+ranks): the larger of floor and sibling estimate ranks it. The ranks feed `QueueIndex`
+(ordering.py), which re-adds a family's queued members when its rank changes.
 """
 
 from __future__ import annotations

@@ -19,15 +19,15 @@ first run ends.
 
 A number taking more than `MAX_GROUP` values among the families seen is a counter or an id
 ("j0" ... "j99999"), not a size: that group is not used (checked as families arrive, so the
-cost stays O(numbers in the name) per new family).
+cost stays O(numbers in the name) per new family), and the jobs it had ranked are re-ranked.
+Below that, a run or seed index in a name ("job1", "job30") reads as a size too: a known
+limit. So do versions ("v2.0.1") and an exponent ("1e5" is the numbers 1 and 5).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import re
-from collections.abc import Iterator
 
 _NUM = re.compile(r"(\d+(?:\.\d+)?)")  # captured: split() returns text and numbers in turn
 
@@ -37,6 +37,9 @@ MAX_GROUP = 32
 PRIOR_EXPONENT = {"scientific": 1.0}
 #: A fitted exponent is kept within these bounds (two noisy points can say anything).
 EXPONENT_RANGE = (-1.0, 3.0)
+#: A learned family's siblings are re-ranked when its time moved by more than this share (a
+#: re-rank re-adds their queued jobs: on every completed run it would cost O(runs x queue)).
+RERANK_MOVE = 0.1
 
 GroupKey = tuple[tuple[str, ...], int, tuple[str, ...]]
 
@@ -51,48 +54,43 @@ def groups_of(family: str) -> list[tuple[GroupKey, float]]:
     out = []
     for i, x in enumerate(nums):
         v = float(x)
-        if v > 0:
+        if 0 < v < math.inf:  # a 400-digit number is no size
             out.append(((text, i, tuple(nums[:i] + nums[i + 1:])), v))
     return out
 
 
 class _Group:
-    """The families seen in one group, and the learned ones sorted by log size."""
+    """The families seen in one group, and the learned ones: family -> (log size, 1-slice s)."""
 
-    __slots__ = ("seen", "logs", "times", "fams")
+    __slots__ = ("seen", "known")
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
-        self.logs: list[float] = []    # learned members' log sizes, sorted
-        self.times: list[float] = []   # their 1-slice times, in the same order
-        self.fams: set[str] = set()    # learned members
+        self.known: dict[str, tuple[float, float]] = {}
 
-    def learn(self, family: str, log_v: float, t: float) -> None:
-        if family in self.fams:  # learned again (another run): its time moves
-            self.times[self.logs.index(log_v)] = t
-            return
-        self.fams.add(family)
-        i = bisect.bisect_left(self.logs, log_v)
-        self.logs.insert(i, log_v)
-        self.times.insert(i, t)
+    @property
+    def counter(self) -> bool:
+        """More values than a size would take: a counter or an id (module doc)."""
+        return len(self.seen) > MAX_GROUP
 
     def exponent(self, prior: float) -> float:
         """The least-squares slope of log time on log size over the learned members, else `prior`."""
-        xs = self.logs
-        if len(xs) < 2 or xs[0] == xs[-1]:
+        pts = list(self.known.values())
+        xs = [x for x, _ in pts]
+        if len(pts) < 2 or min(xs) == max(xs):
             return prior
-        ys = [math.log(t) for t in self.times]
+        ys = [math.log(t) for _, t in pts]
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         sxx = sum((x - mx) ** 2 for x in xs)
         e = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
         return min(max(e, EXPONENT_RANGE[0]), EXPONENT_RANGE[1])
 
     def nearest(self, log_v: float) -> tuple[float, float]:
-        """(log size, time) of the learned member nearest in log size."""
-        i = bisect.bisect_left(self.logs, log_v)
-        cands = [k for k in (i - 1, i) if 0 <= k < len(self.logs)]
-        k = min(cands, key=lambda k: abs(self.logs[k] - log_v))
-        return self.logs[k], self.times[k]
+        """(log size, time) of the learned member nearest in log size (at most `MAX_GROUP`)."""
+        return min(self.known.values(), key=lambda xt: abs(xt[0] - log_v))
+
+    def unknown(self) -> list[str]:
+        return [f for f in self.seen if f not in self.known]
 
 
 class Siblings:
@@ -103,34 +101,41 @@ class Siblings:
         self._of: dict[str, list[tuple[GroupKey, float]]] = {}  # family -> (group, log size)
         self._class: dict[str, str] = {}
 
-    def seen(self, family: str, job_class: str) -> None:
-        """A job of `family` (of class `job_class`) arrived."""
+    def seen(self, family: str, job_class: str) -> list[str]:
+        """A job of `family` (of class `job_class`) arrived. Returns the families whose estimate
+        this withdrew (a group that turned out to be a counter): their jobs need a re-rank."""
         if family in self._of:
-            return
+            return []
         self._class[family] = job_class
-        keys = []
+        keys, dropped = [], []
         for key, v in groups_of(family):
             g = self._groups.get(key)
             if g is None:
                 g = self._groups[key] = _Group()
-            if len(g.seen) <= MAX_GROUP:
+            if not g.counter:
                 g.seen.add(family)
+                if g.counter and g.known:  # just became one: its estimates no longer hold
+                    dropped += g.unknown()
             keys.append((key, math.log(v)))
         self._of[family] = keys
+        return dropped
 
-    def learned(self, family: str, time_s: float) -> Iterator[str]:
-        """`family`'s 1-slice run time is `time_s` now: record it, and yield the sibling
-        families not learned yet whose estimate may have changed (to re-rank their jobs)."""
-        if time_s <= 0:
-            return
+    def learned(self, family: str, time_s: float) -> list[str]:
+        """`family`'s 1-slice run time is `time_s` now: record it, and return the sibling
+        families not learned yet whose estimate moved (to re-rank their jobs): when the family
+        is new to its group or its time moved by more than `RERANK_MOVE`, not on every run."""
+        out: list[str] = []
+        if not time_s > 0:
+            return out
         for key, log_v in self._of.get(family, ()):
             g = self._groups[key]
-            if len(g.seen) > MAX_GROUP:
+            if g.counter:
                 continue
-            g.learn(family, log_v, time_s)
-            for f in g.seen:
-                if f not in g.fams:
-                    yield f
+            old = g.known.get(family)
+            g.known[family] = (log_v, time_s)
+            if old is None or abs(time_s - old[1]) > RERANK_MOVE * old[1]:
+                out += g.unknown()
+        return out
 
     def estimate_s(self, family: str) -> float | None:
         """`family`'s expected 1-slice run time from its nearest learned sibling, or None."""
@@ -138,7 +143,7 @@ class Siblings:
         prior = PRIOR_EXPONENT.get(self._class.get(family, ""), 0.0)
         for key, log_v in self._of.get(family, ()):
             g = self._groups[key]
-            if len(g.seen) > MAX_GROUP or not g.logs:
+            if g.counter or not g.known:
                 continue
             log_s, t = g.nearest(log_v)
             d = abs(log_v - log_s)

@@ -3,10 +3,11 @@
 Online, with one job queued and the GPU partly busy, placement takes whatever the free slices
 allow: a compute-bound job that arrives beside running jobs may get a 2g instance and run
 nearly twice as long as on the 4g the GPU gives once a neighbour ends a minute later
-(held-out-style online batch, tuning seed 11: bert-squad-infer on 2g.20gb for 1,610 s; it now
-waits 36 s and runs 889 s on 4g.40gb; serial gives it the whole GPU for 587 s). So before launching the only queued job on `pl`, migm asks,
-for each job running on that GPU, whether its end would leave room for a profile with more
-compute that holds the job (that GPU's busy instances without it), and whether
+(held-out-style online batch, tuning seed 11: bert-squad-infer on 2g.20gb for 1,610 s; it
+now waits 36 s and runs 889 s on 4g.40gb; serial gives it the whole GPU for 587 s). So
+before launching the only queued job on `pl`, migm asks, for each job running on that GPU,
+whether its end would leave room for a profile with more compute that holds the job (that
+GPU's busy instances without it), and whether
 
     remaining(running job) + T1 * c_then ** -alpha  <  (1 - WAIT_GAIN) * T1 * c_now ** -alpha
 
@@ -21,15 +22,19 @@ jobs would take the room first, so the rule does not apply.
 A job waits at most as long as waiting could pay off when it first waited (the slack
 `(1 - WAIT_GAIN) * T(c_now) - T(c_then)`): a projection that keeps saying "soon" (a job whose
 progress reports run ahead of its real progress) cannot keep it queued, and the policy asks to
-be woken at that deadline (`wait_wake_s`) so that it does not hang on the next event.
+be woken at that deadline (`wait_wake_s`) so that it does not hang on the next event. If
+another job is queued meanwhile, the waiting one takes the profile it declined, where it can
+(`_declined_room`): a second job would otherwise leave it less than it had.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from migsched.core.state import ClusterView, JobState, JobView
 from migsched.hardware.catalog import GpuModel, Profile
 from migsched.partition.layout import Layout
-from migsched.policies.migm.placement import Placement
+from migsched.policies.migm.placement import Placement, Reservation, find_create, find_reclaim, find_reuse
 from migsched.policies.migm.restarts import RunTimes, project
 
 #: Wait only when that ends the job at least this share sooner than starting now.
@@ -37,15 +42,15 @@ WAIT_GAIN = 0.1
 
 
 class WaitForMore:
-    """Mixin of `MigmPolicy` (uses its `wait_for_more` option, `times`, `model`, `_profiles`,
-    `need_mib`, `_unknown_rank`)."""
+    """Mixin of `MigmPolicy` (uses its `wait_for_more` and `compute_upgrade` options, `times`,
+    `model`, `_profiles`, `_waits`, `need_mib`, `_unknown_rank`)."""
 
     wait_for_more: bool
     compute_upgrade: bool
     times: RunTimes
     model: GpuModel | None
     _profiles: tuple[Profile, ...]
-    _wait_until: dict[str, float]  # job -> the deadline of its wait (set at its first wait)
+    _waits: dict[str, tuple[float, Profile]]  # job -> (deadline s, the profile it declined)
 
     def _one_slice_s(self, job: JobView) -> float | None:
         """The job's expected compute seconds on one slice (module doc), or None."""
@@ -61,8 +66,8 @@ class WaitForMore:
         `pl`'s GPU to end and taking the larger room its end leaves (module doc)."""
         if not (self.wait_for_more and self.compute_upgrade) or len(view.queue) != 1:
             return False
-        until = self._wait_until.get(job.job_id)
-        if until is not None and view.now_s >= until:
+        waiting = self._waits.get(job.job_id)
+        if waiting is not None and view.now_s >= waiting[0]:
             return False  # waited as long as it could pay off
         t1 = self._one_slice_s(job)
         if t1 is None:
@@ -84,28 +89,38 @@ class WaitForMore:
                           if p.memory_mib >= need and then.can_place(p)), default=0)
             slack_s = (1.0 - WAIT_GAIN) * start_now_s - t1 * c_then ** -alpha
             if proj.remaining_s < slack_s:  # so c_then > c_now
-                if until is None:
-                    self._wait_until[job.job_id] = view.now_s + slack_s
+                if waiting is None:
+                    self._waits[job.job_id] = (view.now_s + slack_s, pl.profile)
                 return True
         return False
 
     def _waits_due(self, view: ClusterView) -> int:
         """How many waits have reached their deadline (part of the placement memo's key: a job
         whose wait just ended must be placed, though nothing else changed)."""
-        if not self._wait_until:
+        if not self._waits:
             return 0
-        return sum(t <= view.now_s for t in self._wait_until.values())
+        return sum(t <= view.now_s for t, _p in self._waits.values())
 
     def wait_wake_s(self, view: ClusterView) -> float | None:
         """The earliest deadline of a queued job's wait still ahead, if any (module doc)."""
-        if not self._wait_until:
+        if not self._waits:
             return None
-        for jid in [j for j in self._wait_until if jid_gone(view, j)]:
-            del self._wait_until[jid]
-        return min((t for t in self._wait_until.values() if t > view.now_s), default=None)
+        for jid in [j for j in self._waits if _gone(view, j)]:
+            del self._waits[jid]
+        return min((t for t, _p in self._waits.values() if t > view.now_s), default=None)
+
+    def _declined_room(self, view: ClusterView, job: JobView, reserved: Sequence[Reservation]) -> Placement | None:
+        """Once another job is queued beside a waiting one, the room it waited for may go to
+        either, and placement for two queued jobs would give it less than it declined: the
+        profile it declined comes first (reused, created or reclaimed), as it was to begin with."""
+        waiting = self._waits.get(job.job_id)
+        if waiting is None or len(view.queue) == 1:
+            return None
+        p = waiting[1]
+        return find_reuse(view, [p], reserved) or find_create(view, p, reserved) or find_reclaim(view, p, reserved)
 
 
-def jid_gone(view: ClusterView, job_id: str) -> bool:
+def _gone(view: ClusterView, job_id: str) -> bool:
     """Whether `job_id` is no longer queued (launched, rejected or ended)."""
     job = view.jobs.get(job_id)
     return job is None or job.state is not JobState.QUEUED
