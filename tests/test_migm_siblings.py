@@ -158,3 +158,20 @@ def test_two_names_with_the_same_value_keep_their_own_times():
 
 def test_a_number_too_large_for_a_float_is_no_size():
     assert groups_of("y-" + "9" * 400) == []
+
+
+def test_a_resumed_runs_running_jobs_join_their_sibling_groups():
+    # On --resume the running jobs come only in `restored`: their families must be known to the
+    # sibling index, or their completion would teach no sibling.
+    from migsched.core.policy import Changes
+    from migsched.core.state import ClusterView, GpuView, JobState, JobView
+    from migsched.jobs.model import JobClass, JobSpec
+    from migsched.partition.layout import Layout
+    from migsched.policies.registry import create_policy
+    pol = create_policy("migm")
+    running = JobView(spec=JobSpec("nw-16384-000", "nw-16384-000", JobClass.SCIENTIFIC, hint_gib=2.0))
+    running.state = JobState.RUNNING
+    gpus = [GpuView(0, A40, True, Layout.empty(A40))]
+    view = ClusterView(0.0, gpus, [], {running.job_id: running}, {running.job_id: running}, more_arrivals=False)
+    pol.decide(view, Changes(0.0, restored=[running], started=[running]))
+    assert pol.siblings._of["nw-16384"]

@@ -344,7 +344,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
 
     def decide(self, view: ClusterView, changes: Changes) -> Decision:
         """Keep what changed for the queue index (absorbed where the placement pass runs)."""
-        if changes.arrived or changes.ended or changes.requeued:
+        if changes.arrived or changes.ended or changes.requeued or changes.restored:
             self._changes.append(changes)
         if changes.first:  # events may have freed room: a new burst
             self._burst = None
@@ -360,7 +360,8 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         pending, self._changes = self._changes, []
         for ch in pending:
             if self.siblings is not None:
-                for job in ch.arrived:  # a group that proves a counter withdraws its estimates
+                for job in (*ch.arrived, *ch.restored):  # restored: a resumed run's running jobs too
+                    # a group that proves a counter withdraws its estimates
                     self._rerank(self.siblings.seen(job.family, job.spec.job_class.value))
             if self.history is not None:
                 for job in ch.arrived:  # ranked by what earlier batches taught, from the start
