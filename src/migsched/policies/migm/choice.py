@@ -17,6 +17,7 @@ from migsched.policies.migm.placement import (
     Placement,
     Reservation,
     best_target,
+    find_anywhere,
     find_create,
     find_reclaim,
     find_reuse,
@@ -42,8 +43,7 @@ class PlacementChoice:
             return None  # every search below reuses an idle instance, fills room or destroys an idle one
         target = self._target.get(job.job_id)
         if target is not None:
-            pl = find_reuse(view, [target], reserved) or find_create(view, target, reserved) \
-                or find_reclaim(view, target, reserved)
+            pl = find_anywhere(view, target, reserved)
             if pl is not None:
                 return pl
             if job.job_id in self._sticky:
@@ -136,7 +136,7 @@ class PlacementChoice:
             min_gain = self.spare_min_gain * min(1.0, self.model.compute_slices / pool_c)
             cands = [p for p in cands if (tight.compute_slices / p.compute_slices) ** alpha <= 1.0 - min_gain]
         for p in cands:
-            pl = find_reuse(view, [p], reserved) or find_create(view, p, reserved) or find_reclaim(view, p, reserved)
+            pl = find_anywhere(view, p, reserved)
             if pl is not None:
                 return pl
         return None

@@ -180,6 +180,13 @@ def find_reclaim(view: ClusterView, profile: Profile, reserved: Sequence[Reserva
 _MEMO_MAX = 100_000
 
 
+def find_anywhere(view: ClusterView, profile: Profile, reserved: Sequence[Reservation]) -> Placement | None:
+    """`profile` from wherever it can come, in order of cost: an idle instance reused, free room
+    created in, idle instances reclaimed (a restart target, a spare upgrade, a declined profile)."""
+    return find_reuse(view, [profile], reserved) or find_create(view, profile, reserved) \
+        or find_reclaim(view, profile, reserved)
+
+
 def _memoised(table: dict, key: tuple, owner: object, compute: Callable[[], T]) -> T:
     """`table[key]`'s value if it was stored for this very `owner` (the object whose `id` is in
     the key: an id can be reused once its object is gone), else `compute()`, stored."""

@@ -251,7 +251,7 @@ def project(job: JobView, now_s: float, fam: str, times: RunTimes) -> Projection
     return Projection(max(total * (1.0 - p0) - elapsed, 0.0), total, elapsed, fit)
 
 
-def _idle_dropped(g: GpuView, skip_start: int | None = None) -> Layout:
+def idle_dropped(g: GpuView, skip_start: int | None = None) -> Layout:
     """`g`'s layout with its idle instances (and the one at `skip_start`) destroyed."""
     lay = g.layout
     keep = tuple(i for i in lay.instances if i.busy and i.start != skip_start)
@@ -266,7 +266,7 @@ def shared_room(view: ClusterView, profiles: Iterable[Profile]) -> set[Profile]:
     cands = list(profiles)
     fits: set[Profile] = set()
     for g, _members in mig_groups(view):
-        lay = _idle_dropped(g)
+        lay = idle_dropped(g)
         for p in cands:
             if p not in fits and lay.can_place(p):
                 fits.add(p)
@@ -285,7 +285,7 @@ def room_for(view: ClusterView, job: JobView, profiles: Iterable[Profile],
         shared = shared_room(view, cands)
     fits = {p for p in cands if p in shared}
     if job.gpu is not None and len(fits) < len(cands) and view.gpus[job.gpu].mig:
-        own = _idle_dropped(view.gpus[job.gpu], job.start)
+        own = idle_dropped(view.gpus[job.gpu], job.start)
         fits.update(p for p in cands if p not in fits and own.can_place(p))
     return [p for p in cands if p in fits]
 

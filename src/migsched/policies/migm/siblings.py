@@ -90,6 +90,7 @@ class _Group:
         return min(self.known.values(), key=lambda xt: abs(xt[0] - log_v))
 
     def unknown(self) -> list[str]:
+        """The families seen in the group with no learned time."""
         return [f for f in self.seen if f not in self.known]
 
 

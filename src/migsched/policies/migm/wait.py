@@ -33,9 +33,8 @@ from collections.abc import Sequence
 
 from migsched.core.state import ClusterView, JobState, JobView
 from migsched.hardware.catalog import GpuModel, Profile
-from migsched.partition.layout import Layout
-from migsched.policies.migm.placement import Placement, Reservation, find_create, find_reclaim, find_reuse
-from migsched.policies.migm.restarts import RunTimes, project
+from migsched.policies.migm.placement import Placement, Reservation, find_anywhere
+from migsched.policies.migm.restarts import RunTimes, idle_dropped, project
 
 #: Wait only when that ends the job at least this share sooner than starting now.
 WAIT_GAIN = 0.1
@@ -84,7 +83,7 @@ class WaitForMore:
             proj = project(r, view.now_s, r.family, self.times)
             if proj is None or proj.remaining_s <= 0:
                 continue  # unknown, or overdue: its end is no nearer for having been expected
-            then = Layout(g.layout.model, tuple(i for i in g.layout.instances if i.busy and i.start != start))
+            then = idle_dropped(g, start)
             c_then = max((p.compute_slices for p in self._profiles
                           if p.memory_mib >= need and then.can_place(p)), default=0)
             slack_s = (1.0 - WAIT_GAIN) * start_now_s - t1 * c_then ** -alpha
@@ -116,8 +115,7 @@ class WaitForMore:
         waiting = self._waits.get(job.job_id)
         if waiting is None or len(view.queue) == 1:
             return None
-        p = waiting[1]
-        return find_reuse(view, [p], reserved) or find_create(view, p, reserved) or find_reclaim(view, p, reserved)
+        return find_anywhere(view, waiting[1], reserved)
 
 
 def _gone(view: ClusterView, job_id: str) -> bool:
