@@ -15,7 +15,8 @@ from fakes import Script, ScriptedBackend
 from migsched.backends.local.backend import LocalBackend
 from migsched.backends.local.process import ManagedProcess, ProcessSpec
 from migsched.core.backend import RunSettings
-from migsched.core.events import (ActionFailed, CreateInstance, ExitStatus, JobArrived, JobStarted, Launch)
+from migsched.core.events import (ActionFailed, CreateInstance, ExitStatus, JobArrived, JobExited, JobStarted,
+                                  Launch)
 from migsched.core.scheduler import SchedulerCore
 from migsched.core.source import TraceSource
 from migsched.core.state import JobState
@@ -173,3 +174,21 @@ def test_a_job_that_ended_before_the_kill_reached_it_is_ok(tmp_path):
         assert time.monotonic() - t0 < 10
         time.sleep(0.02)
     assert info.status == "ok"
+
+
+@pytest.mark.parametrize("ends_in_first_call", [False, True])
+def test_migm_learns_from_a_restored_running_job_when_it_ends(ends_in_first_call):
+    """A resumed run's running jobs never entered migm's running set (only launches did), so
+    their completion taught neither their family's run time nor the queue's ranks."""
+    fake = ScriptedBackend([A40], Script(instances={0: [("3g.20gb", 4)]}))
+    core = _core("migm", fake)
+    core.restore_job(spec("nw-1"), seq=0, arrived_s=0.0, state=JobState.RUNNING, gpu=0, start=4, launched_s=0.0)
+    exit_ = JobExited(40.0, "nw-1", ExitStatus.OK, peak_mib=512.0)
+    if ends_in_first_call:  # the exit happened while the scheduler was down: told with the restore
+        core.handle([exit_], 40.0)
+    else:
+        core.handle([], 0.0)
+        core.handle([exit_], 40.0)
+    assert core.view.jobs["nw-1"].state is JobState.DONE
+    assert core.policy.times.compute["nw"] == {3: pytest.approx(40.0)}  # family "nw", on 3 slices
+    assert "nw-1" not in core.policy.index.running

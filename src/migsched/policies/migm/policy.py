@@ -28,7 +28,7 @@ from pathlib import Path
 
 from migsched.core.events import Action, Kill, Launch, Reject, SetMigMode
 from migsched.core.sampling import SamplePlan
-from migsched.core.state import ClusterView, JobView
+from migsched.core.state import ClusterView, JobState, JobView
 from migsched.estimators.base import Forecaster, MemoryEstimator
 from migsched.estimators.history import HistoryStore
 from migsched.hardware.catalog import GpuModel, Profile
@@ -367,6 +367,10 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
                 for job in ch.arrived:  # ranked by what earlier batches taught, from the start
                     if self.times.recall(job.family):
                         self._known(job.family)
+            ended = {j.job_id for j in ch.ended}
+            for job in ch.restored:  # a resumed run's running jobs: their end teaches like a launch's
+                if job.state is JobState.RUNNING or job.job_id in ended:
+                    self.index.running[job.job_id] = job
             self.index.absorb(ch.arrived, ch.ended, ch.requeued)
 
     def close(self) -> None:
