@@ -65,7 +65,7 @@ class _Group:
     __slots__ = ("seen", "known")
 
     def __init__(self) -> None:
-        self.seen: set[str] = set()
+        self.seen: dict[str, None] = {}  # in arrival order: a set's order moves with the hash seed
         self.known: dict[str, tuple[float, float]] = {}
 
     @property
@@ -114,7 +114,7 @@ class Siblings:
             if g is None:
                 g = self._groups[key] = _Group()
             if not g.counter:
-                g.seen.add(family)
+                g.seen[family] = None
                 if g.counter and g.known:  # just became one: its estimates no longer hold
                     dropped += g.unknown()
             keys.append((key, math.log(v)))
