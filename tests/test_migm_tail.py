@@ -181,9 +181,18 @@ def _online_tail_batch(gpus: int, busy_gpus: int = 0):
     return batch(*entries)
 
 
-def _long_run(gpus: int, busy_gpus: int = 0):
-    r = simulate(_online_tail_batch(gpus, busy_gpus), A100, gpus=gpus, policy="migm")
+def _long_run(gpus: int, busy_gpus: int = 0, **opts):
+    # share_cost 0: the long job starts on its 1g slice, the case the tail restart is for (with
+    # the contested upgrade, docs/migm.md step 4, it takes a 7g at t = 0 instead).
+    r = simulate(_online_tail_batch(gpus, busy_gpus), A100, gpus=gpus,
+                 policy=create_policy("migm", **{"share_cost": 0.0, **opts}))
     return next(j for j in r.jobs if j.name == "long-train")
+
+
+def test_on_many_gpus_the_contested_upgrade_starts_the_long_job_on_a_7g():
+    long_r = _long_run(4, share_cost=0.5)
+    assert long_r.outcomes == ("ok",) and long_r.runs[0].profile == "7g.80gb"
+    assert long_r.runs[0].launched_s < 1.0
 
 
 def test_on_many_gpus_the_tail_restart_acts_while_jobs_still_arrive():
@@ -215,7 +224,7 @@ def test_idle_mig_off_gpus_count_as_idle_compute_for_the_tail_restart():
     jobs = batch(job("w", count=2, runtime=300.0), long, job("short", count=13, runtime=50.0, speedup={1: 1.0},
                                                                  arrival=1.0),
                  job("late", runtime=10.0, arrival=50_000.0))
-    r = simulate(jobs, A100, gpus=4, policy="migm")
+    r = simulate(jobs, A100, gpus=4, policy=create_policy("migm", share_cost=0.0))  # on its 1g (see _long_run)
     w = [j for j in r.jobs if j.name == "w"]
     assert all(j.runs[-1].profile == "whole" for j in w)
     long_r = next(j for j in r.jobs if j.name == "long-train")

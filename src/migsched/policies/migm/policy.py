@@ -98,6 +98,10 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
             whose names differ from it in one number, scaled by that number (`siblings.py`).
         wait_for_more: leave the only queued job waiting when a running neighbour's end frees a
             larger instance soon enough that it ends sooner there (`wait.py`).
+        share_cost, share_min_gain: while jobs still arrive, a job may take a larger instance than
+            the queue leaves spare when that saves it at least share_min_gain of its run time and
+            more than share_cost x the slices it takes x its run there x queued / cluster slices
+            (`choice.py`, `_contested_upgrade`; 0 turns it off).
         estimator, forecaster: override the memory estimator / forecaster.
     """
 
@@ -115,7 +119,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
                  blocked_wait_s: float = 300.0, blocked_online: bool = False,
                  spare_share: float = 1.0, spare_min_gain: float = 0.1, easy_backfill: bool = True,
                  history: str | Path | HistoryStore | None = None, mig_off: bool = True, siblings: bool = True,
-                 wait_for_more: bool = True,
+                 wait_for_more: bool = True, share_cost: float = 0.5, share_min_gain: float = 0.3,
                  estimator: MemoryEstimator | None = None, forecaster: Forecaster | None = None) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -142,6 +146,12 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         self.mig_off = mig_off
         self.siblings = Siblings() if siblings else None  # run times of new families (siblings.py)
         self.wait_for_more = wait_for_more
+        if share_cost < 0:
+            raise ValueError(f"share_cost must be >= 0, got {share_cost}")
+        if not 0 <= share_min_gain < 1:
+            raise ValueError(f"share_min_gain must be in [0, 1), got {share_min_gain}")
+        self.share_cost = share_cost
+        self.share_min_gain = share_min_gain
         self._waits: dict[str, tuple[float, Profile]] = {}  # job -> (deadline s, declined profile) (wait.py)
         self._no_toggle: set[int] = set()         # GPUs whose MIG-mode change failed (whole.py)
         self.estimator, self.forecaster = estimator, forecaster
