@@ -79,3 +79,33 @@ def test_share_cost_and_gain_are_checked():
         create_policy("migm", share_cost=-1.0)
     with pytest.raises(ValueError, match="share_min_gain"):
         create_policy("migm", share_min_gain=1.0)
+
+
+def test_compute_upgrade_off_keeps_the_tight_profile():
+    (a,) = _run(compute_upgrade=False)["ml-000"]
+    assert a.profile == "1g.10gb"
+
+
+def test_a_lone_queued_job_is_left_to_the_spare_rule():
+    # spare_share 0: no spare upgrade while jobs arrive. With nobody queued behind it the cost
+    # term is 0, so the rule would give it any larger profile; it is not applied.
+    js = [_job("big-000", 100, 0.0, LINEAR, 30.0), _job("ml-000", 700, 1.0, LINEAR, 8.0),
+          _job("late-000", 20, 5000.0, FLAT, 3.0, "scientific")]
+    r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, policy="migm",
+                 tail_restart=False, spare_share=0.0, wait_for_more=False)
+    (a,) = next(j for j in r.jobs if j.job_id == "ml-000").runs
+    assert a.profile == "1g.10gb"
+
+
+def test_idle_instances_queued_jobs_need_are_not_destroyed_for_it():
+    # Seven 50-s jobs leave seven idle 1g.5gb at 50 s; an ml-infer job of a new family (prior
+    # alpha 0.9, in truth flat) and six 20-s jobs arrive at 60 s. Fusing the seven 1g into a 7g
+    # for it would make the six wait its 700 s run; they start at once on the idle 1g.
+    js = [_job(f"w{i}-000", 50, 0.0, FLAT, 3.0, "scientific") for i in range(7)]
+    js += [_job("infer-000", 700, 60.0, FLAT, 3.0, "ml-infer")]
+    js += [_job(f"s{i}-000", 20, 60.0, FLAT, 3.0, "scientific") for i in range(6)]
+    js += [_job("late-000", 20, 5000.0, FLAT, 3.0, "scientific")]
+    r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, policy="migm")
+    by = {j.job_id: j for j in r.jobs}
+    assert by["infer-000"].runs[0].profile == "1g.5gb"
+    assert all(by[f"s{i}-000"].finished_s - 60.0 < 30.0 for i in range(6))

@@ -295,7 +295,7 @@ def solve(jobs: Sequence[Job], gpus: Sequence[GpuModel], *, time_limit_s: float,
         m.add_cumulative([iv for iv, _ in items], [o.profile.memory_slices for _, o in items], model.memory_slices)
         if model.max_instances < model.memory_slices:
             m.add_cumulative([iv for iv, _ in items], [1] * len(items), model.max_instances)
-        for p in {o.profile for _, o in items}:
+        for p in dict.fromkeys(o.profile for _, o in items):  # in order: a set's moves with the hash seed
             if p.max_count < len(p.starts):
                 mine = [iv for iv, o in items if o.profile == p]
                 m.add_cumulative(mine, [1] * len(mine), p.max_count)

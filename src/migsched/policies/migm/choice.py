@@ -25,8 +25,8 @@ from migsched.policies.migm.placement import (
 )
 from migsched.policies.migm.sizing import spare_compute, spare_profiles
 
-#: `_contested_upgrade` acts with at most this many jobs queued (its cost is O(profiles) per call,
-#: but a long queue leaves no slice to contest).
+#: `_contested_upgrade` acts with at most this many jobs queued (a bound on its cost, O(profiles x
+#: layout groups) per placement; with that many queued per GPU the cost term forbids it anyway).
 SHARE_QUEUE = 64
 
 
@@ -56,7 +56,7 @@ class PlacementChoice:
         if pl is not None:
             return pl
         up = self._spare_upgrade(view, job, tight, reserved)
-        if up is None and self.share_cost > 0:
+        if up is None and self.share_cost > 0 and self.compute_upgrade and self.scheme == "head":
             up = self._contested_upgrade(view, job, tight, reserved)
         if up is not None:
             return up
@@ -147,11 +147,6 @@ class PlacementChoice:
                 return pl
         return None
 
-    def _t1_guess(self, job: JobView) -> float:
-        """`job`'s expected 1-slice compute time: its family's, its LPT estimate, else the mean."""
-        r = self._lpt_rank(job)
-        return -r if r is not None else (-self._unknown_rank() or 1.0)
-
     def _contested_upgrade(self, view: ClusterView, job: JobView, tight: Profile,
                            reserved: Sequence[Reservation]) -> Placement | None:
         """A larger profile than the queue leaves spare (`share_cost`, online only), when the time
@@ -161,28 +156,40 @@ class PlacementChoice:
         compute stayed on a 1g for its whole run (no move without a checkpoint): on the online
         tuning batches cyclegan ran 2,994 s on a 1g against 681 s whole, bert-base 4,133 s
         against 1,265 s on a 3g, and set the p95 completion time.
-        What: with T(c) = T1 c^-alpha (T1 `_t1_guess`, alpha `RunTimes.alpha`), the profile
-        with the largest T(c_tight) - T(c') - share_cost x (c' - c_tight) x T(c') x queued /
-        cluster slices > 0 that saves at least `share_min_gain` of T(c_tight). The cost term is
-        the delay that taking those slices for T(c') spreads over the queued jobs. Offline the
-        batch's end is the aim and LPT with tight profiles serves it: not applied.
+        What: with T(c) = T1 c^-alpha (alpha `RunTimes.alpha`: the family's fit, else its
+        class's, else the class prior), the profile with the largest T(c_tight) - T(c') -
+        share_cost x (c' - c_tight) x T(c') x queued / cluster slices > 0 that saves at least
+        `share_min_gain` of T(c_tight). The cost term is the delay that taking those slices for
+        T(c') spreads over the queued jobs. Both sides scale with the job's 1-slice time T1, so
+        the choice depends on alpha, the sizes and the queue only. Never by destroying idle
+        instances another queued job fits (`_holds_queued`): those would wait for this job's
+        whole run on what may be only a prior. With no other job queued the spare rule decides;
+        offline the batch's end is the aim and LPT with tight profiles serves it: not applied.
         """
         others = len(view.queue) - 1
         if self.model is None or not view.more_arrivals or not 1 <= others <= SHARE_QUEUE:
             return None
-        t1 = self._t1_guess(job)
         a = self.times.alpha(job.family, job.spec.job_class.value)
         c = tight.compute_slices
-        t_now = t1 * c ** -a
+        t_now = c ** -a  # in units of the job's 1-slice time, which both sides scale by
         cap = len(view.gpus) * self.model.compute_slices
         best, best_net = None, 0.0
         for p in self._profiles:
             if p.compute_slices <= c or p.memory_mib < tight.memory_mib:
                 continue
-            t_up = t1 * p.compute_slices ** -a
+            t_up = p.compute_slices ** -a
             net = (t_now - t_up) - self.share_cost * (p.compute_slices - c) * t_up * others / cap
             if net > best_net and t_now - t_up >= self.share_min_gain * t_now:
                 pl = find_anywhere(view, p, reserved)
+                if pl is not None and pl.destroy and self._holds_queued(view, pl, tight):
+                    pl = None
                 if pl is not None:
                     best, best_net = pl, net
         return best
+
+    def _holds_queued(self, view: ClusterView, pl: Placement, tight: Profile) -> bool:
+        """Whether `pl` would destroy an idle instance of a profile another queued job needs (its
+        tier): that job would have started on it now, and waits for this job's run instead."""
+        layout = view.gpus[pl.gpu].layout
+        counts = self.index.counts
+        return any(counts.get(n := layout.instance_at(s).profile.name, 0) > (n == tight.name) for s in pl.destroy)

@@ -146,7 +146,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         self.mig_off = mig_off
         self.siblings = Siblings() if siblings else None  # run times of new families (siblings.py)
         self.wait_for_more = wait_for_more
-        if share_cost < 0:
+        if not share_cost >= 0:  # NaN too
             raise ValueError(f"share_cost must be >= 0, got {share_cost}")
         if not 0 <= share_min_gain < 1:
             raise ValueError(f"share_min_gain must be in [0, 1), got {share_min_gain}")
