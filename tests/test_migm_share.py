@@ -86,6 +86,23 @@ def test_compute_upgrade_off_keeps_the_tight_profile():
     assert a.profile == "1g.10gb"
 
 
+def test_not_under_repartition_min():
+    # Two jobs leave an idle 4g.20gb and 3g.20gb at ~100 s; ml-000 and the six arrive at 200 s.
+    # "head" fuses both into a 7g for it (neither is a queued job's tier); "repartition-min"
+    # reuses the smallest idle instance that holds it, the 3g, and reshapes only when no queued
+    # job fits an idle one.
+    js = [_job("a-000", 100, 0.0, FLAT, 15.0), _job("b-000", 100, 0.0, FLAT, 15.0),
+          _job("ml-000", 700, 200.0, LINEAR, 8.0)]
+    js += [_job(f"s{i}-000", 20, 200.0, FLAT, 3.0, "scientific") for i in range(6)]
+    js.append(_job("late-000", 20, 5000.0, FLAT, 3.0, "scientific"))
+    jobs = load_jobs_dict({"version": 1, "jobs": js}, require_model=True)
+    got = {}
+    for scheme in ("head", "repartition-min"):
+        r = simulate(jobs, A40, policy="migm", tail_restart=False, scheme=scheme)
+        got[scheme] = next(j for j in r.jobs if j.job_id == "ml-000").runs[0].profile
+    assert got == {"head": "7g.40gb", "repartition-min": "3g.20gb"}
+
+
 def test_a_lone_queued_job_is_left_to_the_spare_rule():
     # spare_share 0: no spare upgrade while jobs arrive. With nobody queued behind it the cost
     # term is 0, so the rule would give it any larger profile; it is not applied.
