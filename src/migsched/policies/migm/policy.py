@@ -377,10 +377,11 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
                 for job in ch.arrived:  # ranked by what earlier batches taught, from the start
                     if self.times.recall(job.family):
                         self._known(job.family)
-            ended = {j.job_id for j in ch.ended}
-            for job in ch.restored:  # a resumed run's running jobs: their end teaches like a launch's
-                if job.state is JobState.RUNNING or job.job_id in ended:
-                    self.index.running[job.job_id] = job
+            if ch.restored:  # a resumed run's running jobs: their end teaches like a launch's
+                ended = {j.job_id for j in ch.ended}
+                for job in ch.restored:
+                    if job.state is JobState.RUNNING or job.job_id in ended:
+                        self.index.running[job.job_id] = job
             self.index.absorb(ch.arrived, ch.ended, ch.requeued)
 
     def close(self) -> None:
