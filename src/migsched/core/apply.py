@@ -9,7 +9,6 @@ resume flag and sample plan). The queue's FIFO discipline (`enqueue`/`dequeue`) 
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 from typing import TYPE_CHECKING
 
@@ -121,20 +120,9 @@ def _set_mig(core: SchedulerCore, a: SetMigMode) -> None:
 def enqueue(v: ClusterView, job: JobView) -> None:
     """Queue `job`: an arrival at the end, a restart at its FIFO place (by arrival sequence)."""
     job.state = JobState.QUEUED
-    q = v.queue
-    if not q or q[-1].seq < job.seq:
-        q.append(job)  # an arrival: the latest seq so far
-    else:
-        bisect.insort(q, job, key=lambda j: j.seq)  # a restart keeps its FIFO place
+    v.queue.add(job)
+
 
 def dequeue(v: ClusterView, job: JobView) -> None:
-    """Take `job` out of the queue (usually the head; else found by its sequence number)."""
-    q = v.queue
-    if q and q[0] is job:
-        q.popleft()  # the usual case: FIFO policies start the head job
-        return
-    i = bisect.bisect_left(q, job.seq, key=lambda j: j.seq)
-    if i < len(q) and q[i] is job:
-        del q[i]
-    else:
-        q.remove(job)
+    """Take `job` out of the queue, wherever it is (`JobQueue`: O(log n))."""
+    v.queue.remove(job)

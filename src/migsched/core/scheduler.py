@@ -22,13 +22,13 @@ Mechanism that is the same for every policy lives here, not in policies:
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from migsched.core.apply import apply_action, enqueue
 from migsched.core.backend import GpuInfo
 from migsched.core.discovery import build_gpu_views
+from migsched.core.jobqueue import JobQueue
 from migsched.core.events import (
     Action, ActionFailed, CreateInstance, DestroyInstance, Event, ExitStatus, GpuAdded, GpuLost, InstanceCreated,
     InstanceDestroyed, JobArrived, JobExited, JobStarted, Kill, KillReason, Launch, MemorySample, MigModeSet, Reject,
@@ -78,7 +78,7 @@ class SchedulerCore:
     def __init__(self, policy: Policy, gpus: Sequence[GpuInfo], *, mig_toggle: bool = False) -> None:
         self.policy = policy
         views = build_gpu_views(policy, gpus, mig_toggle=mig_toggle)
-        self.view = ClusterView(now_s=0.0, gpus=views, queue=deque(), running={}, jobs={},
+        self.view = ClusterView(now_s=0.0, gpus=views, queue=JobQueue(), running={}, jobs={},
                                 mig_toggle=mig_toggle and policy.toggles_mig)  # builds groups
         self.counters = Counters()
         self.timeline = Timeline()
