@@ -103,3 +103,52 @@ def test_room_anywhere_turns_off_when_every_gpu_is_full_and_back_on(changes):
         view.set_layout(gpu, options[pick % len(options)])
         want = any(g.layout.can_place(p) for g in gpus for p in g.model.profiles)
         assert view.room_anywhere() == want, [g.layout for g in gpus]
+
+
+def _brute_idle_names(view: ClusterView) -> set[str]:
+    return {i.profile.name for g in view.gpus if g.mig for i in g.layout.idle()}
+
+
+def _brute_reclaimable(view: ClusterView) -> set[str]:
+    """Profiles that fit on some MIG GPU with an idle instance once its idle instances go."""
+    out: set[str] = set()
+    for g in view.gpus:
+        if g.mig and g.layout.idle():
+            busy = Layout(g.model, tuple(i for i in g.layout.instances if i.busy))
+            out |= {p.name for p in g.model.profiles if busy.can_place(p)}
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.booleans(), min_size=4, max_size=4),
+       st.lists(st.tuples(st.integers(0, 10_000), st.lists(st.booleans(), max_size=7)), min_size=4, max_size=4),
+       st.lists(st.tuples(st.integers(0, len(MODELS) - 1), st.integers(0, 10_000),
+                          st.lists(st.booleans(), max_size=7), st.booleans()), max_size=30))
+def test_the_idle_indexes_follow_every_layout_and_mig_mode_change(mig, start, changes):
+    """`idle_anywhere` and `reclaimable_anywhere` (which end reuse and fusion/fission searches at
+    once) equal a scan of the MIG GPUs from the first layouts on, after every layout change and
+    every MIG-mode change."""
+    gpus = [GpuView(i, m, on, _busy(LAYOUTS[m.name][pick % len(LAYOUTS[m.name])], flags) if on else Layout(m, ()))
+            for i, (m, on, (pick, flags)) in enumerate(zip(MODELS, mig, start))]
+    view = ClusterView(now_s=0.0, gpus=gpus, queue=deque(), running={}, jobs={})
+    names = sorted({p.name for m in (A80, A40) for p in m.profiles})
+
+    def check() -> None:
+        idle, recl = _brute_idle_names(view), _brute_reclaimable(view)
+        for name in names:
+            assert view.idle_anywhere(name) == (name in idle), (name, [g.layout for g in gpus])
+            assert view.reclaimable_anywhere(name) == (name in recl), (name, [g.layout for g in gpus])
+
+    check()
+    for gpu, pick, flags, toggle in changes:
+        g = gpus[gpu]
+        if toggle:  # MIG off needs no instance left; MIG on needs the whole GPU idle
+            if g.mig:
+                view.set_layout(gpu, Layout(g.model, ()))
+                view.set_mig(gpu, False)
+            elif not any(i.busy for i in g.layout.instances):
+                view.set_mig(gpu, True)
+        elif g.mig:
+            options = LAYOUTS[MODELS[gpu].name]
+            view.set_layout(gpu, _busy(options[pick % len(options)], flags))
+        check()

@@ -243,6 +243,12 @@ class ClusterView:
     # the MIG GPUs, kept by `set_layout` (`idle_room`).
     _idle_c: int = field(default=0, init=False, repr=False)
     _idle_m: int = field(default=0, init=False, repr=False)
+    # On the MIG GPUs: idle instances per profile name, and per name the GPUs with an idle
+    # instance where that profile fits once their idle instances are destroyed (`_idle_index`;
+    # names with none are dropped). They let a search for an idle instance, or for idle ones to
+    # destroy, end at once when none can exist (`idle_anywhere`, `reclaimable_anywhere`).
+    _idle_names: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _reclaimable: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     #: The distinct GPU models of the cluster (by geometry), in GPU order.
     models: list[GpuModel] = field(default_factory=list, init=False)
     #: The most memory any one instance (or MIG-off GPU) of the cluster offers, in the modes the
@@ -279,6 +285,7 @@ class ClusterView:
                 c, m = _unheld(geo, st)
                 self._idle_c += c
                 self._idle_m += m
+                self._count_idle(geo, st, 1)
 
     def set_layout(self, index: int, layout: Layout, *, busy_only: bool = False) -> None:
         """Give GPU `index` a new layout, keeping `groups`, `idle_groups` and the fit index.
@@ -302,6 +309,8 @@ class ClusterView:
             c1, m1 = _unheld(geo, new)
             self._idle_c += c1 - c0
             self._idle_m += m1 - m0
+            self._count_idle(geo, old, -1)
+            self._count_idle(geo, new, 1)
         members = self.groups.get(new)
         if members is None:
             members = self.groups[new] = GpuGroup()
@@ -320,7 +329,8 @@ class ClusterView:
         """Turn GPU `index`'s MIG mode in the view: MIG on with no instance, or MIG off with
         the whole GPU as one idle pseudo-instance; groups, the fit index and the idle room
         follow. Only for a GPU that holds no instance (to turn off) or whose whole GPU is idle
-        (to turn on): `core.apply` checks that."""
+        (to turn on): `core.apply` checks that. Either way the MIG layout has no instance, so
+        the idle indexes (`_count_idle`) do not change."""
         gpu = self.gpus[index]
         if gpu.mig == enabled:
             return
@@ -341,6 +351,29 @@ class ClusterView:
         self._idle_m += m
         self._keys[index] = empty.key
         self._refit(index, _fitting(geo, empty.key))
+
+    def _count_idle(self, geo: tuple, state: tuple, sign: int) -> None:
+        """Add (`sign` 1) or take away (-1) a MIG GPU's share of the idle indexes for its layout
+        state (`_idle_index`)."""
+        idle, fits = _idle_index(geo, state)
+        for counts, names in ((self._idle_names, idle), (self._reclaimable, fits)):
+            for name in names:
+                n = counts.get(name, 0) + sign
+                if n:
+                    counts[name] = n
+                else:
+                    del counts[name]
+
+    def idle_anywhere(self, name: str) -> bool:
+        """Whether some MIG GPU has an idle instance of the profile named `name` (O(1), kept by
+        `set_layout`): most searches for one to reuse on a busy cluster end here."""
+        return name in self._idle_names
+
+    def reclaimable_anywhere(self, name: str) -> bool:
+        """Whether the profile named `name` fits on some MIG GPU once that GPU's idle instances
+        are destroyed, on a GPU that has one (O(1), kept by `set_layout`). False means no
+        fusion or fission of idle instances can make room for it anywhere."""
+        return name in self._reclaimable
 
     def _refit(self, index: int, fits: frozenset[str]) -> None:
         """GPU `index` can now create the profiles named `fits`: the count of GPUs per name
@@ -443,6 +476,17 @@ def _fitting(geo: tuple, key: tuple[tuple[str, int], ...]) -> frozenset[str]:
     model = _BY_GEOMETRY[geo]
     layout = Layout(model, tuple(Instance(model.profile(n), s) for n, s in key))
     return frozenset(p.name for p in model.profiles if layout.can_place(p))
+
+
+@functools.cache
+def _idle_index(geo: tuple, state: tuple[tuple[str, int, bool], ...]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """For a MIG GPU of geometry `geo` in layout state `state`: the profile names of its idle
+    instances (one per instance), and, if it has any, the names of the profiles that fit once
+    they are all destroyed (a superset of what destroying some of them makes room for)."""
+    idle = tuple(n for n, _s, busy in state if not busy)
+    if not idle:
+        return (), frozenset()
+    return idle, _fitting(geo, tuple((n, s) for n, s, busy in state if busy))
 
 
 @functools.cache

@@ -90,8 +90,11 @@ def find_reuse(view: ClusterView, profiles: Sequence[Profile], reserved: Sequenc
     """An idle instance of one of `profiles` (earlier in the list preferred), lowest GPU first.
 
     Looks only at the groups with an idle instance (`ClusterView.idle_groups`) and, in each, at
-    the idle instances of the wanted profiles (`_idle_starts`, one table per layout state).
+    the idle instances of the wanted profiles (`_idle_starts`, one table per layout state),
+    and not at all when the cluster has no idle instance of any (`ClusterView.idle_anywhere`).
     """
+    if not any(view.idle_anywhere(p.name) for p in profiles):
+        return None
     rank = {p.name: i for i, p in enumerate(profiles)}
     best: tuple | None = None
     for state, members in view.idle_groups.items():
@@ -154,7 +157,12 @@ def find_create(view: ClusterView, profile: Profile, reserved: Sequence[Reservat
 
 
 def find_reclaim(view: ClusterView, profile: Profile, reserved: Sequence[Reservation]) -> Placement | None:
-    """Make room for `profile` by destroying idle instances only (fusion/fission), cheapest first."""
+    """Make room for `profile` by destroying idle instances only (fusion/fission), cheapest first.
+
+    Ends at once when no GPU with an idle instance would hold `profile` even with all of them
+    destroyed (`ClusterView.reclaimable_anywhere`): most such searches on a busy cluster."""
+    if not view.reclaimable_anywhere(profile.name):
+        return None
     best: tuple | None = None
     for g, members in idle_mig_groups(view):
         options = _reclaims(g.layout, profile)
