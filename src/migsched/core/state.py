@@ -244,11 +244,12 @@ class ClusterView:
     _idle_c: int = field(default=0, init=False, repr=False)
     _idle_m: int = field(default=0, init=False, repr=False)
     # On the MIG GPUs: idle instances per profile name, and per name the GPUs with an idle
-    # instance where that profile fits once their idle instances are destroyed (`_idle_index`;
+    # instance where that profile fits once their idle instances are destroyed (`_room_of`;
     # names with none are dropped). They let a search for an idle instance, or for idle ones to
     # destroy, end at once when none can exist (`idle_anywhere`, `reclaimable_anywhere`).
     _idle_names: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _reclaimable: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _rooms: list[dict] = field(default_factory=list, init=False, repr=False)  # per GPU: its geometry's `_room_of` table
     #: The distinct GPU models of the cluster (by geometry), in GPU order.
     models: list[GpuModel] = field(default_factory=list, init=False)
     #: The most memory any one instance (or MIG-off GPU) of the cluster offers, in the modes the
@@ -280,12 +281,10 @@ class ClusterView:
         for fits in self._fits:
             for name in fits:
                 self._fit_counts[name] = self._fit_counts.get(name, 0) + 1
-        for g, geo, st in zip(self.gpus, self._geoms, self._state_keys):
+        self._rooms = [_room_table(geo) for geo in self._geoms]
+        for g, st in zip(self.gpus, self._state_keys):
             if g.mig:
-                c, m = _unheld(geo, st)
-                self._idle_c += c
-                self._idle_m += m
-                self._count_idle(geo, st, 1)
+                self._count_room(g.index, st, 1)
 
     def set_layout(self, index: int, layout: Layout, *, busy_only: bool = False) -> None:
         """Give GPU `index` a new layout, keeping `groups`, `idle_groups` and the fit index.
@@ -304,13 +303,8 @@ class ClusterView:
         gpu.layout = layout
         new = self._state_keys[index] = state_key(layout)
         if gpu.mig and new != old:
-            geo = self._geoms[index]
-            c0, m0 = _unheld(geo, old)
-            c1, m1 = _unheld(geo, new)
-            self._idle_c += c1 - c0
-            self._idle_m += m1 - m0
-            self._count_idle(geo, old, -1)
-            self._count_idle(geo, new, 1)
+            self._count_room(index, old, -1)
+            self._count_room(index, new, 1)
         members = self.groups.get(new)
         if members is None:
             members = self.groups[new] = GpuGroup()
@@ -330,15 +324,13 @@ class ClusterView:
         the whole GPU as one idle pseudo-instance; groups, the fit index and the idle room
         follow. Only for a GPU that holds no instance (to turn off) or whose whole GPU is idle
         (to turn on): `core.apply` checks that. Either way the MIG layout has no instance, so
-        the idle indexes (`_count_idle`) do not change."""
+        the idle indexes do not change, only the idle room (`_count_room`)."""
         gpu = self.gpus[index]
         if gpu.mig == enabled:
             return
         geo = self._geoms[index]
         if not enabled:  # its room leaves the MIG totals and the fit index
-            c, m = _unheld(geo, self._state_keys[index])
-            self._idle_c -= c
-            self._idle_m -= m
+            self._count_room(index, self._state_keys[index], -1)
             self._refit(index, frozenset())
             gpu.mig = False
             self.set_layout(index, Layout(gpu.model, (Instance(gpu.model.whole_gpu, 0),)))  # groups only
@@ -346,16 +338,20 @@ class ClusterView:
         empty = Layout.empty(gpu.model)
         self.set_layout(index, empty)  # still MIG off here: groups only
         gpu.mig = True
-        c, m = _unheld(geo, state_key(empty))
-        self._idle_c += c
-        self._idle_m += m
+        self._count_room(index, state_key(empty), 1)
         self._keys[index] = empty.key
         self._refit(index, _fitting(geo, empty.key))
 
-    def _count_idle(self, geo: tuple, state: tuple, sign: int) -> None:
-        """Add (`sign` 1) or take away (-1) a MIG GPU's share of the idle indexes for its layout
-        state (`_idle_index`)."""
-        idle, fits = _idle_index(geo, state)
+    def _count_room(self, index: int, state: tuple, sign: int) -> None:
+        """Add (`sign` 1) or take away (-1) MIG GPU `index`'s share, in layout state `state`, of
+        the idle room (`idle_room`) and the idle indexes (`idle_anywhere`, `reclaimable_anywhere`),
+        read from its geometry's table (`_room_of`: one look-up by state per change)."""
+        room = self._rooms[index].get(state)
+        if room is None:
+            room = _room_of(self._geoms[index], self._rooms[index], state)
+        c, m, idle, fits = room
+        self._idle_c += sign * c
+        self._idle_m += sign * m
         for counts, names in ((self._idle_names, idle), (self._reclaimable, fits)):
             for name in names:
                 n = counts.get(name, 0) + sign
@@ -478,23 +474,30 @@ def _fitting(geo: tuple, key: tuple[tuple[str, int], ...]) -> frozenset[str]:
     return frozenset(p.name for p in model.profiles if layout.can_place(p))
 
 
-@functools.cache
-def _idle_index(geo: tuple, state: tuple[tuple[str, int, bool], ...]) -> tuple[tuple[str, ...], frozenset[str]]:
-    """For a MIG GPU of geometry `geo` in layout state `state`: the profile names of its idle
-    instances (one per instance), and, if it has any, the names of the profiles that fit once
-    they are all destroyed (a superset of what destroying some of them makes room for)."""
-    idle = tuple(n for n, _s, busy in state if not busy)
-    if not idle:
-        return (), frozenset()
-    return idle, _fitting(geo, tuple((n, s) for n, s, busy in state if busy))
+_ROOM_TABLES: dict[tuple, dict[tuple, tuple]] = {}
 
 
-@functools.cache
-def _unheld(geo: tuple, state: tuple[tuple[str, int, bool], ...]) -> tuple[int, int]:
-    """(compute slices, memory slots) no busy instance holds on a GPU of geometry `geo` whose
-    layout has the state `state` (see `ClusterView.idle_room`)."""
+def _room_table(geo: tuple) -> dict[tuple, tuple]:
+    """The `_room_of` table of a geometry (shared by every GPU and view of it)."""
+    table = _ROOM_TABLES.get(geo)
+    if table is None:
+        table = _ROOM_TABLES[geo] = {}
+    return table
+
+
+def _room_of(geo: tuple, table: dict[tuple, tuple], state: tuple[tuple[str, int, bool], ...]
+             ) -> tuple[int, int, tuple[str, ...], frozenset[str]]:
+    """For a MIG GPU of geometry `geo` whose layout has the state `state`, stored in `table`:
+    the compute slices and memory slots no busy instance holds (`ClusterView.idle_room`), the
+    profile names of its idle instances (one per instance), and, if it has any, the names of
+    the profiles that fit once they are all destroyed (a superset of what destroying some of
+    them makes room for)."""
     model = _BY_GEOMETRY[geo]
     layout = Layout(model, tuple(Instance(model.profile(n), s, busy=b) for n, s, b in state))
-    idle = layout.idle()
-    return (layout.free_compute + sum(i.profile.compute_slices for i in idle),
-            len(layout.free_slots) + sum(i.profile.memory_slices for i in idle))
+    idle_insts = layout.idle()
+    c = layout.free_compute + sum(i.profile.compute_slices for i in idle_insts)
+    m = len(layout.free_slots) + sum(i.profile.memory_slices for i in idle_insts)
+    idle = tuple(n for n, _s, busy in state if not busy)
+    fits = _fitting(geo, tuple((n, s) for n, s, busy in state if busy)) if idle else frozenset()
+    room = table[state] = (c, m, idle, fits)
+    return room
