@@ -274,9 +274,10 @@ class Simulator(Backend):
                 return
             sample = None
             if ahead:
-                if self._nothing_to_report(run, t):
+                f = self._progress(run, t)
+                used = run.truth.memory_gib(f) * 1024.0
+                if self._nothing_to_report(run, f, used):
                     return  # every later sample would be dropped or held for good
-                used = self._used_mib(run, t)
                 cur.took(t, used)
                 sample = cur.offer(MemorySample(t, run.job.job_id, used, t - run.launch_s))
                 if sample is None:
@@ -284,17 +285,16 @@ class Simulator(Backend):
             self._push(t, "sample", (run, run.token, sample))  # None: taken when it fires
             return
 
-    def _nothing_to_report(self, run: _Run, t_s: float) -> bool:
-        """Whether no sample from `t_s` on can be reported: the most memory the rest of the
-        curve reaches neither sets a new peak (`growth_only`) nor reaches `hold_below_mib`.
+    def _nothing_to_report(self, run: _Run, f: float, used_mib: float) -> bool:
+        """Whether no sample from progress `f` on (where the job uses `used_mib`) can be
+        reported: the most memory the rest of the curve reaches neither sets a new peak (`growth_only`) nor reaches `hold_below_mib`.
         Then taking them changes nothing the core could see, so none is taken (a flat curve
         costs one sample, not one per tick up to the plan's cap)."""
         cur = run.cursor
         assert cur is not None
-        f = self._progress(run, t_s)
         xs, after = self._peaks_after(run)
         i = bisect.bisect_right(xs, f)  # the first curve point past f
-        rest_mib = max(run.truth.memory_gib(f), after[i] if i < len(xs) else 0.0) * 1024.0
+        rest_mib = max(used_mib, after[i] * 1024.0) if i < len(xs) else used_mib
         plan = cur.plan
         if plan.growth_only and not cur.grows(rest_mib):
             return True
