@@ -101,7 +101,7 @@ class MemoryForecaster:
         n = len(ys)
         seen, y_mean = max(ys), math.fsum(ys) / n
         x_min, x_max = min(xs), max(xs)
-        fit = self._best_fit(xs, ys, y_mean, x_max - x_min)
+        fit = self._best_fit(xs, ys, y_mean, x_min, x_max - x_min)
         rmse = math.sqrt(fit.rss / n)
         enough = n >= cfg.confident_samples and rmse <= cfg.max_rel_rmse * max(y_mean, 1.0)
         if horizon is not None and horizon > 0:
@@ -127,13 +127,13 @@ class MemoryForecaster:
             return src.get(job.spec.name, src.get(job.job_id))
         return src(job)
 
-    def _best_fit(self, xs: list[float], ys: list[float], y_mean: float, span: float) -> _Fit:
+    def _best_fit(self, xs: list[float], ys: list[float], y_mean: float, x_min: float, span: float) -> _Fit:
         fits = [_constant(ys, y_mean)]
         distinct = len(set(xs)) if span > 0 else 1
         if distinct >= 2:
             fits.append(_linear(xs, ys, y_mean))
             if distinct >= 3:
-                fits.append(_saturating(np.array(xs, float), np.array(ys, float), y_mean, span,
+                fits.append(_saturating(np.array(xs, float), np.array(ys, float), y_mean, x_min, span,
                                         self.config.tau_grid))
         return min(fits, key=lambda f: _aicc(f, len(ys)))
 
@@ -181,7 +181,7 @@ def _unit_steps(grid: int) -> np.ndarray:
     return out
 
 
-def _saturating(xs: np.ndarray, ys: np.ndarray, y_mean: float, span: float, grid: int) -> _Fit:
+def _saturating(xs: np.ndarray, ys: np.ndarray, y_mean: float, x0: float, span: float, grid: int) -> _Fit:
     """Best y = a + b·(1 − exp(−(x − x0)/τ)) over a τ grid, refined once around the best τ.
 
     For a fixed τ the model is linear in (a, b), so every τ of a grid is solved at once in closed
