@@ -230,3 +230,34 @@ def test_idle_mig_off_gpus_count_as_idle_compute_for_the_tail_restart():
     long_r = next(j for j in r.jobs if j.name == "long-train")
     assert long_r.outcomes == ("killed:preempt", "ok")
     assert 300.0 <= long_r.runs[0].ended_s < 400.0
+
+
+def test_while_jobs_arrive_the_tail_check_with_many_running_waits_a_period_from_the_last():
+    """With more than `TAIL_FULL_CHECK` jobs running while jobs still arrive, the tail check
+    (whose cost is O(running)) runs once per 30 s x running / 32 after the last check, however
+    often the running count moves. 40 long jobs hold 8 GPUs' 1g slices while a 20-s job arrives
+    every 10 s: the count toggles 40 <-> 41 about 380 times in 1,900 s; counted from t = 0, the
+    period's index moved with it and most of those toggles re-checked."""
+    from migm_support import batch, job
+    entries = [job("long", count=40, runtime=3000.0, speedup={1: 1.0})]
+    entries += [job(f"s{i}", runtime=20.0, speedup={1: 1.0}, arrival=100.0 + 10.0 * i) for i in range(190)]
+    entries.append(job("late", runtime=10.0, arrival=5_000.0))
+    checks: list[tuple[float, int]] = []
+    orig = migm_tail.TailRestart._spare_gpus  # called right after the pacing lets a check through
+
+    def spy(self, view):
+        checks.append((view.now_s, len(view.running)))
+        return orig(self, view)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(migm_tail.TailRestart, "_spare_gpus", spy)
+    try:
+        # scaling 0: no job is given more than its 1g slice (nor restarted), so 40-41 run
+        simulate(batch(*entries), A100, gpus=8,
+                 policy=create_policy("migm", share_cost=0.0, alpha_prior={"scientific": 0.0}))
+    finally:
+        mp.undo()
+    busy = [(t, n) for t, n in checks if 100.0 <= t <= 2000.0 and n > migm_tail.TAIL_FULL_CHECK]
+    assert busy, "the check must still run"
+    gaps = [b[0] - a[0] for a, b in zip(busy, busy[1:])]
+    assert len(busy) <= 60 and min(gaps) >= 30.0 * 40 / migm_tail.TAIL_FULL_CHECK - 1e-6, (len(busy), min(gaps))
