@@ -57,7 +57,8 @@ class Learning:
     def _known(self, family: str) -> None:
         """`family`'s run times were learned (a run completed) or recalled: its 1-slice time
         joins the mean unknown families rank at (`_unknown_rank`) and its siblings' estimates."""
-        t1 = self._fam_val[family] = self.times.compute_s(family, "", 1) or 0.0
+        t1 = self.times.compute_s(family, "", 1) or 0.0
+        self._fam_learned(family, t1)
         self._known_runs += 1
         if self.siblings is not None:
             self._rerank(self.siblings.learned(family, t1))

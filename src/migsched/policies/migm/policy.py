@@ -40,7 +40,7 @@ from migsched.policies.migm.choice import PlacementChoice
 from migsched.policies.migm.early import EarlyRestart
 from migsched.policies.migm.memory import ForecastScore, default_estimator, default_forecaster
 from migsched.policies.migm.placement import Placement, Reservation, choose_reservation
-from migsched.policies.migm.ranks import LptRanks
+from migsched.policies.migm.ranks import ExactSum, LptRanks
 from migsched.policies.migm.ordering import QueueIndex
 from migsched.policies.migm.learning import Learning
 from migsched.policies.migm.restarts import RunTimes
@@ -170,6 +170,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
                                 else self._lpt_rank if rank == "lpt" else None,
                                 self._unknown_rank)
         self._fam_val: dict[str, float] = {}      # family -> its 1-slice compute time (or 0.0), as times learned
+        self._fam_sum = ExactSum()                # the sum of _fam_val's values (ranks._fam_learned)
         self._floor: dict[str, float] = {}        # family -> 1-slice seconds a running member computed (_floors)
         self._watch: dict[str, dict[str, JobView]] = {}  # family -> its running members (_floors)
         self._floor_at: float | None = None

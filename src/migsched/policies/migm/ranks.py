@@ -11,6 +11,8 @@ ranks): the larger of floor and sibling estimate ranks it. The ranks feed `Queue
 
 from __future__ import annotations
 
+import math
+
 from migsched.core.state import ClusterView, JobView
 
 #: A family's censored rank is renewed when its floor grew this much.
@@ -23,7 +25,7 @@ FLOOR_MEMBERS = 8
 
 
 class LptRanks:
-    """Mixin of `MigmPolicy` (uses its `times`, `index`, `_fam_val`, `_known_runs`, `_lpt_mean`,
+    """Mixin of `MigmPolicy` (uses its `times`, `index`, `_fam_val`, `_fam_sum`, `_known_runs`, `_lpt_mean`,
     `_floor`, `_floor_at`, `_watch`)."""
 
     def _lpt_rank(self, job: JobView) -> float | None:
@@ -92,10 +94,17 @@ class LptRanks:
         unknown jobs sit among them (FIFO when nothing is learned)."""
         if not self._fam_val:
             return 0.0
-        if self._lpt_mean[0] != self._known_runs:
-            vals = self._fam_val.values()
-            self._lpt_mean = (self._known_runs, sum(vals) / len(vals))
+        if self._lpt_mean[0] != self._known_runs:  # O(1): the sum is kept as families are learned
+            self._lpt_mean = (self._known_runs, self._fam_sum.value() / len(self._fam_val))
         return -self._lpt_mean[1]
+
+    def _fam_learned(self, family: str, t1_s: float) -> None:
+        """`family`'s 1-slice time is `t1_s` now (`_fam_val`, and the sum `_unknown_rank` divides)."""
+        old = self._fam_val.get(family)
+        if old is not None:
+            self._fam_sum.add(-old)
+        self._fam_val[family] = t1_s
+        self._fam_sum.add(t1_s)
 
     def _watch_family(self, job: JobView) -> None:
         """`job` was just launched: watch its family for a censored rank while others of it
@@ -103,3 +112,33 @@ class LptRanks:
         fam = job.family
         if self.rank == "lpt" and self.index.queued_by_family.get(fam) and fam not in self.times.compute:
             self._watch.setdefault(fam, {})[job.job_id] = job
+
+
+class ExactSum:
+    """A running sum of floats that stays exact as values are added and taken back (the partials
+    of Shewchuk's algorithm, which `math.fsum` uses). `_unknown_rank` once summed every learned
+    family on each change: O(families) per completed run, 36 % of a 50,000-job online run."""
+
+    __slots__ = ("_partials",)
+
+    def __init__(self) -> None:
+        self._partials: list[float] = []
+
+    def add(self, x: float) -> None:
+        """Add `x` (a negative one takes a value back out exactly)."""
+        partials = self._partials
+        i = 0
+        for y in partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo:
+                partials[i] = lo
+                i += 1
+            x = hi
+        partials[i:] = [x]
+
+    def value(self) -> float:
+        """The sum, correctly rounded."""
+        return math.fsum(self._partials)
