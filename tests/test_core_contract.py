@@ -196,3 +196,23 @@ def test_a_create_that_keeps_failing_fails_the_job_after_ten_tries_instead_of_sp
     assert a.state == "failed" and a.outcomes == ("launch-failed",) * 10
     assert a.failure.startswith("the backend could not start it 10 times; last: its instance 1g.5gb")
     assert "scripted: create refused" in a.failure
+
+
+def test_actions_given_as_a_generator_over_the_queue_start_every_job_they_name():
+    """The core takes the whole decision before applying any of it: a policy that launches by
+    walking `view.queue` lazily must not see the queue shrink under it (the queue is a sorted
+    list now; walking it while launches remove jobs skipped every other one)."""
+
+    class Eager(Policy):
+        name = "eager"
+
+        def decide(self, view, changes):
+            if not view.queue:
+                return Decision(())
+            if not view.gpus[0].layout.instances:
+                return Decision([CreateInstance(0, "1g.5gb", s) for s in range(4)])
+            return Decision(Launch(j.job_id, 0, s) for s, j in zip(range(4), view.queue))
+
+    r = run(TraceSource(specs(e("a"), e("b"), e("c"), e("d"))), Eager(), ScriptedBackend([A40]))
+    assert r.jobs_completed == 4
+    assert len({by_id(r)[j].runs[0].launched_s for j in "abcd"}) == 1  # all four in one decision

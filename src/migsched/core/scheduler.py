@@ -414,7 +414,9 @@ class SchedulerCore:
 
     # ---- actions --------------------------------------------------------------------------
     def _apply_all(self, actions: Iterable[Action]) -> list[Action]:
-        return [apply_action(self, a) for a in actions]
+        # The whole decision first: a policy may hand over a generator that walks `view.queue`,
+        # which the launches below change (the deque raised on that, the JobQueue would skip).
+        return [apply_action(self, a) for a in tuple(actions)]
 
     def _count_reconf(self) -> None:
         if self._setup_done:
