@@ -37,9 +37,6 @@ class JobQueue:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def __bool__(self) -> bool:
-        return len(self._jobs) > 0
-
     def __iter__(self) -> Iterator[JobView]:
         return iter(self._jobs)
 
@@ -51,8 +48,8 @@ class JobQueue:
         return self._jobs[i]
 
     def __contains__(self, job: object) -> bool:
-        return any(j is job for j in self._jobs.irange_key(_seq(job), _seq(job))) \
-            if hasattr(job, "seq") else False
+        seq = getattr(job, "seq", None)
+        return seq is not None and any(j is job for j in self._jobs.irange_key(seq, seq))
 
     def __repr__(self) -> str:
         return f"JobQueue([{', '.join(j.job_id for j in self._jobs)}])"

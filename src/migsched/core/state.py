@@ -479,10 +479,7 @@ _ROOM_TABLES: dict[tuple, dict[tuple, tuple]] = {}
 
 def _room_table(geo: tuple) -> dict[tuple, tuple]:
     """The `_room_of` table of a geometry (shared by every GPU and view of it)."""
-    table = _ROOM_TABLES.get(geo)
-    if table is None:
-        table = _ROOM_TABLES[geo] = {}
-    return table
+    return _ROOM_TABLES.setdefault(geo, {})
 
 
 def _room_of(geo: tuple, table: dict[tuple, tuple], state: tuple[tuple[str, int, bool], ...]

@@ -287,9 +287,10 @@ class Simulator(Backend):
 
     def _nothing_to_report(self, run: _Run, f: float, used_mib: float) -> bool:
         """Whether no sample from progress `f` on (where the job uses `used_mib`) can be
-        reported: the most memory the rest of the curve reaches neither sets a new peak (`growth_only`) nor reaches `hold_below_mib`.
-        Then taking them changes nothing the core could see, so none is taken (a flat curve
-        costs one sample, not one per tick up to the plan's cap)."""
+        reported: the most memory the rest of the curve reaches neither sets a new peak
+        (`growth_only`) nor reaches `hold_below_mib`. Then taking them changes nothing the core
+        could see, so none is taken (a flat curve costs one sample, not one per tick up to the
+        plan's cap)."""
         cur = run.cursor
         assert cur is not None
         xs, after = self._peaks_after(run)
