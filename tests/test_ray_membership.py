@@ -72,8 +72,10 @@ def test_a_joining_gpu_whose_mig_mode_does_not_suit_is_fenced_not_fatal() -> Non
     pol = create_policy("greedy")  # MIG on
     core = SchedulerCore(pol, [GpuInfo(0, model, "u0", True)])
     core.handle([], 0.0)
-    core.handle([GpuAdded(1.0, GpuInfo(1, model, "u1", False))], 1.0)
+    with pytest.warns(UserWarning, match=r"GPU 1 \(A100-40GB u1\) joined but is not used: GPU 1 .*has MIG off"):
+        core.handle([GpuAdded(1.0, GpuInfo(1, model, "u1", False))], 1.0)
     assert all(i.busy for i in core.view.gpus[1].layout.instances)
+    assert "needs MIG on" in core.view.gpus[1].fenced
     actions = core.handle([JobArrived(2.0, _spec(0))], 2.0)
     assert all(getattr(a, "gpu", 0) == 0 for a in actions), actions
 
@@ -93,3 +95,62 @@ def test_a_lost_gpu_stays_fenced_when_others_join() -> None:
     actions = core.handle([GpuAdded(1.0, GpuInfo(1, model, "u1", True)), JobArrived(1.0, _spec(0))], 1.0)
     assert all(i.busy for i in core.view.gpus[0].layout.instances)
     assert actions and all(getattr(a, "gpu", 1) == 1 for a in actions), actions
+
+
+def test_migm_uses_a_joining_gpu_of_its_own_model() -> None:
+    model = get_model("A100-40GB")
+    pol = create_policy("migm")
+    core = SchedulerCore(pol, [GpuInfo(0, model, "u0", True)])
+    _settle(core, core.handle([JobArrived(0.0, _spec(i, 30.0)) for i in range(3)], 0.0), 1.0)
+    assert len(core.view.running) == 1
+    _settle(core, core.handle([GpuAdded(2.0, GpuInfo(1, model, "u1", True))], 2.0), 2.0)
+    assert not core.view.gpus[1].fenced
+    assert {j.gpu for j in core.view.running.values()} == {0, 1}
+
+
+@pytest.mark.parametrize("other", ["A100-80GB", "H100-80GB"])
+def test_migm_fences_a_joining_gpu_of_another_model_and_goes_on(other: str) -> None:
+    """migm plans for one model: a node of another model that joins is fenced with a warning,
+    never used, and the run goes on. H100-80GB lays out exactly as A100-80GB does (the same
+    profile names and starts) but its profiles differ, so it is refused too."""
+    base = "A100-40GB" if other == "A100-80GB" else "A100-80GB"
+    pol = create_policy("migm")
+    core = SchedulerCore(pol, [GpuInfo(0, get_model(base), "u0", True)])
+    _settle(core, core.handle([JobArrived(0.0, _spec(i, 30.0)) for i in range(3)], 0.0), 1.0)
+    with pytest.warns(UserWarning, match=rf"GPU 1 \({other} u1\) joined but is not used: policy 'migm' "
+                                         rf"plans for one GPU model per cluster and this one has {base}"):
+        actions = core.handle([GpuAdded(2.0, GpuInfo(1, get_model(other), "u1", True))], 2.0)
+    assert "one GPU model" in core.view.gpus[1].fenced
+    assert all(i.busy for i in core.view.gpus[1].layout.instances)
+    for t in (3.0, 4.0):
+        actions += core.handle([JobArrived(t, _spec(int(t) * 10 + i, h)) for i, h in enumerate((4.0, 8.0, 60.0))], t)
+        _settle(core, actions, t)
+    assert all(getattr(a, "gpu", 0) == 0 for a in actions), actions
+    assert all(j.gpu == 0 for j in core.view.running.values())
+
+
+def test_migm_refuses_a_cluster_of_two_models_that_lay_out_alike() -> None:
+    pol = create_policy("migm")
+    core = SchedulerCore(pol, [GpuInfo(0, get_model("A100-80GB"), "u0", True),
+                               GpuInfo(1, get_model("H100-80GB"), "u1", True)])
+    with pytest.raises(SchedulingError, match="one GPU model per cluster; this one has A100-80GB, H100-80GB"):
+        core.handle([JobArrived(0.0, _spec(0))], 0.0)
+
+
+def test_a_lost_gpu_says_why_it_is_fenced() -> None:
+    model = get_model("A100-40GB")
+    core = SchedulerCore(create_policy("migm"), [GpuInfo(0, model, "u0", True), GpuInfo(1, model, "u1", True)])
+    core.handle([GpuLost(0.5, 0, "node down")], 0.5)
+    assert core.view.gpus[0].fenced == "lost: node down" and not core.view.gpus[1].fenced
+    _settle(core, core.handle([JobArrived(1.0, _spec(i)) for i in range(3)], 1.0), 1.0)
+    assert {j.gpu for j in core.view.running.values()} == {1}  # migm plans over the GPUs left
+
+
+def test_migm_fences_another_model_that_joins_before_its_first_decision() -> None:
+    pol = create_policy("migm")
+    core = SchedulerCore(pol, [GpuInfo(0, get_model("A100-40GB"), "u0", True)])
+    with pytest.warns(UserWarning, match="GPU 1 .*joined but is not used"):
+        actions = core.handle([GpuAdded(0.0, GpuInfo(1, get_model("A100-80GB"), "u1", True)),
+                               *(JobArrived(0.0, _spec(i)) for i in range(3))], 0.0)
+    assert actions and all(getattr(a, "gpu", 0) == 0 for a in actions), actions
+    assert pol.model is not None and pol.model.name == "A100-40GB"

@@ -16,17 +16,19 @@ from migsched.errors import MigschedError, SchedulingError
 from migsched.partition.layout import Instance, Layout
 
 
-def build_gpu_views(policy: Policy, gpus: Sequence[GpuInfo], *, mig_toggle: bool = False) -> list[GpuView]:
+def build_gpu_views(policy: Policy, gpus: Sequence[GpuInfo], *, mig_toggle: bool = False,
+                    first: int = 0) -> list[GpuView]:
     """GPU views from discovered GPUs; raises when a GPU's MIG mode does not suit the policy.
 
     With `mig_toggle` (the backend carries out `SetMigMode`) a policy that `toggles_mig` takes
-    GPUs in either mode: it can change them.
+    GPUs in either mode: it can change them. `first`: the index of the first of `gpus` (GPUs
+    that join a run take the next indexes).
     """
     views = []
-    for pos, info in enumerate(gpus):
+    for pos, info in enumerate(gpus, start=first):
         model = info.model
         if info.index != pos:
-            raise SchedulingError(f"discovered GPUs must be numbered 0..{len(gpus) - 1} in order; "
+            raise SchedulingError(f"discovered GPUs must be numbered {first}..{first + len(gpus) - 1} in order; "
                                   f"position {pos} has index {info.index}")
         if info.mig_enabled != policy.mig_enabled and not (mig_toggle and policy.toggles_mig):
             want, have = ("on", "off") if policy.mig_enabled else ("off", "on")

@@ -2,8 +2,9 @@
 
 The core's GPUs stay numbered 0..N-1, so a joining GPU takes the next index. Its view is built as
 at discovery (`build_gpu_views`: the instances it already has are adopted); a GPU whose MIG mode
-does not suit the policy is fenced (one busy instance over every slot, as a lost GPU is) rather
-than stopping a run that goes on. The cluster view is rebuilt around the longer GPU list (groups,
+does not suit the policy, or that the policy refuses (`Policy.refuse_gpu`: migm plans for one GPU
+model), is fenced (one busy instance over every slot, as a lost GPU is; `GpuView.fenced` says
+why, and a warning names it) rather than stopping a run that goes on. The cluster view is rebuilt around the longer GPU list (groups,
 fit indexes and `largest_instance_mib` follow); joins are rare, so the O(GPUs) cost is fine.
 After setup, `Policy.on_gpu_added` may lay the GPU out (static: its layout's creates); before
 setup, `Policy.setup` sees it with the others.
@@ -11,15 +12,15 @@ setup, `Policy.setup` sees it with the others.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import warnings
 from typing import TYPE_CHECKING
 
 from migsched.core.discovery import build_gpu_views
 from migsched.core.events import Action, GpuAdded
-from migsched.core.state import ClusterView, GpuView
+from migsched.core.state import ClusterView, GpuView, fence_layout
 from migsched.errors import SchedulingError
 from migsched.hardware.catalog import WHOLE_GPU
-from migsched.partition.layout import Instance, Layout
+from migsched.partition.layout import Layout
 
 if TYPE_CHECKING:
     from migsched.core.scheduler import SchedulerCore
@@ -32,13 +33,16 @@ def add_gpu(core: SchedulerCore, ev: GpuAdded) -> GpuView:
         raise SchedulingError(f"GpuAdded: a joining GPU must take the next index {len(v.gpus)}, "
                               f"got {info.index} ({info.model.name} {info.uuid})")
     try:
-        gpu = replace(build_gpu_views(core.policy, [replace(info, index=0)], mig_toggle=v.mig_toggle)[0],
-                      index=info.index)
-    except SchedulingError:  # its MIG mode (or its instances) do not suit the policy: never used
-        mig = core.policy.mig_enabled
-        fence = info.model.largest if mig else info.model.whole_gpu
-        gpu = GpuView(info.index, info.model, mig, Layout(info.model, (Instance(fence, fence.starts[0], busy=True),)),
-                      uuid=info.uuid)
+        gpu = build_gpu_views(core.policy, [info], mig_toggle=v.mig_toggle, first=info.index)[0]
+        reason = core.policy.refuse_gpu(v, gpu) or ""
+    except SchedulingError as exc:  # its MIG mode (or its instances) do not suit the policy
+        gpu = GpuView(info.index, info.model, core.policy.mig_enabled, Layout.empty(info.model), uuid=info.uuid)
+        reason = str(exc)
+    if reason:  # fenced, not fatal: the run goes on without it
+        gpu.layout = fence_layout(gpu.model, gpu.mig)
+        gpu.fenced = reason
+        warnings.warn(f"migsched: GPU {info.index} ({info.model.name} {info.uuid}) joined but is not used: "
+                      f"{reason}", stacklevel=2)
     core.view = ClusterView(now_s=v.now_s, gpus=[*v.gpus, gpu], queue=v.queue, running=v.running, jobs=v.jobs,
                             more_arrivals=v.more_arrivals, mig_toggle=v.mig_toggle)
     for inst in gpu.layout.instances:

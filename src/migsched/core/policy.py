@@ -119,6 +119,14 @@ class Policy(ABC):
         """
         return []
 
+    def refuse_gpu(self, view: ClusterView, gpu: GpuView) -> str | None:
+        """Why this policy cannot use `gpu`, a GPU joining the run (`view` is the cluster before
+        it joins); None when it can. A refused GPU is fenced, not fatal (`core.membership`).
+
+        Default: None (every policy that plans per GPU model can use any model).
+        """
+        return None
+
     def decide(self, view: ClusterView, changes: Changes) -> Decision:
         """React to `changes`; the default feeds samples to `on_memory_sample`, then `schedule`."""
         actions: list[Action] = []

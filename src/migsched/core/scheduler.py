@@ -36,12 +36,12 @@ from migsched.core.events import (
 )
 from migsched.core.membership import add_gpu, lay_out_added
 from migsched.core.policy import Changes, Policy
-from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView
+from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView, fence_layout
 from migsched.core.timeline import Timeline
 from migsched.errors import MigschedError, SchedulingError
 from migsched.hardware.catalog import WHOLE_GPU
 from migsched.jobs.model import JobSpec
-from migsched.partition.layout import Instance, Layout
+from migsched.partition.layout import Layout
 
 _MAX_ROUNDS = 1_000_000  # policy calls per handle(): a policy that never settles is a bug
 MAX_LAUNCH_FAILURES = 10  # launches of one job the backend could not carry out before it fails
@@ -267,8 +267,8 @@ class SchedulerCore:
         g.destroying.clear()
         g.mig_pending = False  # a late answer to a MIG-mode change there is stale (`_undo_mig`)
         g.survivors.clear()
-        fence = g.model.largest if g.mig else g.model.whole_gpu
-        self._set_layout(g, Layout(g.model, (Instance(fence, fence.starts[0], busy=True),)))
+        g.fenced = f"lost: {ev.reason}"
+        self._set_layout(g, fence_layout(g.model, g.mig))
 
     def _exited(self, ev: JobExited) -> bool:
         v = self.view

@@ -150,6 +150,9 @@ class GpuView:
     # Instances whose destroy failed while a turn-off waited on it: back in the layout when the
     # turn-off fails too (it must: they are still there).
     survivors: dict[int, Profile] = field(default_factory=dict)
+    # Why the GPU is never used (it was lost, or the policy refused it when it joined), '' while
+    # it is usable. A fenced GPU's layout is one busy instance over every slot (`fence_layout`).
+    fenced: str = ""
 
     def free_whole(self) -> bool:
         """For a MIG-off GPU: True when no job runs on it."""
@@ -439,6 +442,14 @@ class ClusterView:
 def state_key(layout: Layout) -> tuple:
     """A layout's identity including busy flags (the key of `ClusterView.groups`)."""
     return layout.state
+
+
+def fence_layout(model: GpuModel, mig: bool) -> Layout:
+    """The layout of a GPU that must never be used (`GpuView.fenced`): one busy instance over
+    every slot (the largest profile, or the whole GPU with MIG off), so no policy places or
+    creates anything there."""
+    fence = model.largest if mig else model.whole_gpu
+    return Layout(model, (Instance(fence, fence.starts[0], busy=True),))
 
 
 def _has_idle(key: tuple) -> bool:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from migsched.core.events import Action, Kill, Launch, Reject, SetMigMode
 from migsched.core.sampling import SamplePlan
-from migsched.core.state import ClusterView, JobState, JobView
+from migsched.core.state import ClusterView, GpuView, JobState, JobView
 from migsched.estimators.base import Forecaster, MemoryEstimator
 from migsched.estimators.history import HistoryStore
 from migsched.hardware.catalog import GpuModel, Profile
@@ -195,11 +195,12 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
 
     # ---- memory -----------------------------------------------------------------------------
     def _init(self, view: ClusterView) -> GpuModel:
-        if len(view.models) != 1:
+        models = _models(view)
+        if len(models) != 1:
             raise SchedulingError(
                 f"policy 'migm' plans for one GPU model per cluster; this one has "
-                f"{', '.join(m.name for m in view.models)} (use greedy or static for mixed clusters)")
-        model = view.models[0]
+                f"{', '.join(m.name for m in models) or 'no usable GPU'} (use greedy or static for mixed clusters)")
+        model = models[0]
         self.model = model
         self.times.gpu = model.name
         self._profiles = profiles_by_size(model)
@@ -212,6 +213,17 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
             self.forecaster = default_forecaster()
         self._forecast_from = self._min_samples()
         return model
+
+    def refuse_gpu(self, view: ClusterView, gpu: GpuView) -> str | None:
+        """A GPU of another model than the cluster's is refused (fenced: migm's sizes, learned
+        speeds and layouts are one model's), so a Ray node of another model that joins a run does
+        not stop it. Models are told apart by value, not by geometry: an A100-80GB and an
+        H100-80GB lay out alike but their profiles differ (memory, SMs)."""
+        have = [self.model] if self.model is not None else _models(view)
+        if not have or gpu.model in have:
+            return None
+        return (f"policy 'migm' plans for one GPU model per cluster and this one has {have[0].name} "
+                f"(use greedy or static for mixed clusters)")
 
     def need_mib(self, job: JobView) -> float:
         """The peak memory the job is planned for (`sizing.MemorySizing.need_mib`)."""
@@ -359,6 +371,8 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
             self._changes.append(changes)
         if changes.first:  # events may have freed room: a new burst
             self._burst = None
+        if changes.gpus_added:  # new room: a pass that placed nothing may place now
+            self._epoch += 1
         for f in changes.failed:
             if isinstance(f.action, Kill):  # the restart it was for will not happen
                 self._target.pop(f.action.job_id, None)
@@ -403,3 +417,12 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         out["forecasts_scored"] = float(self.score.count)
         out["forecast_mape_pct"] = self.score.mape
         return out
+
+
+def _models(view: ClusterView) -> list[GpuModel]:
+    """The distinct models of the usable (not fenced) GPUs, in GPU order, told apart by value."""
+    out: list[GpuModel] = []
+    for g in view.gpus:
+        if not g.fenced and g.model not in out:
+            out.append(g.model)
+    return out
