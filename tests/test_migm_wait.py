@@ -114,3 +114,36 @@ def test_a_waiting_job_does_not_turn_an_idle_mig_off_gpu_back_on():
     r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, gpus=2, policy="migm",
                  tail_restart=False)
     assert r.mig_mode_changes == 1 and r.policy_summary["waits"] >= 1
+
+
+def test_a_job_restarted_or_moved_for_a_profile_does_not_wait():
+    """A job the tail or blocked restart chose a profile for (`_target`) is placed on it: a wait
+    would only give it the same profile later (held-out-style ML batch with checkpoints, tuning
+    seed 55: a moved job waited 213 s, then took its 2g anyway). Here jj-001 is given the 3g as
+    a restart's target before it arrives: it starts at once, where the golden run waits."""
+    from migsched.policies.registry import create_policy
+    js = [_job("r-000", 1000, 0.0, FLAT, True), _job("jj-000", 70, 0.0, LINEAR), _job("jj-001", 700, 950.0, LINEAR)]
+    pol = create_policy("migm", tail_restart=False)
+    pol._target["jj-001"] = A40.profile("3g.20gb")
+    r = simulate(load_jobs_dict({"version": 1, "jobs": js}, require_model=True), A40, policy=pol)
+    (a,) = next(j for j in r.jobs if j.job_id == "jj-001").runs
+    assert (a.launched_s, a.profile) == (pytest.approx(950.0), "3g.20gb")
+    assert "waits" not in r.policy_summary
+
+
+def test_a_resumed_job_weighs_only_the_work_its_checkpoint_left():
+    from migsched.core.state import JobView
+    from migsched.policies.registry import create_policy
+    pol = create_policy("migm")
+    jobs = load_jobs_dict({"version": 1, "jobs": [_job("jj-000", 70, 0.0, LINEAR)]}, require_model=True)
+    pol.times.finished(JobView(jobs[0].spec), "jj", 7, 70.0)  # 70 s on 7 slices
+    view = JobView(jobs[0].spec)
+    full = pol._one_slice_s(view)
+    view.attempts.append(_saved(0.75))
+    assert full > 70.0 and pol._one_slice_s(view) == pytest.approx(0.25 * full)
+
+
+def _saved(progress: float):
+    from migsched.core.state import Attempt
+    return Attempt(gpu=0, start=0, profile="1g.5gb", memory_mib=4864, launched_s=0.0, ended_s=10.0,
+                   outcome="killed:move", peak_mib=0.0, saved_progress=progress)

@@ -52,12 +52,14 @@ class WaitForMore:
     _waits: dict[str, tuple[float, Profile]]  # job -> (deadline s, the profile it declined)
 
     def _one_slice_s(self, job: JobView) -> float | None:
-        """The job's expected compute seconds on one slice (module doc), or None."""
+        """The job's expected compute seconds on one slice (module doc), or None; for a job that
+        resumes from a checkpoint, only the work its checkpoint has not done."""
         cls = job.spec.job_class.value
         t1 = self.times.compute_s(job.family, cls, 1)
         if t1 is None:
             fit = self.times.class_fit.get(cls)
             t1 = fit.quantile_s(1, 0.0) if fit is not None else -self._unknown_rank()  # type: ignore[attr-defined]
+        t1 *= 1.0 - (job.saved_progress or 0.0)
         return t1 if t1 > 0 else None
 
     def _better_soon(self, view: ClusterView, job: JobView, pl: Placement) -> bool:
@@ -65,6 +67,8 @@ class WaitForMore:
         `pl`'s GPU to end and taking the larger room its end leaves (module doc)."""
         if not (self.wait_for_more and self.compute_upgrade) or len(view.queue) != 1:
             return False
+        if job.job_id in self._target:  # type: ignore[attr-defined]
+            return False  # restarted or moved for this profile: waiting would only give it the same
         waiting = self._waits.get(job.job_id)
         if waiting is not None and view.now_s >= waiting[0]:
             return False  # waited as long as it could pay off
