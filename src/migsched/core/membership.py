@@ -1,13 +1,13 @@
 """GPUs that join a run after discovery (`GpuAdded`: a node joined a Ray cluster).
 
 The core's GPUs stay numbered 0..N-1, so a joining GPU takes the next index. Its view is built as
-at discovery (`build_gpu_views`: the instances it already has are adopted); a GPU whose MIG mode
-does not suit the policy, or that the policy refuses (`Policy.refuse_gpu`: migm plans for one GPU
-model), is fenced (one busy instance over every slot, as a lost GPU is; `GpuView.fenced` says
-why, and a warning names it) rather than stopping a run that goes on. The cluster view is rebuilt around the longer GPU list (groups,
-fit indexes and `largest_instance_mib` follow); joins are rare, so the O(GPUs) cost is fine.
-After setup, `Policy.on_gpu_added` may lay the GPU out (static: its layout's creates); before
-setup, `Policy.setup` sees it with the others.
+at discovery (`build_gpu_views`: the instances it already has are adopted). A GPU whose MIG mode
+does not suit the policy, or that the policy refuses (`Policy.refuse_gpu`: migm plans for one
+GPU model), is fenced rather than stopping a run that goes on: one busy instance over every slot,
+as a lost GPU is; `GpuView.fenced` says why, and a warning names it. The cluster view is rebuilt
+around the longer GPU list (groups, fit indexes and `largest_instance_mib` follow); joins are
+rare, so the O(GPUs) cost is fine. After setup, `Policy.on_gpu_added` may lay the GPU out
+(static: its layout's creates); before setup, `Policy.setup` sees it with the others.
 """
 
 from __future__ import annotations
