@@ -226,7 +226,7 @@ def mig_change_note(res: RunResult, cost: str = "") -> str | None:
     if not res.mig_mode_changes:
         return None
     n = res.mig_mode_changes
-    whole = sum(1 for j in res.jobs for a in j.runs if a.profile == WHOLE_GPU)
+    whole = sum(1 for j in res.jobs if any(a.profile == WHOLE_GPU for a in j.runs))  # jobs, not runs
     what = f"{cost}, docs/migm.md step 10" if cost else "docs/migm.md step 10"
     return (f"{res.policy}: turned MIG on or off {plural('time', n)}, to run {plural('job', whole)} "
             f"on a whole GPU with MIG off ({what})")

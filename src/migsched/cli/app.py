@@ -8,6 +8,7 @@ mid-line. `migsched --version` prints the installed version.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -23,12 +24,32 @@ PIPE_WIDTH = 1000
 
 
 def console(stderr: bool = False) -> Console:
-    """A console on stdout (or stderr) as wide as the terminal, or `PIPE_WIDTH` when piped.
+    """A console on stdout (or stderr) as wide as the terminal; when piped, `COLUMNS` wide if the
+    user set it, else `PIPE_WIDTH` (a file gets every cell whole).
 
     Built per call so that tests capturing sys.stdout see the output.
     """
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else PIPE_WIDTH, highlight=False)
+    return _Console(file=stream, width=None if stream.isatty() else _pipe_width(), highlight=False)
+
+
+class _Console(Console):
+    """A rich console that ends the program with 141 (128 + SIGPIPE, as a shell reports it) when
+    the reader of a pipe leaves (`migsched validate x | head`); rich's own exit status is 1,
+    which `validate` uses for "an entry fits nowhere"."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        try:  # stdout to /dev/null, so that the exit-time flush does not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        raise SystemExit(141)
+
+
+def _pipe_width() -> int:
+    cols = os.environ.get("COLUMNS", "")
+    return int(cols) if cols.isdigit() and 20 <= int(cols) <= PIPE_WIDTH else PIPE_WIDTH
 
 
 def _join_lines(text: str | None) -> str | None:

@@ -12,15 +12,15 @@ printed by `migsched.cli.main`).
 
 from __future__ import annotations
 
+import io
 import json
-import sys
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from migsched.cli.app import app
+from migsched.cli.app import app, console
 from migsched.hardware.catalog import GpuModel, Profile, all_models, get_model
 from migsched.partition.layout import Instance, Layout
 from migsched.partition.parse import parse_layout_items
@@ -46,9 +46,9 @@ _NVML_ENUM_NAMES = {
 
 
 def _console() -> Console:
-    # Created per call so that it writes to the current sys.stdout (tests capture it). When the
-    # output is not a terminal, use a wide fixed width so that piped tables do not wrap.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    # Created per call so that it writes to the current sys.stdout (tests capture it); piped, it
+    # is COLUMNS wide where the user set it, else wide enough that tables do not wrap.
+    return console()
 
 
 def _echo_json(data: Any) -> None:
@@ -99,29 +99,42 @@ def _model_heading(m: GpuModel) -> str:
     )
 
 
-def _model_table(m: GpuModel) -> Table:
+#: Columns of `_model_table` dropped, in this order, until the table fits the terminal: the
+#: NVML enum name is the widest and says least to a reader; `--json` keeps every field.
+_OPTIONAL_COLUMNS = ("nvml enum", "status", "id")
+
+
+def _model_table(m: GpuModel, width: int | None = None) -> Table:
+    """The profiles of `m`; narrower than `width` columns by dropping `_OPTIONAL_COLUMNS` (then
+    wrapping cells, never cutting them with "…")."""
+    drop: list[str] = []
+    while True:
+        table = _profile_table(m, set(drop))
+        if width is None or len(drop) == len(_OPTIONAL_COLUMNS) or _measure(table) <= width:
+            return table
+        drop.append(_OPTIONAL_COLUMNS[len(drop)])
+
+
+def _measure(table: Table) -> int:
+    con = Console(width=100_000, file=io.StringIO())
+    return con.measure(table, options=con.options.update(width=100_000)).maximum
+
+
+def _profile_table(m: GpuModel, drop: set[str]) -> Table:
+    cols = (("profile", "left"), ("id", "right"), ("nvml enum", "left"), ("compute", "right"),
+            ("memory", "right"), ("MiB", "right"), ("SMs", "right"), ("max", "right"),
+            ("+me", "center"), ("starts", "left"), ("status", "left"))
+    keep = [i for i, (col, _j) in enumerate(cols) if col not in drop]
     table = Table()
-    for col, justify in (
-        ("profile", "left"), ("id", "right"), ("nvml enum", "left"), ("compute", "right"),
-        ("memory", "right"), ("MiB", "right"), ("SMs", "right"), ("max", "right"),
-        ("+me", "center"), ("starts", "left"), ("status", "left"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for i in keep:
+        col, justify = cols[i]
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for p in m.profiles:
         enum = _NVML_ENUM_NAMES.get(p.nvml_enum, "?")
-        table.add_row(
-            p.name,
-            str(p.profile_id),
-            f"{enum} ({p.nvml_enum:#x})",
-            f"{p.compute_slices}/{m.compute_slices}",
-            f"{p.memory_slices}/{m.memory_slices}",
-            str(p.memory_mib),
-            str(p.sm_count),
-            str(p.max_count),
-            "yes" if p.media else "",
-            ",".join(map(str, p.starts)),
-            p.status,
-        )
+        cells = (p.name, str(p.profile_id), f"{enum} ({p.nvml_enum:#x})", f"{p.compute_slices}/{m.compute_slices}",
+                 f"{p.memory_slices}/{m.memory_slices}", str(p.memory_mib), str(p.sm_count), str(p.max_count),
+                 "yes" if p.media else "", ",".join(map(str, p.starts)), p.status)
+        table.add_row(*(cells[i] for i in keep))
     return table
 
 
@@ -143,7 +156,7 @@ def gpus(
     console = _console()
     for m in models:
         console.print(_model_heading(m), markup=False, highlight=False)
-        console.print(_model_table(m))
+        console.print(_model_table(m, console.width))
         console.print()
     console.print(
         "Status: V verified, C single community report, D derived, UNVERIFIED hypothesis "
@@ -226,8 +239,8 @@ def layouts(
     )
     table = Table()
     table.add_column("#", justify="right")
-    table.add_column("layout (profile@start)")
-    table.add_column("memory slots")
+    table.add_column("layout (profile@start)", overflow="fold")  # wrapped, never cut with "…"
+    table.add_column("memory slots", overflow="fold")
     table.add_column("compute", justify="right")
     table.add_column("memory", justify="right")
     for n, lay in enumerate(lays, 1):

@@ -6,8 +6,9 @@ model (docs/migm.md step 8).
 Then the job names with memory peaks, largest first. The text lists `MAX_ROWS_SHOWN` rows of
 each, then a count; `--json` lists everything.
 
-Exit status: 0; 2 when FILE does not exist or is a directory. An unreadable file prints one
-warning and shows an empty history, as a run would start from.
+Exit status: 0; 2 when FILE does not exist, is a directory or is not a readable history file
+(the reason is named; nothing is written: a run with `--history FILE` would warn, set the file
+aside as FILE.unreadable and start empty).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def history_cmd(
         raise MigschedError(f"FILE {str(history_file)!r} is a directory; name a history file")
     if not history_file.exists():
         raise MigschedError(f"no history file {str(history_file)!r} (a run with --history FILE creates it)")
-    doc = history_doc(HistoryStore(history_file, autosave=False))
+    doc = history_doc(HistoryStore(history_file, autosave=False, strict=True))  # a viewer writes nothing
     if as_json:
         typer.echo(json.dumps(doc, indent=1))
         return

@@ -30,10 +30,12 @@ from migsched.cli.simulate_cmds import (
     _write_outputs, exit_status, history_note, history_options,
 )
 from migsched.compare import Comparison, PolicyFigures, mig_change_note
+from migsched.core.source import TraceSource
 from migsched.errors import MigschedError
 from migsched.limits import MAX_GPUS, MAX_MIB_PER_GIB, MAX_SAMPLE_S, check_range
 from migsched.live.progress import LiveView
 from migsched.live.session import BACKENDS, RunSetupError, Session, resume_run, start_run
+from migsched.report.table import fmt_duration
 from migsched.run import drive, result_of
 
 DEFAULT_STATE = Path("migsched-run.db")
@@ -68,8 +70,23 @@ def _backend_options(backend: str, manage_existing: bool, allow_mig_change: bool
     return None
 
 
+#: `run` options a run fixes when it starts: flag -> parameter name (checked on --resume).
+_RESUME_FIXED = {"--backend": "backend", "--gpu": "gpu", "--gpus": "gpus", "--policy": "policy",
+                 "--mib-per-gib": "mib_per_gib", "--class": "job_class", "--seed": "seed", "--sample-s": "sample_s",
+                 "--manage-existing": "manage_existing", "--allow-mig-change": "allow_mig_change",
+                 "--address": "address", "--nodes": "nodes", "--node-backend": "node_backend"}
+
+
+def _given_with_resume(ctx: typer.Context) -> dict:
+    """The fixed options the user typed beside --resume, flag -> value (defaults left out)."""
+    # by name: typer may hand back its own copy of click's ParameterSource enum
+    return {flag: ctx.params[name] for flag, name in _RESUME_FIXED.items()
+            if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
+
+
 @app.command("run")
 def run_cmd(
+    ctx: typer.Context,
     jobs_file: Annotated[Path | None, typer.Argument(metavar="JOBS", help="Job file (YAML/JSON, version 1) or task file (one command per line). Optional with --resume.")] = None,
     backend: Annotated[str, typer.Option("--backend", help=f"Where jobs run: {', '.join(BACKENDS)}.")] = "local",
     gpu: Annotated[str, typer.Option("--gpu", help="GPU model to simulate or emulate (see `migsched gpus`).")] = "A100-40GB",
@@ -101,7 +118,7 @@ def run_cmd(
         if history is not None:
             raise RunSetupError("--history is fixed when a run starts; a resumed run keeps its own "
                                 "(drop --history)")
-        session = resume_run(state, jobs_file)
+        session = resume_run(state, jobs_file, given=_given_with_resume(ctx))
         r = session.restored
         assert r is not None
         err.print(f"resumed {state}: {r.adopted} running job(s) adopted, {r.ended_while_down} ended while "
@@ -115,6 +132,9 @@ def run_cmd(
                             backend_options=_backend_options(backend, manage_existing, allow_mig_change, address,
                                                              nodes, node_backend, gpu, gpus))
     caps = session.backend.capabilities
+    later = _later_arrivals(session)
+    if later and not quiet:
+        err.print(later, markup=False)
     title = f"migsched run · {session.core.policy.name} · {session.backend.name} (MIG {caps.mig})"
     view = LiveView(title, enabled=err.is_terminal and not quiet, console=err)
     session.recorder.on_change = view.update
@@ -143,6 +163,25 @@ def run_cmd(
         typer.echo(f"state: {state}  logs: {session.run_dir / 'logs'}", err=out.json_to_stdout)
     if exit_status(cmp):
         raise typer.Exit(exit_status(cmp))
+
+
+#: Arrivals further ahead than this are announced when a run starts (`_later_arrivals`).
+LATER_S = 60.0
+
+
+def _later_arrivals(session: Session) -> str:
+    """A line on the jobs that arrive later (`arrival_s`), so that a run waiting hours for its
+    first arrival does not look hung; '' when none does. Only a simulated run skips the wait."""
+    src = session.source
+    if not isinstance(src, TraceSource) or session.backend.capabilities.mig == "simulated":
+        return ""
+    now_s = session.backend.clock.now_s()
+    later = src.arrivals_after(now_s + LATER_S)
+    if not later:
+        return ""
+    return (f"{len(later):,} job(s) arrive later (their arrival_s): the first in {fmt_duration(later[0] - now_s)}, "
+            f"the last in {fmt_duration(later[-1] - now_s)}; the run waits for them (Ctrl-C stops it, "
+            "`--resume` carries on)")
 
 
 @app.command("status")

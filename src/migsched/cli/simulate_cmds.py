@@ -53,11 +53,13 @@ from migsched.report import (
     fit_table,
     layout_lines,
     lower_bound_line,
+    rich_table,
     schedule_format,
     write_json,
     write_report,
     write_schedule,
 )
+from migsched.report.table import table_width
 
 __all__ = ["EXIT_FAILED_JOBS", "EXIT_OK", "OutputError", "Outputs"]
 
@@ -107,6 +109,10 @@ class Outputs:
             check_file(self.schedule_path, "--schedule")
         if self.report_dir is not None:
             check_folder(self.report_dir, "--report")
+        if self.json_path is not None and self.schedule_path is not None and not self.json_to_stdout \
+                and self.json_path.resolve() == self.schedule_path.resolve():
+            raise OutputError(f"--json and --schedule name the same file {str(self.json_path)!r}; "
+                              "give each its own (one would overwrite the other)")
 
     def human(self) -> Console:
         """Where the table and messages go: stdout, or stderr when stdout carries the JSON."""
@@ -186,7 +192,11 @@ def _show(cmp: Comparison, out: Outputs | None = None) -> None:
         return
     con = out.human()
     width = con.width if con.is_terminal else None
-    con.print(fit_table(cmp, width, wide=out.wide))
+    table = fit_table(cmp, width, wide=out.wide)
+    con.print(table)
+    if out.wide and width is not None and table_width(con, table) < table_width(con, rich_table(cmp, wide=True)):
+        con.print(f"note: the --wide table does not fit {width} columns, so the compact one is shown; a wider "
+                  "terminal, a pipe (`| less -S`) or --json gives every column", markup=False)
 
     def say(line: str) -> None:  # prose wraps at the terminal, or at PROSE_WIDTH when piped
         lines = [line] if con.is_terminal else textwrap.wrap(line, PROSE_WIDTH, subsequent_indent="  ") or [""]

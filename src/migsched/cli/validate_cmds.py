@@ -14,8 +14,8 @@ Exit status: 0 when every entry fits somewhere, 1 when an entry fits nowhere (ea
 
 from __future__ import annotations
 
+import io
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from migsched.cli.app import app
+from migsched.cli.app import app, console
 from migsched.core.state import JobView
 from migsched.errors import plural
 from migsched.estimators import JobMemoryEstimator
@@ -146,14 +146,21 @@ def _summary(path: Path, reports: list[EntryReport]) -> str:
 def _table(reports: list[EntryReport], models: Sequence[GpuModel]) -> Table:
     table = Table(caption="per GPU: the smallest instance that holds the entry (GiB it is taken to need); "
                           "- : no instance is large enough")
-    for col in ("entry", "class", "jobs", "need from"):
-        table.add_column(col, justify="right" if col == "jobs" else "left")
+    for col in ("entry", "class", "jobs", "need from"):  # wrapped, never cut with "…"
+        table.add_column(col, justify="right" if col == "jobs" else "left", overflow="fold")
     for m in models:
-        table.add_column(m.name)
+        table.add_column(m.name, overflow="fold")
     for r in reports[:MAX_ROWS_SHOWN]:
-        cells = [f"{f.profile.name if f.profile else '-'} ({f.need_gib:.1f})" for f in r.fits.values()]
+        fits = [r.fits[m.name] for m in models]  # the columns shown, not every model analysed
+        cells = [f"{f.profile.name if f.profile else '-'} ({f.need_gib:.1f})" for f in fits]
         table.add_row(r.name, r.job_class, str(r.count), r.source, *cells)
     return table
+
+
+def _width(table: Table) -> int:
+    """The width `table` needs with no cell cut or wrapped."""
+    con = Console(width=100_000, file=io.StringIO())
+    return con.measure(table, options=con.options.update(width=100_000)).maximum
 
 
 @app.command("validate")
@@ -176,9 +183,17 @@ def validate_cmd(
     if as_json:
         typer.echo(json.dumps(_json(jobs_file, reports, models, notes), indent=2))
     else:
-        con = Console(width=None if sys.stdout.isatty() else 250, highlight=False)
+        con = console()
         con.print(_summary(jobs_file, reports), markup=False)
-        con.print(_table(reports, models))
+        shown = list(models)  # as many GPU models as fit the terminal: 9 columns of 2 characters say nothing
+        table = _table(reports, shown)
+        while len(shown) > 1 and _width(table) > con.width:
+            shown.pop()
+            table = _table(reports, shown)
+        con.print(table)
+        if len(shown) < len(models):
+            con.print(f"note: {len(models) - len(shown)} more GPU models ({', '.join(m.name for m in models[len(shown):])}) "
+                      f"do not fit {con.width} columns: name the ones you want with --gpu, or use --json", markup=False)
         if len(reports) > MAX_ROWS_SHOWN:
             con.print(f"... and {len(reports) - MAX_ROWS_SHOWN} more {plural('entry')} (--json lists all)", markup=False)
         for note in notes[:MAX_ROWS_SHOWN]:

@@ -55,6 +55,10 @@ class TraceSource:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def arrivals_after(self, t_s: float) -> list[float]:
+        """The arrival times still to come that are later than `t_s`, soonest first."""
+        return [s.arrival_s for s in self._pending if s.arrival_s > t_s]
+
 
 class SubmitQueue:
     """A live submit queue: `submit()` from any thread, `close()` when nothing more will come.

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from migsched.errors import MigschedError
+
 FORMAT_VERSION = 1
 # Memory counts as growing when the peak exceeds the first sample by this factor.
 GROWTH_FACTOR = 1.25
@@ -90,14 +92,19 @@ class HistoryStore:
 
     def __init__(
         self, path: str | Path | None = None, *, max_runs: int = 20, autosave: bool = True,
-        save_interval_s: float = 0.0,
+        save_interval_s: float = 0.0, strict: bool = False,
     ) -> None:
         """Open the store at `path` (None: in-memory only); keep at most `max_runs` per key.
 
         `autosave` writes the file after a record, at most every `save_interval_s` seconds of
         wall-clock time (0: after every record); `flush()` writes what is left. A simulation
-        of 100,000 jobs would otherwise rewrite the file 100,000 times."""
+        of 100,000 jobs would otherwise rewrite the file 100,000 times.
+
+        An unreadable file is, for a run, a warning and an empty history (the file copied aside
+        before it is rewritten); with `strict` (a viewer, which writes nothing) it raises
+        `MigschedError` naming the file and what is wrong with it."""
         self.path = Path(path) if path is not None else None
+        self.strict = strict
         self.max_runs = max_runs
         self.autosave = autosave
         self.save_interval_s = save_interval_s
@@ -228,18 +235,16 @@ class HistoryStore:
             }
             runs = {
                 str(k): [
-                    RunRecord(
-                        profile=str(r["profile"]),
-                        peak_mib=float(r["peak_mib"]),
-                        ok=bool(r["ok"]),
-                        start_mib=None if r.get("start_mib") is None else float(r["start_mib"]),
-                    )
+                    _run(r)
                     for r in v
                 ]
                 for k, v in data["jobs"].items()
             }
             return runs, durations
         except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
+            if self.strict:
+                raise MigschedError(f"{str(self.path)!r} is not a readable migsched history file "
+                                   f"({type(e).__name__}: {e}); a run with --history FILE writes one") from None
             kept = self._keep_aside()
             warnings.warn(
                 f"migsched: ignoring unreadable history file {self.path} ({e}); starting empty"
@@ -260,6 +265,22 @@ class HistoryStore:
         return target
 
 
+#: The most memory a record may hold (a petabyte): anything above is a corrupt or hand-edited file.
+MAX_RECORD_MIB = 1e9
+#: The longest compute time a record may hold (about 30 years).
+MAX_RECORD_S = 1e9
+
+
+def _run(doc: dict) -> RunRecord:
+    """A memory record read back from the file; a peak no run can have is an error."""
+    rec = RunRecord(profile=str(doc["profile"]), peak_mib=float(doc["peak_mib"]), ok=bool(doc["ok"]),
+                    start_mib=None if doc.get("start_mib") is None else float(doc["start_mib"]))
+    for name, v in (("peak_mib", rec.peak_mib), ("start_mib", rec.start_mib)):
+        if v is not None and not 0 <= v <= MAX_RECORD_MIB:
+            raise ValueError(f"memory record {doc!r}: {name} must be in [0, {MAX_RECORD_MIB:g}]")
+    return rec
+
+
 def _duration(doc: dict) -> DurationRecord:
     """A duration record read back from the file; a value no run can have is an error (the
     file is then ignored, like any unreadable one)."""
@@ -268,6 +289,7 @@ def _duration(doc: dict) -> DurationRecord:
         raise ValueError(f"duration record {doc!r}: compute_slices must be an integer from 1 to "
                          f"{MAX_COMPUTE_SLICES}")
     rec = DurationRecord(slices, float(doc["work_s"]), float(doc.get("startup_s", 0.0)), str(doc.get("gpu", "")))
-    if not 0 < rec.work_s < float("inf") or not 0 <= rec.startup_s < float("inf"):
-        raise ValueError(f"duration record {doc!r}: work_s must be > 0 and startup_s >= 0 (finite)")
+    if not 0 < rec.work_s <= MAX_RECORD_S or not 0 <= rec.startup_s <= MAX_RECORD_S:
+        raise ValueError(f"duration record {doc!r}: work_s must be in (0, {MAX_RECORD_S:g}] and startup_s "
+                         f"in [0, {MAX_RECORD_S:g}]")
     return rec

@@ -210,6 +210,27 @@ class JobEntry(_Strict):
         total = len(v) if isinstance(v, str) else sum(len(a) + 1 for a in v or ())
         if total > MAX_TEXT_CHARS:
             raise ValueError(f"the command is {total} characters long; the limit is {MAX_TEXT_CHARS}")
+        if any("\0" in a for a in ([v] if isinstance(v, str) else v or ())):
+            raise ValueError("the command holds a NUL character, which no program can be given")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        # What the OS refuses at launch (execve): caught here, not after ten failed starts.
+        for name, value in v.items():
+            if "=" in name or "\0" in name:
+                raise ValueError(f"environment variable name {name[:40]!r} holds '=' or a NUL character; "
+                                 "a name is the part before '=' (e.g. CUDA_VISIBLE_DEVICES)")
+            if "\0" in value:
+                raise ValueError(f"the value of environment variable {name[:40]!r} holds a NUL character")
+        return v
+
+    @field_validator("cwd")
+    @classmethod
+    def _cwd(cls, v: str | None) -> str | None:
+        if v is not None and "\0" in v:
+            raise ValueError("the working directory holds a NUL character")
         return v
     checkpoint: CheckpointEntry | None = None
 

@@ -26,6 +26,7 @@ from migsched.hardware.catalog import GpuModel, get_model
 from migsched.jobs.model import Job
 from migsched.jobs.taskfile import load_job_source
 from migsched.live.recorder import MIG_OFF_KEY, StoreRecorder
+from migsched.report.outputs import check_file
 from migsched.live.restore import Restored, restore_core
 from migsched.policies.registry import create_policy, get_policy_class
 from migsched.run import open_core
@@ -99,21 +100,22 @@ def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Pa
         missing = [j.job_id for j in jobs if j.truth is None]
         if missing:
             raise RunSetupError(f"--backend sim needs a model: entry (runtime_s, peak_gib, ...) on every job; "
-                                f"{', '.join(missing[:5])} have none; use --backend local to run their commands")
+                                f"{_jobs_named(missing)} {_have(missing)} none; use --backend local to run their commands")
         return Simulator(models, {j.job_id: j.truth for j in jobs}, seed=seed)  # type: ignore[misc]
     if name == "local":
         from migsched.backends.local.backend import LocalBackend
         no_cmd = [j.job_id for j in jobs if not j.spec.argv]
         if no_cmd:
-            raise RunSetupError(f"--backend local runs each job's command; {', '.join(no_cmd[:5])} have no command: "
-                                "add one to the job file")
+            raise RunSetupError(f"--backend local runs each job's command; {_jobs_named(no_cmd)} {_have(no_cmd)} no "
+                                "command: add one to the job file")
         return LocalBackend(models, run_dir, mib_per_gib=mib_per_gib, instances=instances, origin_unix=origin_unix,
                             sample_interval_s=sample_interval_s, mig_off=mig_off)
     if name == "nvml":
         from migsched.backends.nvml.backend import NvmlBackend
         no_cmd = [j.job_id for j in jobs if not j.spec.argv]
         if no_cmd:
-            raise RunSetupError(f"--backend nvml runs each job's command; {', '.join(no_cmd[:5])} have no command")
+            raise RunSetupError(f"--backend nvml runs each job's command; {_jobs_named(no_cmd)} {_have(no_cmd)} no "
+                                "command: add one to the job file")
         owned = {(g, s) for g, lst in enumerate(instances or []) for _p, s in lst}
         return NvmlBackend(run_dir, owned=owned, origin_unix=origin_unix, sample_interval_s=sample_interval_s,
                            mig_off=mig_off, **(backend_options or {}))
@@ -125,10 +127,24 @@ def make_backend(name: str, models: list[GpuModel], jobs: list[Job], run_dir: Pa
     raise RunSetupError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
 
 
+def _jobs_named(ids: list[str], shown: int = 5) -> str:
+    """"job 'a'", "jobs 'a', 'b'" or "jobs 'a', ... and 59 more": the ids an error is about."""
+    names = ", ".join(repr(i) for i in ids[:shown])
+    more = f" and {len(ids) - shown:,} more" if len(ids) > shown else ""
+    return f"{'job' if len(ids) == 1 else 'jobs'} {names}{more}"
+
+
+def _have(ids: list[str]) -> str:
+    return "has" if len(ids) == 1 else "have"
+
+
 def make_policy(name: str, options: dict[str, Any], backend: Backend) -> Policy:
     cls = get_policy_class(name)
     if cls.clairvoyant and backend.capabilities.mig != "simulated":
         raise RunSetupError(f"policy {name!r} reads ground truth; it can only be simulated")
+    if cls.clairvoyant:  # it plans the whole batch from the job file's ground truth before it starts
+        raise RunSetupError(f"policy {name!r} plans the whole batch from ground truth, not run by run; "
+                            f"use `migsched simulate JOBS --policy {name}`")
     return create_policy(name, **options)
 
 
@@ -141,6 +157,7 @@ def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str
     if state.exists():
         raise RunSetupError(f"state file {str(state)!r} exists already: add --resume to continue that run, "
                             "or name another --state")
+    check_file(state, "--state")  # its folder exists and takes files (never created behind the user's back)
     if gpus < 1:
         raise RunSetupError(f"--gpus must be at least 1, got {gpus}")
     model = get_model(gpu)
@@ -150,7 +167,6 @@ def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str
     be = make_backend(backend, [model] * gpus, jobs, run_dir, mib_per_gib=mib_per_gib, seed=seed,
                       origin_unix=origin, sample_interval_s=sample_interval_s, backend_options=backend_options)
     pol = make_policy(policy, policy_options or {}, be)
-    state.parent.mkdir(parents=True, exist_ok=True)
     lock = RunLock(state)
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = RunStore.create(state, {
@@ -165,14 +181,24 @@ def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str
                    jobs=jobs)
 
 
-def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
-    """Continue the run of `state`: adopt what still runs, take in what ended, queue the rest."""
+def resume_run(state: Path, jobs_path: Path | None = None, given: dict[str, Any] | None = None) -> Session:
+    """Continue the run of `state`: adopt what still runs, take in what ended, queue the rest.
+
+    `given`: options the user named with --resume (flag -> value); a run keeps the options it
+    started with, so one that differs from them is refused rather than silently ignored.
+    """
     state = state.resolve()
     if not state.exists():
         raise RunSetupError(f"no state file {str(state)!r} to resume; start the run without --resume")
     lock = RunLock(state)
     store = RunStore.open(state)
     meta = store.meta()
+    clash = _clashes(meta, given or {})
+    if clash:
+        store.close()
+        lock.release()
+        raise RunSetupError(f"a resumed run keeps the options it started with: {'; '.join(clash)} "
+                            "(drop them, or start a new run with another --state)")
     if meta.get("backend") == "sim":
         store.close()
         raise RunSetupError("a simulated run cannot be resumed (its clock died with it); run it again")
@@ -185,6 +211,13 @@ def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
             jobs = []  # the file is gone: carry on with the jobs the store holds
         else:
             raise
+    if meta.get("finished_unix") is not None and not any(j.job_id not in known for j in jobs):
+        counts = store.counts()
+        if counts["done"] + counts["failed"] == sum(counts.values()):  # nothing left to do
+            store.close()
+            lock.release()
+            raise RunSetupError(f"the run of {str(state)!r} has finished ({counts['done']} done, {counts['failed']} "
+                                f"failed) and its job file adds no job; `migsched status --state {state}` shows it")
     models = [get_model(n) for n in meta["gpus"]]
     instances = _surviving_instances(store, models)
     run_dir = Path(meta["run_dir"])
@@ -198,6 +231,31 @@ def resume_run(state: Path, jobs_path: Path | None = None) -> Session:
     restored = restore_core(core, be, store)
     fresh = [j.spec for j in jobs if j.job_id not in known]
     return Session(core, be, TraceSource(fresh), store, StoreRecorder(store), run_dir, restored, lock, jobs)
+
+
+#: Options of `migsched run` a run fixes when it starts, and the meta key that holds each.
+_FIXED = {"--backend": "backend", "--policy": "policy", "--mib-per-gib": "mib_per_gib", "--class": "job_class",
+          "--seed": "seed", "--sample-s": "sample_interval_s"}
+
+
+def _clashes(meta: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """The options in `given` whose value differs from the run's (each with both values)."""
+    out = []
+    gpus = list(meta.get("gpus") or [])
+    for flag, value in given.items():
+        if flag in _FIXED:
+            have = meta.get(_FIXED[flag])
+            same = have == value or (isinstance(value, float) and have is not None and float(have) == value)
+        elif flag == "--gpus":
+            have, same = len(gpus), value == len(gpus)
+        elif flag == "--gpu":
+            have, same = ", ".join(sorted(set(gpus))), set(gpus) == {value}
+        else:  # backend options (nvml, ray): stored with the backend
+            have = (meta.get("backend_options") or {}).get(flag.lstrip("-").replace("-", "_"))
+            same = have == value
+        if not same:
+            out.append(f"{flag} {value} was given, the run has {have}")
+    return out
 
 
 def _surviving_instances(store: RunStore, models: list[GpuModel]) -> list[list[tuple[str, int]]]:

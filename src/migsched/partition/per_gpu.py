@@ -57,16 +57,19 @@ def layouts_for_gpus(models: Sequence[GpuModel], text: str) -> list[Layout]:
 
     Raises:
         InvalidLayoutError: a number of GPU layouts that is neither 1 nor len(models) (both
-            named), or a layout that `parse_layout_items` or the MIG rules refuse (the GPU named
-            when the layouts differ).
+            named), no instance on any GPU, or a layout that `parse_layout_items` or the MIG rules
+            refuse (the GPU named when the layouts differ).
         UnknownNameError: a profile that is not one of the GPU's model.
     """
     runs = split_layouts(text)
     given = sum(n for n, _ in runs)
     if given not in (1, len(models)):
         raise InvalidLayoutError(f"layout gives {given} GPU layouts for {len(models)} GPUs; give one layout "
-                                 f"for every GPU or exactly {len(models)}, separated by '{GPU_SEPARATOR}'")
+                                 f"for all of them, or exactly {len(models)} separated by '{GPU_SEPARATOR}'")
     items = [item for n, item in runs for _ in range(n)] if given > 1 else [runs[0][1]] * len(models)
+    if not any(item.strip() for item in items):
+        raise InvalidLayoutError(f"layout {text.strip()[:60]!r} has no instance on any GPU; give at least one "
+                                 "PROFILE@START, e.g. '7g.80gb@0' or '3g.40gb@4,4g.40gb@0'")
     out: list[Layout] = []
     cache: dict[tuple[str, str], Layout] = {}  # many GPUs share a few layouts: parse each once
     for gpu, (model, item) in enumerate(zip(models, items)):

@@ -4,8 +4,9 @@ Every output option is checked up front (`check_file`, `check_folder`), so a typ
 fails in a second instead of after a long comparison:
 
 * a file's folder must exist (it is never created: the same rule as `migsched mix --out`), the
-  path must not be a folder, and the folder must be writable; "-" means standard output where
-  allowed (`--json -`);
+  path must not be a folder, and a file must be creatable in the folder (tried, not read from
+  permission bits, which say yes for /proc or a read-only mount); "-" means standard output
+  where allowed (`--json -`);
 * a report folder is created if missing, but only inside an existing folder.
 
 `clean_report_folder` removes the pictures a previous report left in a reused folder (only the
@@ -15,6 +16,7 @@ names migsched writes), so the folder never shows policies that did not run this
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from migsched.errors import MigschedError
@@ -40,6 +42,11 @@ def _writable_dir(folder: Path, option: str, target: Path) -> None:
         raise _fail(option, target, f"{str(folder)!r} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise _fail(option, target, f"folder {str(folder)!r} is not writable")
+    try:  # the permission bits can say yes where writing fails (/proc, a read-only mount, root's view)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".migsched-probe-"):
+            pass
+    except OSError as exc:
+        raise _fail(option, target, f"nothing can be written in {str(folder)!r} ({exc.strerror or exc})") from None
 
 
 def check_file(path: Path, option: str, allow_stdout: bool = False) -> None:
