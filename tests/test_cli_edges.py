@@ -230,3 +230,13 @@ def test_a_reader_that_leaves_the_pipe_early_gives_141_not_1():
     _out, err = p.communicate(timeout=60)
     assert p.returncode == 141, err
     assert b"Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["validate", "{jobs}", "--class", "foo"],
+                                  ["run", "{jobs}", "--class", "foo", "--state", "{state}"],
+                                  ["run", "{jobs}", "--node-backend", "foo", "--state", "{state}"]])
+def test_an_option_that_does_not_apply_is_still_checked(capsys, tmp_path, argv):
+    jobs, state = str(_model_job(tmp_path)), str(tmp_path / "s.db")
+    code, _o, err = run_cli(capsys, *(a.format(jobs=jobs, state=state) for a in argv))
+    assert code == 2 and "unknown" in err and "foo" in err
+    assert not (tmp_path / "s.db").exists()

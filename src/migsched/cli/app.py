@@ -18,6 +18,9 @@ import typer
 from rich.console import Console
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
+from migsched.errors import UnknownNameError
+from migsched.jobs.model import JobClass
+
 #: Console width when the output is not a terminal: wide enough that no table is ever cut
 #: (rich would otherwise assume 80 columns and truncate cells).
 PIPE_WIDTH = 1000
@@ -126,3 +129,13 @@ def _root(
                                                help="Print the installed version and exit.")] = False,
 ) -> None:
     """Dynamic NVIDIA MIG partitioning and scheduling: simulate, compare and run GPU job batches."""
+
+
+def job_class_option(value: str) -> str:
+    """`--class`, checked whatever the file turns out to be (a job file ignores it, but a typo
+    should not pass silently): the value, or `UnknownNameError` listing the classes."""
+    valid = [c.value for c in JobClass]
+    if value not in valid:
+        raise UnknownNameError("job class", value, valid)
+    return value
+

@@ -24,14 +24,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from migsched.cli.app import app
+from migsched.cli.app import app, job_class_option
 from migsched.cli.simulate_cmds import (
     _HISTORY_HELP, _JSON_HELP, _QUIET_HELP, _SCHEDULE_HELP, _WIDE_HELP, Outputs, _console, _show,
     _write_outputs, exit_status, history_note, history_options,
 )
 from migsched.compare import Comparison, PolicyFigures, mig_change_note
 from migsched.core.source import TraceSource
-from migsched.errors import MigschedError
+from migsched.errors import MigschedError, UnknownNameError
 from migsched.limits import MAX_GPUS, MAX_MIB_PER_GIB, MAX_SAMPLE_S, check_range
 from migsched.live.progress import LiveView
 from migsched.live.session import BACKENDS, RunSetupError, Session, resume_run, start_run
@@ -70,6 +70,17 @@ def _backend_options(backend: str, manage_existing: bool, allow_mig_change: bool
     return None
 
 
+#: What `--node-backend` may be (docs/ray.md).
+NODE_BACKENDS = ("local", "nvml")
+
+
+def _node_backend(value: str) -> str:
+    """`--node-backend`, checked even without --backend ray (a typo should not pass silently)."""
+    if value not in NODE_BACKENDS:
+        raise UnknownNameError("node backend", value, NODE_BACKENDS)
+    return value
+
+
 #: `run` options a run fixes when it starts: flag -> parameter name (checked on --resume).
 _RESUME_FIXED = {"--backend": "backend", "--gpu": "gpu", "--gpus": "gpus", "--policy": "policy",
                  "--mib-per-gib": "mib_per_gib", "--class": "job_class", "--seed": "seed", "--sample-s": "sample_s",
@@ -100,14 +111,14 @@ def run_cmd(
     wide: Annotated[bool, typer.Option("--wide", help=_WIDE_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP + " No live view.")] = False,
     mib_per_gib: Annotated[float, typer.Option("--mib-per-gib", callback=lambda v: check_range("--mib-per-gib", v, 0.001, MAX_MIB_PER_GIB), help=f"local: MiB of RAM a job may use per GiB of its instance (0.001..{MAX_MIB_PER_GIB:g}).")] = 16.0,
-    job_class: Annotated[str, typer.Option("--class", help="Job class of task-file lines: scientific, ml-train, ml-infer, llm.")] = "scientific",
+    job_class: Annotated[str, typer.Option("--class", callback=job_class_option, help="Job class of task-file lines: scientific, ml-train, ml-infer, llm.")] = "scientific",
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed (--backend sim).")] = 0,
     sample_s: Annotated[float, typer.Option("--sample-s", callback=lambda v: check_range("--sample-s", v, 0.01, MAX_SAMPLE_S, " s"), help=f"local: memory-sample period in seconds (0.01..{MAX_SAMPLE_S:g}), when the policy samples.")] = 1.0,
     manage_existing: Annotated[bool, typer.Option("--manage-existing", help="nvml: use and destroy MIG instances migsched did not create.")] = False,
     allow_mig_change: Annotated[bool, typer.Option("--allow-mig-change", help="nvml: change a GPU's MIG mode if the policy needs it, at the start and (migm) during the run to give one job a whole GPU; may reset the GPU.")] = False,
     address: Annotated[str | None, typer.Option("--address", help="ray: the Ray cluster to use (e.g. 10.0.0.1:6379); none: start a local one of --nodes nodes.")] = None,
     nodes: Annotated[int, typer.Option("--nodes", min=1, max=64, help="ray: nodes of the local cluster started without --address (each emulates --gpus of --gpu).")] = 2,
-    node_backend: Annotated[str, typer.Option("--node-backend", help="ray: what each node runs its GPUs with: local (emulated) or nvml (real MIG).")] = "local",
+    node_backend: Annotated[str, typer.Option("--node-backend", callback=_node_backend, help="ray: what each node runs its GPUs with: local (emulated) or nvml (real MIG).")] = "local",
     history: Annotated[Path | None, typer.Option("--history", metavar="FILE", help=_HISTORY_HELP)] = None,
 ) -> None:
     """Run a batch of jobs to the end: real processes (local) or simulated, resumable after a crash."""

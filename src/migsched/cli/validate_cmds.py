@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from migsched.cli.app import app, console
+from migsched.cli.app import app, console, job_class_option
 from migsched.core.state import JobView
 from migsched.errors import plural
 from migsched.estimators import JobMemoryEstimator
@@ -167,7 +167,7 @@ def _width(table: Table) -> int:
 def validate_cmd(
     jobs_file: Annotated[Path, typer.Argument(metavar="JOBS", help="Job file (YAML/JSON, version 1) or task file (one command per line).")],
     gpu: Annotated[list[str] | None, typer.Option("--gpu", help="GPU model to check the fit on (repeatable); default: every catalogued model.")] = None,
-    job_class: Annotated[str, typer.Option("--class", help="Job class of task-file lines: scientific, ml-train, ml-infer, llm.")] = "scientific",
+    job_class: Annotated[str, typer.Option("--class", callback=job_class_option, help="Job class of task-file lines: scientific, ml-train, ml-infer, llm.")] = "scientific",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check a job or task file: what would run, each entry's memory need and smallest fitting instance.

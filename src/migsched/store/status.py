@@ -8,6 +8,7 @@ then the running jobs and the failed ones (long lists cut, with a count of what 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from rich import box
@@ -75,7 +76,7 @@ def render_status(store: RunStore, shown: int = SHOWN_ROWS) -> RenderableType:
         meta, counts, jobs, instances = store.meta(), store.counts(), store.jobs(), store.instances()
         events = store.recent(5)
     parts: list[RenderableType] = []
-    settings = ", ".join(f"{k} {v}" for k, v in meta.items()  # the scalar settings; options dicts stay in --json
+    settings = ", ".join(f"{k.removesuffix('_unix')} {_setting(k, v)}" for k, v in meta.items()  # scalars; dicts in --json
                          if k != "schema_version" and isinstance(v, (str, int, float, bool)))
     if settings:
         parts.append(Text(settings, overflow="fold"))
@@ -117,3 +118,11 @@ def render_status(store: RunStore, shown: int = SHOWN_ROWS) -> RenderableType:
         who = f" {e.job_id}" if e.job_id else ""
         parts.append(Text(f"{e.time_s:10.1f}s {e.kind}{who} {e.detail}".rstrip(), overflow="fold", style="dim"))
     return Group(*parts)
+
+
+def _setting(key: str, value: object) -> str:
+    """A meta value for people: a Unix time as a local date and time, the rest as stored."""
+    if key.endswith("_unix") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
