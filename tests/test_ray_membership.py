@@ -154,3 +154,25 @@ def test_migm_fences_another_model_that_joins_before_its_first_decision() -> Non
                                *(JobArrived(0.0, _spec(i)) for i in range(3))], 0.0)
     assert actions and all(getattr(a, "gpu", 0) == 0 for a in actions), actions
     assert pol.model is not None and pol.model.name == "A100-40GB"
+
+
+def test_a_fenced_larger_gpu_does_not_keep_a_job_queued_that_no_usable_gpu_holds():
+    """A100-80GB joins a greedy run with MIG off (greedy needs it on): fenced. A 60 GiB job fits
+    only that GPU, so it is rejected at once, not queued for a GPU that will never take it."""
+    pol = create_policy("greedy")
+    core = SchedulerCore(pol, [GpuInfo(0, get_model("A100-40GB"), "u0", True)])
+    core.handle([], 0.0)
+    with pytest.warns(UserWarning, match="joined but is not used"):
+        core.handle([GpuAdded(1.0, GpuInfo(1, get_model("A100-80GB"), "u1", False))], 1.0)
+    assert core.view.largest_instance_mib == core.view.gpus[0].largest_instance_mib
+    _settle(core, core.handle([JobArrived(2.0, _spec(0, 60.0))], 2.0), 2.0)
+    assert core.view.jobs["j0"].state.value == "failed" and not core.view.queue
+
+
+def test_migm_waits_for_a_node_when_every_gpu_is_lost_before_its_first_decision():
+    model = get_model("A100-40GB")
+    core = SchedulerCore(create_policy("migm"), [GpuInfo(0, model, "u0", True)])
+    core.handle([GpuLost(0.5, 0, "node down"), JobArrived(0.5, _spec(0))], 0.5)  # no usable GPU: no error
+    assert len(core.view.queue) == 1
+    _settle(core, core.handle([GpuAdded(1.0, GpuInfo(1, model, "u1", True))], 1.0), 1.0)
+    assert {j.gpu for j in core.view.running.values()} == {1}

@@ -36,7 +36,7 @@ from migsched.core.events import (
 )
 from migsched.core.membership import add_gpu, lay_out_added
 from migsched.core.policy import Changes, Policy
-from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView, fence_layout
+from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView, fence_layout, usable_largest_mib
 from migsched.core.timeline import Timeline
 from migsched.errors import MigschedError, SchedulingError
 from migsched.hardware.catalog import WHOLE_GPU
@@ -269,6 +269,7 @@ class SchedulerCore:
         g.survivors.clear()
         g.fenced = f"lost: {ev.reason}"
         self._set_layout(g, fence_layout(g.model, g.mig))
+        v.largest_instance_mib = usable_largest_mib(v.gpus)
 
     def _exited(self, ev: JobExited) -> bool:
         v = self.view

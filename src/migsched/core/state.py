@@ -253,17 +253,19 @@ class ClusterView:
     _idle_names: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _reclaimable: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _rooms: list[dict] = field(default_factory=list, init=False, repr=False)  # per GPU: its geometry's `_room_of` table
-    #: The distinct GPU models of the cluster (by geometry), in GPU order.
+    #: The distinct GPU models of the cluster (by geometry), in GPU order; those of fenced GPUs
+    #: left out when the view is built (all of them when every GPU is fenced).
     models: list[GpuModel] = field(default_factory=list, init=False)
     #: The most memory any one instance (or MIG-off GPU) of the cluster offers, in the modes the
     #: GPUs had when the view was built (a GPU turned MIG off later does not change it: its
     #: 1.9 % more memory than 7g is not worth a reset for a job that ran out of memory on 7g).
+    #: Fenced GPUs do not count (`usable_largest_mib`).
     largest_instance_mib: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, JobQueue):
             self.queue = JobQueue(self.queue)
-        self.largest_instance_mib = max((g.largest_instance_mib for g in self.gpus), default=0)
+        self.largest_instance_mib = usable_largest_mib(self.gpus)
         self._state_keys = [state_key(g.layout) for g in self.gpus]
         if not self.groups:
             for g in self.gpus:
@@ -274,7 +276,8 @@ class ClusterView:
         self._keys = [g.layout.key for g in self.gpus]
         self._geoms = [geometry(g.model) for g in self.gpus]
         seen: dict[tuple, GpuModel] = {}
-        for g, geo in zip(self.gpus, self._geoms):
+        usable = [(g, geo) for g, geo in zip(self.gpus, self._geoms) if not g.fenced]
+        for g, geo in usable or zip(self.gpus, self._geoms):  # a fenced GPU's model is not planned for
             seen.setdefault(geo, g.model)
         self.models = list(seen.values())
         for model in self.models:  # the layout search's tables, before the first decision needs them
@@ -442,6 +445,14 @@ class ClusterView:
 def state_key(layout: Layout) -> tuple:
     """A layout's identity including busy flags (the key of `ClusterView.groups`)."""
     return layout.state
+
+
+def usable_largest_mib(gpus: list[GpuView]) -> int:
+    """The most memory one instance of the GPUs not fenced offers; with every GPU fenced (all
+    lost: a node may still join), that of all of them, so that nothing is rejected for it. A
+    fenced GPU of a larger model must not keep a job no usable GPU can hold queued for ever."""
+    usable = [g.largest_instance_mib for g in gpus if not g.fenced]
+    return max(usable or [g.largest_instance_mib for g in gpus], default=0)
 
 
 def fence_layout(model: GpuModel, mig: bool) -> Layout:

@@ -420,9 +420,14 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
 
 
 def _models(view: ClusterView) -> list[GpuModel]:
-    """The distinct models of the usable (not fenced) GPUs, in GPU order, told apart by value."""
+    """The distinct models of the GPUs not fenced, in GPU order, told apart by value; with every
+    GPU fenced (all lost before the first decision), those of all of them: the run waits for a
+    node to join rather than stopping."""
     out: list[GpuModel] = []
-    for g in view.gpus:
-        if not g.fenced and g.model not in out:
-            out.append(g.model)
+    for usable in (True, False):
+        for g in view.gpus:
+            if (not g.fenced or not usable) and g.model not in out:
+                out.append(g.model)
+        if out:
+            return out
     return out
