@@ -46,6 +46,7 @@ def with_checkpoints(doc: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 
 def figures(r) -> dict[str, float]:
+    """A run's row: makespan, mean and p95 completion time, energy, and migm's moves and restarts."""
     jct = sorted(j.finished_s - j.arrival_s for j in r.jobs)
     s = r.policy_summary or {}
     return {"makespan_s": r.makespan_s, "mean_jct_s": sum(jct) / len(jct),

@@ -16,8 +16,8 @@ from migsched.cli.run_cmds import _later_arrivals
 from migsched.compare import mig_change_note
 from migsched.core.source import TraceSource
 from migsched.estimators.history import HistoryStore
-from migsched.jobs import load_jobs_dict
 from migsched.errors import JobFileError
+from migsched.jobs import load_jobs_dict
 
 
 def _model_job(tmp_path: Path) -> Path:
@@ -221,15 +221,18 @@ def test_validate_at_80_columns_shows_the_models_that_fit_and_says_so(capsys, mo
 
 
 def test_a_reader_that_leaves_the_pipe_early_gives_141_not_1():
-    """`validate` exits 1 for "an entry fits nowhere"; a closed pipe must not look like that."""
-    p = subprocess.Popen([sys.executable, "-m", "migsched.cli.main", "gpus"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    assert p.stdout is not None
-    p.stdout.read(10)
-    p.stdout.close()
-    _out, err = p.communicate(timeout=60)
-    assert p.returncode == 141, err
-    assert b"Traceback" not in err
+    """`validate` exits 1 for "an entry fits nowhere"; a closed pipe must not look like that. The
+    pipe's reading end is closed before the child starts, so the first write fails for certain."""
+    import os
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "migsched.cli.main", "gpus"], stdout=w, stderr=subprocess.PIPE,
+                           timeout=60, check=False)
+    finally:
+        os.close(w)
+    assert p.returncode == 141, p.stderr
+    assert b"Traceback" not in p.stderr
 
 
 @pytest.mark.parametrize("argv", [["validate", "{jobs}", "--class", "foo"],
@@ -240,3 +243,28 @@ def test_an_option_that_does_not_apply_is_still_checked(capsys, tmp_path, argv):
     code, _o, err = run_cli(capsys, *(a.format(jobs=jobs, state=state) for a in argv))
     assert code == 2 and "unknown" in err and "foo" in err
     assert not (tmp_path / "s.db").exists()
+
+
+def test_resume_compares_each_option_with_what_the_backend_stored():
+    from migsched.live.session import _clashes
+    ray = {"backend": "ray", "gpus": ["A100-40GB"] * 4,
+           "backend_options": {"gpus_per_node": 2, "gpu": "A100-40GB", "nodes": 2, "node_backend": "local"}}
+    assert _clashes(ray, {"--gpus": 2, "--gpu": "A100-40GB", "--nodes": 2}) == []  # its own command line
+    assert _clashes(ray, {"--gpus": 3}) == ["--gpus 3 was given, the run has 2"]  # per node, not in all
+    nvml = {"backend": "nvml", "gpus": ["H100-80GB"], "backend_options": {"manage_existing": False}}
+    assert _clashes(nvml, {"--gpus": 1, "--gpu": "A100-40GB", "--manage-existing": True}) == [
+        "--manage-existing True was given, the run has False"]  # --gpu/--gpus: nvml discovers its GPUs
+    local = {"backend": "local", "gpus": ["A100-40GB"], "backend_options": {}, "mib_per_gib": 16}
+    assert _clashes(local, {"--address": "x", "--nodes": 5, "--mib-per-gib": 16.0}) == []  # not for local
+
+
+@pytest.mark.parametrize("cols", ["60", "80"])
+def test_a_piped_comparison_fits_the_columns_the_user_set(capsys, monkeypatch, tmp_path, cols):
+    monkeypatch.setenv("COLUMNS", cols)
+    code, out, _ = run_cli(capsys, "simulate", str(_model_job(tmp_path)), "--gpu", "A100-80GB", "--wide")
+    assert code == 0 and "…" not in out
+    table = [line for line in out.splitlines() if "×" in line or "policy" in line]
+    assert table and max(len(line) for line in table) <= int(cols)
+    assert "the --wide table does not fit" in out
+    code, out, _ = run_cli(capsys, "policies")  # a table that does not adapt ignores COLUMNS: never cut
+    assert code == 0 and "…" not in out

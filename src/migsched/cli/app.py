@@ -26,14 +26,17 @@ from migsched.jobs.model import JobClass
 PIPE_WIDTH = 1000
 
 
-def console(stderr: bool = False) -> Console:
-    """A console on stdout (or stderr) as wide as the terminal; when piped, `COLUMNS` wide if the
-    user set it, else `PIPE_WIDTH` (a file gets every cell whole).
+def console(stderr: bool = False, *, adapt: bool = False) -> Console:
+    """A console on stdout (or stderr) as wide as the terminal, or `PIPE_WIDTH` when piped (a
+    file gets every cell whole). With `adapt` (a command that fits its tables to the width:
+    `gpus`, `validate`, the comparison table) a piped console is `COLUMNS` wide where the user
+    set it; elsewhere COLUMNS would only cut cells.
 
     Built per call so that tests capturing sys.stdout see the output.
     """
     stream = sys.stderr if stderr else sys.stdout
-    return _Console(file=stream, width=None if stream.isatty() else _pipe_width(), highlight=False)
+    width = None if stream.isatty() else (_pipe_width() if adapt else PIPE_WIDTH)
+    return _Console(file=stream, width=width, highlight=False)
 
 
 class _Console(Console):
@@ -138,4 +141,3 @@ def job_class_option(value: str) -> str:
     if value not in valid:
         raise UnknownNameError("job class", value, valid)
     return value
-

@@ -12,7 +12,6 @@ printed by `migsched.cli.main`).
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Annotated, Any
 
@@ -29,6 +28,7 @@ from migsched.partition.search import (
     maximal_layouts,
     placeable_combinations,
 )
+from migsched.report.table import natural_width
 
 # `NVML_GPU_INSTANCE_PROFILE_*` constant suffixes by value (mig-hardware.md §1.1).
 _NVML_ENUM_NAMES = {
@@ -48,7 +48,7 @@ _NVML_ENUM_NAMES = {
 def _console() -> Console:
     # Created per call so that it writes to the current sys.stdout (tests capture it); piped, it
     # is COLUMNS wide where the user set it, else wide enough that tables do not wrap.
-    return console()
+    return console(adapt=True)
 
 
 def _echo_json(data: Any) -> None:
@@ -110,14 +110,9 @@ def _model_table(m: GpuModel, width: int | None = None) -> Table:
     drop: list[str] = []
     while True:
         table = _profile_table(m, set(drop))
-        if width is None or len(drop) == len(_OPTIONAL_COLUMNS) or _measure(table) <= width:
+        if width is None or len(drop) == len(_OPTIONAL_COLUMNS) or natural_width(table) <= width:
             return table
         drop.append(_OPTIONAL_COLUMNS[len(drop)])
-
-
-def _measure(table: Table) -> int:
-    con = Console(width=100_000, file=io.StringIO())
-    return con.measure(table, options=con.options.update(width=100_000)).maximum
 
 
 def _profile_table(m: GpuModel, drop: set[str]) -> Table:

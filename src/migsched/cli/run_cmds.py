@@ -34,7 +34,7 @@ from migsched.core.source import TraceSource
 from migsched.errors import MigschedError, UnknownNameError
 from migsched.limits import MAX_GPUS, MAX_MIB_PER_GIB, MAX_SAMPLE_S, check_range
 from migsched.live.progress import LiveView
-from migsched.live.session import BACKENDS, RunSetupError, Session, resume_run, start_run
+from migsched.live.session import BACKENDS, RESUME_FLAGS, RunSetupError, Session, resume_run, start_run
 from migsched.report.table import fmt_duration
 from migsched.run import drive, result_of
 
@@ -81,17 +81,15 @@ def _node_backend(value: str) -> str:
     return value
 
 
-#: `run` options a run fixes when it starts: flag -> parameter name (checked on --resume).
-_RESUME_FIXED = {"--backend": "backend", "--gpu": "gpu", "--gpus": "gpus", "--policy": "policy",
-                 "--mib-per-gib": "mib_per_gib", "--class": "job_class", "--seed": "seed", "--sample-s": "sample_s",
-                 "--manage-existing": "manage_existing", "--allow-mig-change": "allow_mig_change",
-                 "--address": "address", "--nodes": "nodes", "--node-backend": "node_backend"}
+#: `run_cmd`'s parameter of each flag of `RESUME_FLAGS` that is not the flag's own name.
+_PARAM = {"--class": "job_class", "--sample-s": "sample_s"}
 
 
 def _given_with_resume(ctx: typer.Context) -> dict:
     """The fixed options the user typed beside --resume, flag -> value (defaults left out)."""
+    names = {flag: _PARAM.get(flag, flag.lstrip("-").replace("-", "_")) for flag in RESUME_FLAGS}
     # by name: typer may hand back its own copy of click's ParameterSource enum
-    return {flag: ctx.params[name] for flag, name in _RESUME_FIXED.items()
+    return {flag: ctx.params[name] for flag, name in names.items()
             if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
 
 

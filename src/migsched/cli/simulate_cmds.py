@@ -37,7 +37,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from migsched.cli.app import app, console
+from migsched.cli.app import PIPE_WIDTH, app, console
 from migsched.compare import Comparison, compare, planned_runs, resolve_policies, unplaceable_jobs
 from migsched.hardware.catalog import GpuModel, get_model
 from migsched.jobs import Job, load_jobs, load_jobs_dict
@@ -116,7 +116,7 @@ class Outputs:
 
     def human(self) -> Console:
         """Where the table and messages go: stdout, or stderr when stdout carries the JSON."""
-        return console(stderr=self.json_to_stdout)
+        return console(stderr=self.json_to_stdout, adapt=True)
 
 
 def _console(stderr: bool = False) -> Console:
@@ -191,12 +191,12 @@ def _show(cmp: Comparison, out: Outputs | None = None) -> None:
     if out.quiet:
         return
     con = out.human()
-    width = con.width if con.is_terminal else None
+    width = con.width if con.is_terminal or con.width < PIPE_WIDTH else None  # a terminal, or COLUMNS
     table = fit_table(cmp, width, wide=out.wide)
     con.print(table)
     if out.wide and width is not None and table_width(con, table) < table_width(con, rich_table(cmp, wide=True)):
         con.print(f"note: the --wide table does not fit {width} columns, so the compact one is shown; a wider "
-                  "terminal, a pipe (`| less -S`) or --json gives every column", markup=False)
+                  "terminal (or COLUMNS), or --json, gives every column", markup=False)
 
     def say(line: str) -> None:  # prose wraps at the terminal, or at PROSE_WIDTH when piped
         lines = [line] if con.is_terminal else textwrap.wrap(line, PROSE_WIDTH, subsequent_indent="  ") or [""]

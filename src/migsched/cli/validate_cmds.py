@@ -14,7 +14,6 @@ Exit status: 0 when every entry fits somewhere, 1 when an entry fits nowhere (ea
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from migsched.cli.app import app, console, job_class_option
@@ -32,6 +30,7 @@ from migsched.estimators import JobMemoryEstimator
 from migsched.hardware.catalog import GpuModel, Profile, all_models, get_model
 from migsched.jobs import Job
 from migsched.jobs.taskfile import load_job_source
+from migsched.report.table import natural_width
 
 # The text output lists this many entries (and names this many that fit nowhere), then a count;
 # --json lists all of them. A 100,000-task file must not print 100,000 rows.
@@ -157,12 +156,6 @@ def _table(reports: list[EntryReport], models: Sequence[GpuModel]) -> Table:
     return table
 
 
-def _width(table: Table) -> int:
-    """The width `table` needs with no cell cut or wrapped."""
-    con = Console(width=100_000, file=io.StringIO())
-    return con.measure(table, options=con.options.update(width=100_000)).maximum
-
-
 @app.command("validate")
 def validate_cmd(
     jobs_file: Annotated[Path, typer.Argument(metavar="JOBS", help="Job file (YAML/JSON, version 1) or task file (one command per line).")],
@@ -183,11 +176,11 @@ def validate_cmd(
     if as_json:
         typer.echo(json.dumps(_json(jobs_file, reports, models, notes), indent=2))
     else:
-        con = console()
+        con = console(adapt=True)
         con.print(_summary(jobs_file, reports), markup=False)
         shown = list(models)  # as many GPU models as fit the terminal: 9 columns of 2 characters say nothing
         table = _table(reports, shown)
-        while len(shown) > 1 and _width(table) > con.width:
+        while len(shown) > 1 and natural_width(table) > con.width:
             shown.pop()
             table = _table(reports, shown)
         con.print(table)

@@ -228,6 +228,8 @@ class HistoryStore:
             return {}, {}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("jobs", {}), dict):
+                raise ValueError("the top level must be an object with 'version' and 'jobs'")
             if data.get("version") != FORMAT_VERSION:
                 raise ValueError(f"unknown format version {data.get('version')!r}")
             durations = {  # absent from files written before durations were kept

@@ -196,6 +196,7 @@ class JobEntry(_Strict):
     cwd: Text | None = None
     describe: DescribeEntry | None = None
     model: ModelEntry | None = None
+    checkpoint: CheckpointEntry | None = None
 
     @field_validator("class_", mode="before")
     @classmethod
@@ -232,7 +233,6 @@ class JobEntry(_Strict):
         if v is not None and "\0" in v:
             raise ValueError("the working directory holds a NUL character")
         return v
-    checkpoint: CheckpointEntry | None = None
 
 
 class JobFile(_Strict):

@@ -26,11 +26,11 @@ from migsched.hardware.catalog import GpuModel, get_model
 from migsched.jobs.model import Job
 from migsched.jobs.taskfile import load_job_source
 from migsched.live.recorder import MIG_OFF_KEY, StoreRecorder
-from migsched.report.outputs import check_file
 from migsched.live.restore import Restored, restore_core
-from migsched.policies.registry import create_policy, get_policy_class
-from migsched.run import open_core
 from migsched.partition.layout import Layout
+from migsched.policies.registry import create_policy, get_policy_class
+from migsched.report.outputs import check_file
+from migsched.run import open_core
 from migsched.store.db import RunStore
 
 BACKENDS = ("sim", "local", "nvml", "ray")
@@ -140,11 +140,10 @@ def _have(ids: list[str]) -> str:
 
 def make_policy(name: str, options: dict[str, Any], backend: Backend) -> Policy:
     cls = get_policy_class(name)
-    if cls.clairvoyant and backend.capabilities.mig != "simulated":
-        raise RunSetupError(f"policy {name!r} reads ground truth; it can only be simulated")
     if cls.clairvoyant:  # it plans the whole batch from the job file's ground truth before it starts
-        raise RunSetupError(f"policy {name!r} plans the whole batch from ground truth, not run by run; "
-                            f"use `migsched simulate JOBS --policy {name}`")
+        where = "simulated by `migsched simulate`" if backend.capabilities.mig == "simulated" else "simulated"
+        raise RunSetupError(f"policy {name!r} plans the whole batch from ground truth, not run by run; it can "
+                            f"only be {where} (`migsched simulate JOBS --policy {name}`)")
     return create_policy(name, **options)
 
 
@@ -217,7 +216,9 @@ def resume_run(state: Path, jobs_path: Path | None = None, given: dict[str, Any]
             store.close()
             lock.release()
             raise RunSetupError(f"the run of {str(state)!r} has finished ({counts['done']} done, {counts['failed']} "
-                                f"failed) and its job file adds no job; `migsched status --state {state}` shows it")
+                                f"failed) and its job file adds no job: nothing to resume (its figures would "
+                                f"only grow by the idle time since). `migsched status --state {state} [--json]` "
+                                "shows its jobs; --json, --report and --schedule are written when a run ends")
     models = [get_model(n) for n in meta["gpus"]]
     instances = _surviving_instances(store, models)
     run_dir = Path(meta["run_dir"])
@@ -233,25 +234,44 @@ def resume_run(state: Path, jobs_path: Path | None = None, given: dict[str, Any]
     return Session(core, be, TraceSource(fresh), store, StoreRecorder(store), run_dir, restored, lock, jobs)
 
 
-#: Options of `migsched run` a run fixes when it starts, and the meta key that holds each.
-_FIXED = {"--backend": "backend", "--policy": "policy", "--mib-per-gib": "mib_per_gib", "--class": "job_class",
-          "--seed": "seed", "--sample-s": "sample_interval_s"}
+#: Options of `migsched run` a run fixes when it starts, and the meta key that holds each (one
+#: place: `cli.run_cmds` passes what the user typed beside --resume, `_clashes` checks it).
+_META = {"--backend": "backend", "--policy": "policy", "--mib-per-gib": "mib_per_gib", "--class": "job_class",
+         "--seed": "seed", "--sample-s": "sample_interval_s"}
+#: Options kept in `backend_options`, and the backends they apply to (docs/ray.md, docs/nvml.md).
+_BACKEND = {"--address": ("address", ("ray",)), "--nodes": ("nodes", ("ray",)),
+            "--node-backend": ("node_backend", ("ray",)),
+            "--manage-existing": ("manage_existing", ("nvml", "ray")),
+            "--allow-mig-change": ("allow_mig_change", ("nvml", "ray"))}
+RESUME_FLAGS = (*_META, "--gpu", "--gpus", *_BACKEND)
 
 
 def _clashes(meta: dict[str, Any], given: dict[str, Any]) -> list[str]:
-    """The options in `given` whose value differs from the run's (each with both values)."""
+    """The options in `given` (flag -> value, flags of `RESUME_FLAGS`) that differ from the
+    run's, each with both values. Those that do not apply to the run's backend are ignored, as
+    they were when it started, so that the run's own command line can be typed again."""
     out = []
+    backend = meta.get("backend")
+    opts = meta.get("backend_options") or {}
     gpus = list(meta.get("gpus") or [])
     for flag, value in given.items():
-        if flag in _FIXED:
-            have = meta.get(_FIXED[flag])
+        if flag in _META:
+            have = meta.get(_META[flag])
             same = have == value or (isinstance(value, float) and have is not None and float(have) == value)
+        elif flag in ("--gpu", "--gpus") and backend == "nvml":
+            continue  # ignored at the start too: an nvml run's GPUs are discovered
+        elif flag in ("--gpu", "--gpus") and backend == "ray":  # what each node emulates
+            have = opts.get("gpu" if flag == "--gpu" else "gpus_per_node")
+            same = have == value
         elif flag == "--gpus":
             have, same = len(gpus), value == len(gpus)
         elif flag == "--gpu":
             have, same = ", ".join(sorted(set(gpus))), set(gpus) == {value}
-        else:  # backend options (nvml, ray): stored with the backend
-            have = (meta.get("backend_options") or {}).get(flag.lstrip("-").replace("-", "_"))
+        else:
+            key, backends = _BACKEND[flag]
+            if backend not in backends:
+                continue  # ignored at the start too: the run's own command line may be typed again
+            have = opts.get(key)
             same = have == value
         if not same:
             out.append(f"{flag} {value} was given, the run has {have}")

@@ -193,6 +193,12 @@ def table_width(console: Console, table: Table) -> int:
     return console.measure(table, options=console.options.update(width=100_000)).maximum
 
 
+def natural_width(table: Table) -> int:
+    """The width `table` needs with no cell cut or wrapped (measured on a console that prints
+    nowhere): what the CLI compares with the terminal before it drops columns."""
+    return table_width(Console(width=100_000, file=_NullFile()), table)
+
+
 def fit_table(cmp: Comparison, width: int | None, wide: bool = False) -> Table:
     """The widest table of the requested kind that fits `width` columns (None: no limit).
 

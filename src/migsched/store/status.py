@@ -123,6 +123,8 @@ def render_status(store: RunStore, shown: int = SHOWN_ROWS) -> RenderableType:
 def _setting(key: str, value: object) -> str:
     """A meta value for people: a Unix time as a local date and time, the rest as stored."""
     if key.endswith("_unix") and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+        except (OverflowError, OSError, ValueError):  # a corrupt store: show what it holds
+            pass
     return str(value)
-
