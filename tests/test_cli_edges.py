@@ -268,3 +268,9 @@ def test_a_piped_comparison_fits_the_columns_the_user_set(capsys, monkeypatch, t
     assert "the --wide table does not fit" in out
     code, out, _ = run_cli(capsys, "policies")  # a table that does not adapt ignores COLUMNS: never cut
     assert code == 0 and "…" not in out
+
+
+def test_mix_list_refuses_a_name_it_would_ignore(capsys):
+    code, _o, err = run_cli(capsys, "mix", "--list", "nope")
+    assert code == 2 and "takes no NAME" in err
+    assert run_cli(capsys, "mix", "--list")[0] == 0

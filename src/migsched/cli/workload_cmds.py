@@ -155,6 +155,9 @@ def mix_cmd(
 ) -> None:
     """Generate a seeded job mix and write it as a version-1 job file."""
     if list_:
+        if name is not None:  # `mix --list ml`: the name would be ignored, so it is refused
+            raise MixUsageError(f"--list lists every mix and takes no NAME (got {name!r}); "
+                                f"`migsched mix {name}` writes that mix")
         _print_mixes(False)
         return
     if name is None:
