@@ -39,18 +39,34 @@ def console(stderr: bool = False, *, adapt: bool = False) -> Console:
     return _Console(file=stream, width=width, highlight=False)
 
 
+#: The exit status when the reader of a pipe leaves (`migsched validate x | head`): 128 +
+#: SIGPIPE, what a shell reports; never 1, which `validate` uses for "an entry fits nowhere".
+EXIT_BROKEN_PIPE = 141
+
+
+def quiet_stream(stream: Any) -> None:
+    """Point `stream` (stdout after its reader left) at /dev/null, so that Python's exit-time
+    flush does not fail again; a stream with no file descriptor (a test's capture) is left."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(fd, stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    finally:
+        os.close(fd)
+
+
 class _Console(Console):
-    """A rich console that ends the program with 141 (128 + SIGPIPE, as a shell reports it) when
-    the reader of a pipe leaves (`migsched validate x | head`); rich's own exit status is 1,
-    which `validate` uses for "an entry fits nowhere"."""
+    """A rich console that ends the program with `EXIT_BROKEN_PIPE` when the reader of a pipe
+    leaves; rich's own exit status would be 1."""
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
-        try:  # stdout to /dev/null, so that the exit-time flush does not fail again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
-        raise SystemExit(141)
+        quiet_stream(self.file)
+        raise SystemExit(EXIT_BROKEN_PIPE)
 
 
 def _pipe_width() -> int:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 
 import typer
 
-from migsched.cli.app import app
+from migsched.cli.app import EXIT_BROKEN_PIPE, app, quiet_stream
 from migsched.errors import MigschedError
 
 # Command modules register their verbs on `app` when imported; naming them in a tuple says so
@@ -57,19 +56,10 @@ def _run(argv: list[str] | None) -> int:
     except _ClickException as exc:
         exc.show()
         return 2
-    except BrokenPipeError:  # `migsched ... | head`: the reader left; say nothing more, as cat does
-        _quiet_stdout()
-        return 141  # 128 + SIGPIPE, what a shell reports; never 1, which `validate` uses for "fits nowhere"
+    except BrokenPipeError:  # `migsched ... | head` (typer.echo): the reader left; say nothing more
+        quiet_stream(sys.stdout)
+        return EXIT_BROKEN_PIPE
     return rv if isinstance(rv, int) else 0
-
-
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null so that Python's exit-time flush does not raise again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # no real stdout (a test's capture): nothing to flush into a pipe
-        pass
 
 
 if __name__ == "__main__":

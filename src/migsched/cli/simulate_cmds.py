@@ -59,7 +59,7 @@ from migsched.report import (
     write_report,
     write_schedule,
 )
-from migsched.report.table import table_width
+from migsched.report.table import natural_width
 
 __all__ = ["EXIT_FAILED_JOBS", "EXIT_OK", "OutputError", "Outputs"]
 
@@ -194,7 +194,7 @@ def _show(cmp: Comparison, out: Outputs | None = None) -> None:
     width = con.width if con.is_terminal or con.width < PIPE_WIDTH else None  # a terminal, or COLUMNS
     table = fit_table(cmp, width, wide=out.wide)
     con.print(table)
-    if out.wide and width is not None and table_width(con, table) < table_width(con, rich_table(cmp, wide=True)):
+    if out.wide and width is not None and natural_width(rich_table(cmp, wide=True)) > width:  # fit_table fell back
         con.print(f"note: the --wide table does not fit {width} columns, so the compact one is shown; a wider "
                   "terminal (or COLUMNS), or --json, gives every column", markup=False)
 

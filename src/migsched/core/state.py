@@ -276,9 +276,10 @@ class ClusterView:
         self._keys = [g.layout.key for g in self.gpus]
         self._geoms = [geometry(g.model) for g in self.gpus]
         seen: dict[tuple, GpuModel] = {}
-        usable = [(g, geo) for g, geo in zip(self.gpus, self._geoms) if not g.fenced]
-        for g, geo in usable or zip(self.gpus, self._geoms):  # a fenced GPU's model is not planned for
-            seen.setdefault(geo, g.model)
+        usable = {id(g) for g in usable_gpus(self.gpus)}  # a fenced GPU's model is not planned for
+        for g, geo in zip(self.gpus, self._geoms):
+            if id(g) in usable:
+                seen.setdefault(geo, g.model)
         self.models = list(seen.values())
         for model in self.models:  # the layout search's tables, before the first decision needs them
             warm(model)
@@ -447,12 +448,16 @@ def state_key(layout: Layout) -> tuple:
     return layout.state
 
 
+def usable_gpus(gpus: list[GpuView]) -> list[GpuView]:
+    """The GPUs a policy plans for: those not fenced; with every GPU fenced (all lost: a node
+    may still join), all of them, so that nothing is rejected or refused for want of a GPU."""
+    return [g for g in gpus if not g.fenced] or gpus
+
+
 def usable_largest_mib(gpus: list[GpuView]) -> int:
-    """The most memory one instance of the GPUs not fenced offers; with every GPU fenced (all
-    lost: a node may still join), that of all of them, so that nothing is rejected for it. A
-    fenced GPU of a larger model must not keep a job no usable GPU can hold queued for ever."""
-    usable = [g.largest_instance_mib for g in gpus if not g.fenced]
-    return max(usable or [g.largest_instance_mib for g in gpus], default=0)
+    """The most memory one instance of the `usable_gpus` offers: a fenced GPU of a larger model
+    must not keep a job no usable GPU can hold queued for ever."""
+    return max((g.largest_instance_mib for g in usable_gpus(gpus)), default=0)
 
 
 def fence_layout(model: GpuModel, mig: bool) -> Layout:

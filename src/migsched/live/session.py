@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from migsched.backends.sim.simulator import Simulator
 from migsched.core.backend import Backend
@@ -141,9 +141,8 @@ def _have(ids: list[str]) -> str:
 def make_policy(name: str, options: dict[str, Any], backend: Backend) -> Policy:
     cls = get_policy_class(name)
     if cls.clairvoyant:  # it plans the whole batch from the job file's ground truth before it starts
-        where = "simulated by `migsched simulate`" if backend.capabilities.mig == "simulated" else "simulated"
         raise RunSetupError(f"policy {name!r} plans the whole batch from ground truth, not run by run; it can "
-                            f"only be {where} (`migsched simulate JOBS --policy {name}`)")
+                            f"only be simulated: `migsched simulate JOBS --policy {name}`")
     return create_policy(name, **options)
 
 
@@ -194,13 +193,10 @@ def resume_run(state: Path, jobs_path: Path | None = None, given: dict[str, Any]
     meta = store.meta()
     clash = _clashes(meta, given or {})
     if clash:
-        store.close()
-        lock.release()
-        raise RunSetupError(f"a resumed run keeps the options it started with: {'; '.join(clash)} "
-                            "(drop them, or start a new run with another --state)")
+        _give_up(store, lock, f"a resumed run keeps the options it started with: {'; '.join(clash)} "
+                              "(drop them, or start a new run with another --state)")
     if meta.get("backend") == "sim":
-        store.close()
-        raise RunSetupError("a simulated run cannot be resumed (its clock died with it); run it again")
+        _give_up(store, lock, "a simulated run cannot be resumed (its clock died with it); run it again")
     path = jobs_path or Path(meta["jobs_path"])
     known = {row.job_id for row in store.jobs()}
     try:
@@ -213,12 +209,11 @@ def resume_run(state: Path, jobs_path: Path | None = None, given: dict[str, Any]
     if meta.get("finished_unix") is not None and not any(j.job_id not in known for j in jobs):
         counts = store.counts()
         if counts["done"] + counts["failed"] == sum(counts.values()):  # nothing left to do
-            store.close()
-            lock.release()
-            raise RunSetupError(f"the run of {str(state)!r} has finished ({counts['done']} done, {counts['failed']} "
-                                f"failed) and its job file adds no job: nothing to resume (its figures would "
-                                f"only grow by the idle time since). `migsched status --state {state} [--json]` "
-                                "shows its jobs; --json, --report and --schedule are written when a run ends")
+            _give_up(store, lock, f"the run of {str(state)!r} has finished ({counts['done']} done, "
+                                  f"{counts['failed']} failed) and its job file adds no job: nothing to resume "
+                                  "(its figures would only grow by the idle time since). `migsched status "
+                                  f"--state {state} [--json]` shows its jobs; --json, --report and --schedule "
+                                  "are written when a run ends")
     models = [get_model(n) for n in meta["gpus"]]
     instances = _surviving_instances(store, models)
     run_dir = Path(meta["run_dir"])
@@ -232,6 +227,13 @@ def resume_run(state: Path, jobs_path: Path | None = None, given: dict[str, Any]
     restored = restore_core(core, be, store)
     fresh = [j.spec for j in jobs if j.job_id not in known]
     return Session(core, be, TraceSource(fresh), store, StoreRecorder(store), run_dir, restored, lock, jobs)
+
+
+def _give_up(store: RunStore, lock: RunLock, message: str) -> NoReturn:
+    """Refuse to resume: the store closed and the lock let go first, so that nothing holds them."""
+    store.close()
+    lock.release()
+    raise RunSetupError(message)
 
 
 #: Options of `migsched run` a run fixes when it starts, and the meta key that holds each (one

@@ -67,7 +67,7 @@ def layouts_for_gpus(models: Sequence[GpuModel], text: str) -> list[Layout]:
         raise InvalidLayoutError(f"layout gives {given} GPU layouts for {len(models)} GPUs; give one layout "
                                  f"for all of them, or exactly {len(models)} separated by '{GPU_SEPARATOR}'")
     items = [item for n, item in runs for _ in range(n)] if given > 1 else [runs[0][1]] * len(models)
-    if not any(item.strip() for item in items):
+    if not any(item.strip() for _n, item in runs):
         raise InvalidLayoutError(f"layout {text.strip()[:60]!r} has no instance on any GPU; give at least one "
                                  "PROFILE@START, e.g. '7g.80gb@0' or '3g.40gb@4,4g.40gb@0'")
     out: list[Layout] = []

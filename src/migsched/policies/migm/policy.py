@@ -28,7 +28,7 @@ from pathlib import Path
 
 from migsched.core.events import Action, Kill, Launch, Reject, SetMigMode
 from migsched.core.sampling import SamplePlan
-from migsched.core.state import ClusterView, GpuView, JobState, JobView
+from migsched.core.state import ClusterView, GpuView, JobState, JobView, usable_gpus
 from migsched.estimators.base import Forecaster, MemoryEstimator
 from migsched.estimators.history import HistoryStore
 from migsched.hardware.catalog import GpuModel, Profile
@@ -420,14 +420,10 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
 
 
 def _models(view: ClusterView) -> list[GpuModel]:
-    """The distinct models of the GPUs not fenced, in GPU order, told apart by value; with every
-    GPU fenced (all lost before the first decision), those of all of them: the run waits for a
-    node to join rather than stopping."""
+    """The distinct models of the `usable_gpus` (with every GPU lost before the first decision,
+    all of them: the run waits for a node to join), in GPU order, told apart by value."""
     out: list[GpuModel] = []
-    for usable in (True, False):
-        for g in view.gpus:
-            if (not g.fenced or not usable) and g.model not in out:
-                out.append(g.model)
-        if out:
-            return out
+    for g in usable_gpus(view.gpus):
+        if g.model not in out:
+            out.append(g.model)
     return out
