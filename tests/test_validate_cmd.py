@@ -83,3 +83,20 @@ def test_text_output_is_bounded(tmp_path, capsys):
     code, out, _ = run(capsys, "validate", write(tmp_path, many), "--gpu", "A100-80GB")
     assert code == 0 and "... and 70 more entries" in out
     assert "j49" in out and "j50 " not in out
+
+
+def test_an_estimate_at_the_describe_bounds_prints_in_a_few_digits(tmp_path, capsys):
+    """A `describe:` at its bounds gives a 1.7e10 GiB analytic estimate: the cell says so in
+    three significant digits, not twelve (the table is narrow); the JSON keeps the figure."""
+    huge = ("version: 1\njobs:\n  - {name: big, class: ml-train, command: train, "
+            "describe: {params_m: 1.0e9, batch_size: 4096, dtype: fp32, optimizer: adam}}\n")
+    code, out, _ = run(capsys, "validate", write(tmp_path, huge), "--gpu", "A100-80GB")
+    assert code == 1 and "- (1.68e+10)" in out and "16801059246" not in out
+    code, out, _ = run(capsys, "validate", write(tmp_path, huge), "--gpu", "A100-80GB", "--json")
+    assert json.loads(out)["entries"][0]["fits"]["A100-80GB"]["need_gib"] > 1e10
+
+
+def test_fmt_gib_keeps_one_decimal_below_ten_thousand():
+    from migsched.report.table import fmt_gib
+    assert [fmt_gib(x) for x in (0.825, 17.0, 9999.9, 10000.0, 1.68e10)] == [
+        "0.8", "17.0", "9999.9", "1e+04", "1.68e+10"]

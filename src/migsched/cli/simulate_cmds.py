@@ -59,7 +59,7 @@ from migsched.report import (
     write_report,
     write_schedule,
 )
-from migsched.report.table import natural_width
+from migsched.report.table import fmt_gib, natural_width
 
 __all__ = ["EXIT_FAILED_JOBS", "EXIT_OK", "OutputError", "Outputs"]
 
@@ -128,7 +128,7 @@ def warn_unplaceable(jobs: Sequence[Job], model: GpuModel) -> int:
     """Print on stderr, before any run, the jobs no instance of `model` can hold; how many."""
     bad = unplaceable_jobs(jobs, model)
     if bad:
-        shown = ", ".join(f"{u.job_id} ({u.source} {u.need_gib:.1f} GiB)" for u in bad[:WARN_FIRST])
+        shown = ", ".join(f"{u.job_id} ({u.source} {fmt_gib(u.need_gib)} GiB)" for u in bad[:WARN_FIRST])
         more = f" and {len(bad) - WARN_FIRST} more" if len(bad) > WARN_FIRST else ""
         typer.echo(f"warning: {len(bad)} job(s) fit no instance of {model.name} (largest "
                    f"{bad[0].largest_gib:.0f} GiB) and will fail: {shown}{more}", err=True)

@@ -30,7 +30,7 @@ from migsched.estimators import JobMemoryEstimator
 from migsched.hardware.catalog import GpuModel, Profile, all_models, get_model
 from migsched.jobs import Job
 from migsched.jobs.taskfile import load_job_source
-from migsched.report.table import natural_width
+from migsched.report.table import fmt_gib, natural_width
 
 # The text output lists this many entries (and names this many that fit nowhere), then a count;
 # --json lists all of them. A 100,000-task file must not print 100,000 rows.
@@ -151,7 +151,7 @@ def _table(reports: list[EntryReport], models: Sequence[GpuModel]) -> Table:
         table.add_column(m.name, overflow="fold")
     for r in reports[:MAX_ROWS_SHOWN]:
         fits = [r.fits[m.name] for m in models]  # the columns shown, not every model analysed
-        cells = [f"{f.profile.name if f.profile else '-'} ({f.need_gib:.1f})" for f in fits]
+        cells = [f"{f.profile.name if f.profile else '-'} ({fmt_gib(f.need_gib)})" for f in fits]
         table.add_row(r.name, r.job_class, str(r.count), r.source, *cells)
     return table
 

@@ -39,6 +39,13 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+def fmt_gib(gib: float) -> str:
+    """A memory size in GiB for a narrow cell: one decimal up to 9,999.9 ("17.0"), then three
+    significant digits ("1.68e+10"), so that an estimate at the `describe:` bounds cannot print
+    a dozen digits into a table."""
+    return f"{gib:.1f}" if abs(gib) < 9999.95 else f"{gib:.3g}"
+
+
 def _gain(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}×"
 
