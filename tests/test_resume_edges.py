@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from fakes import Script, ScriptedBackend
 from migsched.backends.local.backend import LocalBackend
@@ -192,3 +193,38 @@ def test_migm_learns_from_a_restored_running_job_when_it_ends(ends_in_first_call
     assert core.view.jobs["nw-1"].state is JobState.DONE
     assert core.policy.times.compute["nw"] == {3: pytest.approx(40.0)}  # family "nw", on 3 slices
     assert "nw-1" not in core.policy.index.running
+
+
+def test_status_counts_the_jobs_that_have_not_arrived(tmp_path):
+    """`status` read only the store, which holds a job from its arrival on: a run whose jobs
+    arrive hours later showed 'total 0'. The job file's count is kept, and a resume that adds
+    jobs raises it."""
+    from rich.console import Console
+
+    from migsched.store.status import render_status, status_dict
+
+    def entries(n: int) -> str:
+        return yaml.safe_dump({"version": 1, "jobs": [
+            {"name": f"j{i}", "class": "scientific", "command": [sys.executable, "-c", "pass"],
+             "arrival_s": 100_000 + i} for i in range(n)]})
+
+    jobs = tmp_path / "late.yaml"
+    jobs.write_text(entries(2))
+    s = start_run(jobs, backend="local", gpu="A100-40GB", gpus=1, policy="greedy", state=tmp_path / "r.db")
+    try:
+        st = status_dict(s.store)
+        assert st["not_arrived"] == 2 and sum(st["counts"].values()) == 0
+        console = Console(width=100, record=True, file=open(os.devnull, "w"))
+        console.print(render_status(s.store))
+        text = console.export_text()
+        assert "not arrived 2" in text and "total 2" in text and "jobs_total" not in text
+    finally:
+        s.store.close()
+        s.lock.release()
+    jobs.write_text(entries(3))
+    r = resume_run(tmp_path / "r.db")
+    try:
+        assert status_dict(r.store)["not_arrived"] == 3
+    finally:
+        r.store.close()
+        r.lock.release()

@@ -32,6 +32,7 @@ from migsched.policies.registry import create_policy, get_policy_class
 from migsched.report.outputs import check_file
 from migsched.run import open_core
 from migsched.store.db import RunStore
+from migsched.store.status import JOBS_TOTAL_KEY
 
 BACKENDS = ("sim", "local", "nvml", "ray")
 
@@ -172,6 +173,7 @@ def start_run(jobs_path: Path, *, backend: str, gpu: str, gpus: int, policy: str
         "jobs_path": str(jobs_path.resolve()), "job_class": job_class, "run_dir": str(run_dir.resolve()),
         "origin_unix": origin, "mib_per_gib": mib_per_gib, "seed": seed, "pid": os.getpid(),
         "sample_interval_s": sample_interval_s, "backend_options": backend_options or {},
+        JOBS_TOTAL_KEY: len(jobs),
     })
     core = open_core(pol, be)
     store.set_meta("gpus", [g.model.name for g in core.view.gpus])  # as discovered (nvml)
@@ -226,6 +228,7 @@ def resume_run(state: Path, jobs_path: Path | None = None, given: dict[str, Any]
     core = open_core(pol, be)
     restored = restore_core(core, be, store)
     fresh = [j.spec for j in jobs if j.job_id not in known]
+    store.set_meta(JOBS_TOTAL_KEY, len(known) + len(fresh))  # a job file may add jobs on resume
     return Session(core, be, TraceSource(fresh), store, StoreRecorder(store), run_dir, restored, lock, jobs)
 
 

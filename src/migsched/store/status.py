@@ -20,6 +20,9 @@ from migsched.metrics import retried_outcomes
 from migsched.store.db import RunStore
 from migsched.store.rows import JOB_STATES, InstanceRow, JobRow
 
+#: The meta key that holds how many jobs the run's job file names (set at the start and on each
+#: resume): the store holds a job from its arrival on, so the rest have not arrived yet.
+JOBS_TOTAL_KEY = "jobs_total"
 RECENT_EVENTS = 20
 SHOWN_ROWS = 20  # running or failed jobs listed at most, each
 
@@ -41,6 +44,15 @@ def _by_gpu(instances: list[InstanceRow]) -> dict[int, list[InstanceRow]]:
     return out
 
 
+def not_arrived(meta: dict[str, Any], counts: dict[str, int]) -> int:
+    """Jobs of the run's job file that have not arrived yet (their `arrival_s` is still ahead):
+    0 for a store written before the count was kept."""
+    total = meta.get(JOBS_TOTAL_KEY)
+    if not isinstance(total, int) or isinstance(total, bool):
+        return 0
+    return max(0, total - sum(counts.values()))
+
+
 def status_dict(store: RunStore, recent: int = RECENT_EVENTS) -> dict[str, Any]:
     """Everything `status` shows, as JSON types: meta, counts, restarts, jobs, instances, events."""
     with store.snapshot():
@@ -49,6 +61,7 @@ def status_dict(store: RunStore, recent: int = RECENT_EVENTS) -> dict[str, Any]:
     return {
         "meta": meta,
         "counts": counts,
+        "not_arrived": not_arrived(meta, counts),
         "restarts": restarts(jobs),
         "jobs": [{"job_id": j.job_id, "state": j.state, "attempts": j.attempt, "outcomes": list(j.outcomes),
                   "gpu": j.gpu, "start": j.start, "profile": j.profile, "failure": j.failure} for j in jobs],
@@ -77,12 +90,15 @@ def render_status(store: RunStore, shown: int = SHOWN_ROWS) -> RenderableType:
         events = store.recent(5)
     parts: list[RenderableType] = []
     settings = ", ".join(f"{k.removesuffix('_unix')} {_setting(k, v)}" for k, v in meta.items()  # scalars; dicts in --json
-                         if k != "schema_version" and isinstance(v, (str, int, float, bool)))
+                         if k not in ("schema_version", JOBS_TOTAL_KEY) and isinstance(v, (str, int, float, bool)))
     if settings:
         parts.append(Text(settings, overflow="fold"))
     summary = Table.grid(padding=(0, 2))
-    summary.add_row(*(Text(f"{s} {counts[s]}", style="bold" if s in ("running", "failed") else "")
-                      for s in JOB_STATES), Text(f"total {sum(counts.values())}"))
+    later = not_arrived(meta, counts)
+    cells = [Text(f"{s} {counts[s]}", style="bold" if s in ("running", "failed") else "") for s in JOB_STATES]
+    if later:
+        cells.append(Text(f"not arrived {later}"))
+    summary.add_row(*cells, Text(f"total {sum(counts.values()) + later}"))
     parts.append(summary)
     gpus = Table.grid(padding=(0, 1))
     for gpu, rows in sorted(_by_gpu(instances).items()):
