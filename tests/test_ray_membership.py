@@ -176,3 +176,36 @@ def test_migm_waits_for_a_node_when_every_gpu_is_lost_before_its_first_decision(
     assert len(core.view.queue) == 1
     _settle(core, core.handle([GpuAdded(1.0, GpuInfo(1, model, "u1", True))], 1.0), 1.0)
     assert {j.gpu for j in core.view.running.values()} == {1}
+
+
+def test_a_resumed_run_fences_again_the_gpus_it_had_fenced(tmp_path) -> None:
+    """A fence used to live in memory only: after --resume the refused node was discovered
+    with the others, and migm refused the cluster of two models at its first decision. The
+    recorder keeps the fences by UUID (not the lost GPUs'), and the core fences them again at
+    discovery, whatever their MIG mode."""
+    from migsched.live.recorder import FENCED_KEY, StoreRecorder
+    from migsched.store.db import RunStore
+
+    store = RunStore.create(tmp_path / "r.db", {"policy": "migm"})
+    rec = StoreRecorder(store)
+    a40, a80 = get_model("A100-40GB"), get_model("A100-80GB")
+    core = SchedulerCore(create_policy("migm"), [GpuInfo(0, a40, "n0/u0", True), GpuInfo(1, a40, "n0/u1", True)])
+    core.handle([GpuLost(0.5, 1, "node down")], 0.5)
+    rec.after_handle(core, [])
+    assert FENCED_KEY not in store.meta()  # nothing joined: nothing to keep
+    with pytest.warns(UserWarning, match="joined but is not used"):
+        events = [GpuAdded(1.0, GpuInfo(2, a80, "n1/u0", True))]
+        core.handle(events, 1.0)
+    rec.after_handle(core, events)
+    kept = store.meta()[FENCED_KEY]
+    assert list(kept) == ["n1/u0"] and "one GPU model" in kept["n1/u0"]  # the lost GPU is not kept
+    store.close()
+
+    again = [GpuInfo(0, a40, "n0/u0", True), GpuInfo(1, a80, "n1/u0", False)]  # MIG off there now
+    with pytest.raises(SchedulingError):
+        SchedulerCore(create_policy("migm"), again).handle([JobArrived(0.0, _spec(0))], 0.0)
+    core = SchedulerCore(create_policy("migm"), again, fenced=kept)
+    assert core.view.gpus[1].fenced == kept["n1/u0"] and not core.view.gpus[0].fenced
+    assert all(i.busy for i in core.view.gpus[1].layout.instances)
+    _settle(core, core.handle([JobArrived(0.0, _spec(i, 30.0)) for i in range(3)], 0.0), 0.0)
+    assert core.view.running and {j.gpu for j in core.view.running.values()} == {0}

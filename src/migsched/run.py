@@ -20,7 +20,7 @@ import gc
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -147,10 +147,11 @@ def settings_for(policy: Policy, backend: Backend) -> RunSettings:
     return RunSettings(policy.mig_enabled, interval, mig_per_gpu=policy.toggles_mig)
 
 
-def open_core(policy: Policy, backend: Backend) -> SchedulerCore:
-    """Open the backend and build the core on the GPUs it discovered."""
+def open_core(policy: Policy, backend: Backend, *, fenced: Mapping[str, str] | None = None) -> SchedulerCore:
+    """Open the backend and build the core on the GPUs it discovered (`fenced`: UUID -> reason
+    of GPUs a resumed run fences again, `SchedulerCore`)."""
     return SchedulerCore(policy, backend.open(settings_for(policy, backend)),
-                         mig_toggle=backend.capabilities.mig_toggle)
+                         mig_toggle=backend.capabilities.mig_toggle, fenced=fenced)
 
 
 def drive(core: SchedulerCore, backend: Backend, source: JobSource, observer: RunObserver | None = None,

@@ -22,7 +22,7 @@ Mechanism that is the same for every policy lives here, not in policies:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from migsched.core.apply import apply_action, enqueue
@@ -36,7 +36,8 @@ from migsched.core.events import (
 )
 from migsched.core.membership import add_gpu, lay_out_added
 from migsched.core.policy import Changes, Policy
-from migsched.core.state import Attempt, ClusterView, GpuView, JobState, JobView, fence_layout, usable_largest_mib
+from migsched.core.state import (LOST_PREFIX, Attempt, ClusterView, GpuView, JobState, JobView, fence_layout,
+                                  usable_largest_mib)
 from migsched.core.timeline import Timeline
 from migsched.errors import MigschedError, SchedulingError
 from migsched.hardware.catalog import WHOLE_GPU
@@ -75,9 +76,12 @@ class _Log:
 class SchedulerCore:
     """Tracks jobs and layouts, runs the policy, validates and returns its actions."""
 
-    def __init__(self, policy: Policy, gpus: Sequence[GpuInfo], *, mig_toggle: bool = False) -> None:
+    def __init__(self, policy: Policy, gpus: Sequence[GpuInfo], *, mig_toggle: bool = False,
+                 fenced: Mapping[str, str] | None = None) -> None:
+        """`fenced`: UUID -> reason of GPUs to fence from the start (those a resumed run had
+        fenced when they joined: `build_gpu_views`)."""
         self.policy = policy
-        views = build_gpu_views(policy, gpus, mig_toggle=mig_toggle)
+        views = build_gpu_views(policy, gpus, mig_toggle=mig_toggle, fenced=fenced)
         self.view = ClusterView(now_s=0.0, gpus=views, queue=JobQueue(), running={}, jobs={},
                                 mig_toggle=mig_toggle and policy.toggles_mig)  # builds groups
         self.counters = Counters()
@@ -267,7 +271,7 @@ class SchedulerCore:
         g.destroying.clear()
         g.mig_pending = False  # a late answer to a MIG-mode change there is stale (`_undo_mig`)
         g.survivors.clear()
-        g.fenced = f"lost: {ev.reason}"
+        g.fenced = f"{LOST_PREFIX}{ev.reason}"
         self._set_layout(g, fence_layout(g.model, g.mig))
         v.largest_instance_mib = usable_largest_mib(v.gpus)
 

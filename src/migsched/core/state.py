@@ -460,6 +460,10 @@ def usable_largest_mib(gpus: list[GpuView]) -> int:
     return max((g.largest_instance_mib for g in usable_gpus(gpus)), default=0)
 
 
+#: How `GpuView.fenced` begins for a GPU the backend reported lost (`GpuLost`).
+LOST_PREFIX = "lost: "
+
+
 def fence_layout(model: GpuModel, mig: bool) -> Layout:
     """The layout of a GPU that must never be used (`GpuView.fenced`): one busy instance over
     every slot (the largest profile, or the whole GPU with MIG off), so no policy places or

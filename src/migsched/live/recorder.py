@@ -30,7 +30,7 @@ from migsched.core.events import (
     parse_process_handle,
 )
 from migsched.core.scheduler import SchedulerCore
-from migsched.core.state import JobState
+from migsched.core.state import LOST_PREFIX, JobState
 from migsched.store.codec import spec_to_dict
 from migsched.store.db import RunStore
 from migsched.store.rows import StoreError
@@ -43,6 +43,15 @@ def kill_key(job_id: str) -> str:
 
 #: The store meta key of the GPUs the run turned MIG off on (`SetMigMode`), for `--resume`.
 MIG_OFF_KEY = "mig_off_gpus"
+#: The store meta key of the GPUs fenced when they joined (UUID -> reason, `GpuView.fenced`), so
+#: that `--resume` fences them again (a lost GPU is not kept: if it is there again, it is usable).
+FENCED_KEY = "fenced_gpus"
+
+
+def fenced_to_keep(core: SchedulerCore) -> dict[str, str]:
+    """The fences a resumed run must set again: every fenced GPU with a UUID but the lost ones."""
+    return {g.uuid: g.fenced for g in core.view.gpus
+            if g.fenced and g.uuid and not g.fenced.startswith(LOST_PREFIX)}
 
 
 def parse_handle(handle: str) -> tuple[int, float]:
@@ -67,6 +76,8 @@ class StoreRecorder:
                          for j in fresh])
             for j in fresh:
                 st.log(j.arrived_s, "arrived", j.job_id)
+        if any(g.fenced for g in ch.gpus_added):
+            st.set_meta(FENCED_KEY, fenced_to_keep(core))
         for ev in events:
             if isinstance(ev, InstanceCreated):
                 if (ev.gpu, ev.start) not in self._destroying:  # a create confirmed after its destroy began

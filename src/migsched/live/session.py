@@ -25,7 +25,7 @@ from migsched.errors import MigschedError
 from migsched.hardware.catalog import GpuModel, get_model
 from migsched.jobs.model import Job
 from migsched.jobs.taskfile import load_job_source
-from migsched.live.recorder import MIG_OFF_KEY, StoreRecorder
+from migsched.live.recorder import FENCED_KEY, MIG_OFF_KEY, StoreRecorder
 from migsched.live.restore import Restored, restore_core
 from migsched.partition.layout import Layout
 from migsched.policies.registry import create_policy, get_policy_class
@@ -225,7 +225,7 @@ def resume_run(state: Path, jobs_path: Path | None = None, given: dict[str, Any]
                       backend_options=meta.get("backend_options") or {},
                       mig_off=[int(g) for g in meta.get(MIG_OFF_KEY) or ()])
     pol = make_policy(meta["policy"], meta.get("policy_options") or {}, be)
-    core = open_core(pol, be)
+    core = open_core(pol, be, fenced=meta.get(FENCED_KEY) or {})
     restored = restore_core(core, be, store)
     fresh = [j.spec for j in jobs if j.job_id not in known]
     store.set_meta(JOBS_TOTAL_KEY, len(known) + len(fresh))  # a job file may add jobs on resume
