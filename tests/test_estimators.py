@@ -366,3 +366,29 @@ def test_a_sample_with_a_value_that_is_not_finite_does_not_count():
            dataclasses.replace(good[5], progress=math.nan)]
     fc = MemoryForecaster().forecast(None, [*good, *bad])
     assert fc is not None and fc == MemoryForecaster().forecast(None, good)
+
+
+def test_curve_fits_on_one_sample_spacing_share_their_exponentials_bit_for_bit():
+    """Samples come on a grid every job shares, so the saturating fit keeps its τ grid's
+    exponentials per spacing (`_basis`). A fit that reuses them must equal one made afresh, and
+    a fit on another spacing of the same span must not reuse them."""
+    from migsched.estimators import forecast as fc
+
+    grid = np.array([0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 18.0])
+    other = np.array([0.0, 1.0, 3.0, 7.0, 9.0, 15.0, 18.0])
+    cases = [(xs, np.array([1000.0 + 900.0 * (1 - math.exp(-x / k)) for x in xs]))
+             for xs, k in ((grid, 3.0), (grid, 7.0), (other, 3.0))]
+
+    def fit(xs, ys):
+        f = fc._saturating(xs, ys, float(ys.mean()), 0.0, 18.0, 40)
+        return f.rss, f.tau, f.asymptote, f.predict(30.0)
+
+    fresh = []
+    for xs, ys in cases:
+        fc._basis.cache_clear()
+        fresh.append(fit(xs, ys))
+    fc._basis.cache_clear()
+    shared = [fit(xs, ys) for xs, ys in cases]
+    assert fc._basis.cache_info().hits >= 1  # the second curve reused the first one's grid
+    assert shared == fresh
+    assert abs(shared[0][2] - 1900.0) < 5.0 and abs(shared[2][2] - 1900.0) < 5.0
