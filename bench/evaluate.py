@@ -156,9 +156,11 @@ def plan(quick: bool, optimal_s: float | None) -> list[Config]:
         for mix in MIXES:
             variants = ("migm-no-early-restart",) if mix == "llm" else ()
             out.append(Config(mix, "A100-80GB", seed=seed, group="seeds", variants=variants))
-    if optimal_s is not None and optimal_available():
-        for mix in MIXES:
-            out.append(Config(mix, "A100-80GB", jobs=OPTIMAL_JOBS, group="optimal", optimal_s=optimal_s))
+    # The 16-job batches run without the optimal reference too (`--optimal-s 0`), so that a
+    # same-schedule check before and after a change covers them (round 13's check missed one).
+    opt = optimal_s if optimal_s is not None and optimal_available() else None
+    for mix in MIXES:
+        out.append(Config(mix, "A100-80GB", jobs=OPTIMAL_JOBS, group="optimal", optimal_s=opt))
     return out
 
 

@@ -30,6 +30,14 @@ def test_plan_covers_every_mix_and_gpu(ev):
     assert any(k.startswith("online/") for k in keys)
 
 
+def test_the_16_job_batches_run_without_the_optimal_reference_too(ev):
+    """A same-schedule check runs `--optimal-s 0`: the 16-job batches must be in it."""
+    keys = {c.key: c for c in ev.plan(quick=False, optimal_s=None)}
+    for mix in ev.MIXES:
+        cfg = keys[f"{mix}/A100-80GB/s1/{ev.OPTIMAL_JOBS}j"]
+        assert cfg.optimal_s is None
+
+
 def test_tiny_configuration_writes_json_markdown_and_pictures(ev, tmp_path):
     cfg = ev.Config("scientific", "A100-80GB", jobs=6, policies=("serial", "greedy"))
     lines: list[str] = []
