@@ -153,3 +153,38 @@ def test_blocked_restart_frees_a_gpu_a_long_small_job_holds():
     assert on.policy_summary.get("blocked_restarts", 0) == 1
     assert off.policy_summary.get("blocked_restarts", 0) == 0
     assert on.makespan_s < off.makespan_s
+
+
+def test_a_queued_sibling_is_sized_by_the_memory_a_running_member_was_seen_using():
+    """tr-b (no hint) is queued while tr-a (same family) is seen at 14.9 GiB: it used to get
+    the class prior (a 1g.10gb on A100-80GB) and run out of memory there; the family's seen
+    memory is now a floor for its queued members (`MemorySizing.saw`), from a running member's
+    samples and from the peak of one that was stopped."""
+    from migsched.core.events import (CreateInstance, ExitStatus, InstanceCreated, JobArrived, JobExited, JobStarted,
+                                      Launch, MemorySample)
+    from migsched.core.scheduler import SchedulerCore
+    from migsched.core.backend import GpuInfo
+    from migsched.jobs.model import JobClass, JobSpec
+    from migsched.policies.registry import create_policy
+    from migm_support import A100
+
+    def spec(name, hint):
+        return JobSpec(job_id=name, name=name, family="tr", job_class=JobClass.ML_TRAIN, hint_gib=hint,
+                       command="true", argv=("true",), reports_progress=True)
+
+    pol = create_policy("migm")
+    core = SchedulerCore(pol, [GpuInfo(0, A100, "u0", True)])
+    acts = core.handle([JobArrived(0.0, spec("tr-a", 15.0))], 0.0)
+    core.handle([InstanceCreated(0.0, a.gpu, a.profile, a.start) for a in acts if isinstance(a, CreateInstance)]
+                + [JobStarted(0.0, a.job_id, a.gpu, a.start, attempt=a.attempt) for a in acts if isinstance(a, Launch)], 0.0)
+    core.handle([JobArrived(1.0, spec("tr-b", None))], 1.0)
+    b = core.view.jobs["tr-b"]
+    before = pol.need_mib(b)
+    assert before < 10 * 1024  # the class prior: 12 % of the largest instance
+    core.handle([MemorySample(5.0, "tr-a", 14.9 * 1024, 5.0, 0.01)], 5.0)
+    assert pol.need_mib(b) >= 14.9 * 1024
+    assert A100.profile(pol._tier_of(b)).memory_mib >= 14.9 * 1024
+    # a member stopped before it ended (no sample reached the policy): its peak is the floor
+    a = core.view.jobs["tr-a"]
+    core.handle([JobExited(9.0, "tr-a", ExitStatus.KILLED, 30.0 * 1024, "stopped", a.attempt)], 9.0)
+    assert pol.need_mib(b) >= 30.0 * 1024

@@ -84,6 +84,8 @@ class EarlyRestart:
             self._init(view)
         assert self.forecaster is not None
         self.times.on_sample(job)
+        assert self.sizing is not None
+        self.sizing.saw(job, sample.used_mib)  # its queued siblings need as much
         prof = job.profile
         if prof is None or not self._due(job, sample):
             return []

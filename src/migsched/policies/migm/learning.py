@@ -45,6 +45,8 @@ class Learning:
             self.times.stopped(job, name, self._slices(a.profile), a.ended_s - a.launched_s)
         else:
             self.times.forget(job)
+        if a.outcome not in ("ok", "oom", "launch-failed", "failed"):  # stopped: its peak is a floor
+            self.sizing.saw(job, a.peak_mib)
         if a.outcome == "oom":
             self.sizing.ran_out(job, a.peak_mib, a.memory_mib)
             self._bump("oom_restarts_seen")

@@ -5,7 +5,8 @@ history of its name, analytic `describe:`, hint x learned margin, else what comp
 its class peaked at, else a small class prior — never "the whole GPU" by default), the declared
 hint (a floor: an analytic estimate below it caused OOMs), what its *family* taught (the peak of
 a successful run; a floor above an instance a member ran out of memory on or was restarted
-early from) and the forecast remembered at its own early restart. The tier is the smallest
+early from; the most memory a member was seen using, running or stopped) and the forecast
+remembered at its own early restart. The tier is the smallest
 profile holding that need and strictly larger than any instance the job failed on.
 
 A job started on a guess is corrected by the restart rules: an OOM raises its floor (the next
@@ -96,6 +97,22 @@ class MemorySizing:
         self._name_floor[job.family] = max(self._name_floor.get(job.family, 0.0), need_mib)
         self._learned(job.family)
         self._cache.pop(job.job_id, None)
+
+    def saw(self, job: JobView, used_mib: float) -> None:
+        """A member of `job`'s family was seen using `used_mib` (a memory sample of a running
+        member, or the peak of one that was stopped before it ended): every member needs at
+        least that much. A queued sibling of a job seen at 14.9 GiB no longer starts on a
+        1g.10gb and runs out of memory there. Members' tiers are recomputed only when the floor
+        moves to another profile (a ramping job reports many new peaks)."""
+        fam = job.family
+        old = self._name_floor.get(fam, 0.0)
+        if used_mib <= old:
+            return
+        self._name_floor[fam] = used_mib
+        was = smallest_fitting(self.model, min(old, self.largest_mib))
+        now = smallest_fitting(self.model, min(used_mib, self.largest_mib))
+        if was is not now:
+            self._learned(fam)
 
     def forget(self, job: JobView) -> None:
         """Drop the job's cached tier (it left the running set)."""
