@@ -261,3 +261,37 @@ def test_while_jobs_arrive_the_tail_check_with_many_running_waits_a_period_from_
     assert busy, "the check must still run"
     gaps = [b[0] - a[0] for a, b in zip(busy, busy[1:])]
     assert len(busy) <= 60 and min(gaps) >= 30.0 * 40 / migm_tail.TAIL_FULL_CHECK - 1e-6, (len(busy), min(gaps))
+
+
+def test_a_blocked_restarted_job_waits_for_its_target_only_as_long_as_the_restart_was_to_save(monkeypatch):
+    """The blocked restart kills a long job so that a reserved one gets its slots; the killed
+    job then waits for its larger target. It waited without bound: on a bundled online batch a
+    job restarted for a 7g waited 5,850 s while smaller jobs kept the GPU busy. It now waits
+    until `old_s - new_s` (what the restart was projected to save) has passed, then takes any
+    instance."""
+    from migsched.core.events import Kill
+    from migsched.policies.migm.restarts import Upgrade
+
+    one, seven = A80.profile("1g.10gb"), A80.profile("7g.80gb")
+    runner = JobView(spec=JobSpec("long", "long", JobClass.ML_TRAIN), state=JobState.RUNNING, gpu=0, start=0,
+                     profile=one, launched_s=0.0)
+    other = JobView(spec=JobSpec("other", "other", JobClass.ML_TRAIN), state=JobState.RUNNING, gpu=0, start=1,
+                    profile=one, launched_s=0.0)
+    lay = Layout(A80, (Instance(one, 0, busy=True), Instance(one, 1, busy=True)))
+    view = ClusterView(now_s=1000.0, gpus=[GpuView(0, A80, True, lay, jobs={0: "long", 1: "other"})], queue=deque(),
+                       running={"long": runner, "other": other}, jobs={"long": runner, "other": other})
+    pol = create_policy("migm")
+    pol._init(view)
+    monkeypatch.setattr(migm_tail, "pick_upgrade", lambda *a, **k: Upgrade("long", seven, 1000.0, 400.0))
+    acts = pol._tail_restart(view, blocked=True)
+    assert [type(a) for a in acts] == [Kill] and pol._target["long"] is seven
+    assert pol._sticky["long"] == pytest.approx(1000.0 + 600.0)
+    assert pol.wake_at_s(view) <= 1600.0
+    # the kill went through: "long" is queued, "other" still holds a slice, so no 7g fits
+    runner.state, runner.gpu, runner.start, runner.profile = JobState.QUEUED, None, None, None
+    view.running.pop("long")
+    view.set_layout(0, Layout(A80, (Instance(one, 0), Instance(one, 1, busy=True))))
+    assert pol._place(view, runner, one, []) is None  # before the deadline: only the 7g will do
+    view.now_s = 1601.0
+    pl = pol._place(view, runner, one, [])
+    assert pl is not None and pl.profile.compute_slices < 7 and "long" not in pol._sticky and "long" not in pol._target

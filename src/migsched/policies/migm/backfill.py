@@ -35,7 +35,7 @@ from __future__ import annotations
 from migsched.core.state import ClusterView, JobView
 from migsched.hardware.catalog import Profile
 from migsched.policies.migm.placement import Reservation
-from migsched.policies.migm.restarts import REFIT_RUNS, REFIT_S, RunTimes, remaining
+from migsched.policies.migm.restarts import REFIT_RUNS, REFIT_S, RunTimes, last_progress, project, remaining
 
 #: A backfilled job's projected run is stretched by this factor before it is compared with the
 #: drain time (run times of a family vary with its inputs and with its neighbours on the GPU).
@@ -67,6 +67,43 @@ def drain_s(view: ClusterView, res: Reservation, times: RunTimes) -> float | Non
             latest = max(latest, LINDY_SHARE * (view.now_s - job.launched_s))  # type: ignore[union-attr]
         else:
             return None
+    return latest
+
+
+def known_ends(view: ClusterView, gpu: int, times: RunTimes) -> dict[int, float | None]:
+    """Start slot -> projected remaining seconds of the job there, for the running jobs of GPU
+    `gpu`, from what is known of the jobs themselves (their progress reports, their family's
+    completed runs); None for a job known by its class's duration model at most. Those bound a
+    backfill well enough (`drain_s`), but ranking where to wait by them put reservations behind
+    the jobs that had just started (1,000 jobs on 8 GPUs, online, seed 1: +2 % makespan)."""
+    out: dict[int, float | None] = {}
+    if gpu >= len(view.gpus):
+        return out
+    for start, job_id in view.gpus[gpu].jobs.items():
+        job = view.running.get(job_id)
+        if job is None or job.profile is None:
+            continue
+        if job.family not in times.compute and last_progress(job) is None:
+            out[start] = None  # two look-ups, before a projection's cost
+            continue
+        proj = project(job, view.now_s, job.family, times)
+        out[start] = None if proj is None or proj.fit is not None else proj.remaining_s
+    return out
+
+
+def known_drain_s(view: ClusterView, res: Reservation, times: RunTimes) -> float | None:
+    """`drain_s` from `known_ends`: None when a job in the way of `res` is not known itself."""
+    gpu, slots = res
+    if gpu >= len(view.gpus):
+        return None
+    g, latest = view.gpus[gpu], 0.0
+    for start, rem in known_ends(view, gpu, times).items():
+        job = view.running[g.jobs[start]]
+        if slots.isdisjoint(job.profile.slots(start)):  # type: ignore[union-attr]
+            continue
+        if rem is None:
+            return None
+        latest = max(latest, rem)
     return latest
 
 

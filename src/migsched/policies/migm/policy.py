@@ -35,7 +35,7 @@ from migsched.hardware.catalog import GpuModel, Profile
 from migsched.errors import SchedulingError
 from migsched.policies.base import Changes, Decision, Policy
 from migsched.policies.common import gib, profiles_by_size
-from migsched.policies.migm.backfill import BackfillPass
+from migsched.policies.migm.backfill import BackfillPass, known_ends
 from migsched.policies.migm.choice import PlacementChoice
 from migsched.policies.migm.early import EarlyRestart
 from migsched.policies.migm.memory import ForecastScore, default_estimator, default_forecaster
@@ -159,8 +159,8 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
             HistoryStore(history, save_interval_s=HISTORY_SAVE_S)
         self.times = RunTimes(alpha_prior, self.history)
         self._target: dict[str, Profile] = {}     # job -> profile its tail restart is for
-        self._tail_key: tuple | None = None
-        self._sticky: set[str] = set()            # blocked-restarted jobs: only their target will do       # state at the last tail-restart search
+        self._tail_key: tuple | None = None       # state at the last tail-restart search
+        self._sticky: dict[str, float] = {}       # blocked-restarted job -> until when only its target will do
         self.model: GpuModel | None = None
         self.rank = rank
         self._known_runs = 0  # durations known (runs completed here or recalled): `_unknown_rank`'s version
@@ -328,12 +328,12 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
                     self._bump("compute_upgrades")
                 self._target.pop(job.job_id, None)
                 self._waits.pop(job.job_id, None)  # a restarted attempt may wait afresh
-                self._sticky.discard(job.job_id)
+                self._sticky.pop(job.job_id, None)
                 self.index.launched(job, view, delta=(-1, 1))
                 self._watch_family(job)
                 return whole or pl.actions(job.job_id)
             if self.backfill and not self._resv and view.now_s - job.arrived_s >= self.reserve_after_s:
-                r = choose_reservation(view, model.profile(tier), ())
+                r = choose_reservation(view, model.profile(tier), (), ends=lambda gpu: known_ends(view, gpu, self.times))
                 if r is not None:
                     self._resv[job.job_id] = (tier, r)
                     self._bump("reservations")
@@ -361,9 +361,11 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
 
     # ---- the contract -------------------------------------------------------------------------
     def wake_at_s(self, view: ClusterView) -> float | None:
-        """The tail and blocked restarts' re-checks (`tail.py`) and the end of a wait (`wait.py`)."""
-        tail, wait = TailRestart.wake_at_s(self, view), self.wait_wake_s(view)
-        return tail if wait is None else wait if tail is None else min(tail, wait)
+        """The tail and blocked restarts' re-checks (`tail.py`), the end of a wait (`wait.py`)
+        and of a blocked-restarted job's wait for its target (`choice.py`)."""
+        times = [t for t in (TailRestart.wake_at_s(self, view), self.wait_wake_s(view)) if t is not None]
+        times += [t for t in self._sticky.values() if t > view.now_s]  # a blocked restart's wait ends
+        return min(times) if times else None
 
     def decide(self, view: ClusterView, changes: Changes) -> Decision:
         """Keep what changed for the queue index (absorbed where the placement pass runs)."""
@@ -376,7 +378,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         for f in changes.failed:
             if isinstance(f.action, Kill):  # the restart it was for will not happen
                 self._target.pop(f.action.job_id, None)
-                self._sticky.discard(f.action.job_id)
+                self._sticky.pop(f.action.job_id, None)
             elif isinstance(f.action, SetMigMode):  # this GPU's mode stays as it is
                 self._no_toggle.add(f.action.gpu)
         return super().decide(view, changes)

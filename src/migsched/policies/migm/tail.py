@@ -6,7 +6,9 @@
 * the **tail restart**: nothing queued and nothing more to come, or, on 4 or more GPUs, nothing
   queued while jobs still arrive and `TAIL_ONLINE_GPUS` whole GPUs' compute idles;
 * the **blocked restart**: a reserved job has waited `blocked_wait_s`; the restart frees its
-  slots, and the restarted job waits for its larger profile (`_sticky`);
+  slots, and the restarted job waits for its larger profile (`_sticky`), at most as long as
+  the restart was projected to save: past that, waiting has cost more than the restart gains,
+  and it takes any instance (a bundled online batch's job waited 5,850 s for a 7g);
 * re-checked when the running set changes and every 30 s (paced by the running count), one
   restart in flight at a time (`_target`); `wake_at_s` asks for those re-checks.
 """
@@ -87,8 +89,8 @@ class TailRestart:
         if up is None:
             return []
         self._target[up.job_id] = up.profile
-        if blocked:
-            self._sticky.add(up.job_id)
+        if blocked:  # it waits for its target at most as long as the restart was to save
+            self._sticky[up.job_id] = view.now_s + max(up.old_s - up.new_s, 0.0)
         self._bump("blocked_restarts" if blocked else "tail_upgrades")
         job = view.running[up.job_id]
         if job.checkpointable:  # a move that keeps its progress
