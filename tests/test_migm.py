@@ -188,3 +188,19 @@ def test_a_queued_sibling_is_sized_by_the_memory_a_running_member_was_seen_using
     a = core.view.jobs["tr-a"]
     core.handle([JobExited(9.0, "tr-a", ExitStatus.KILLED, 30.0 * 1024, "stopped", a.attempt)], 9.0)
     assert pol.need_mib(b) >= 30.0 * 1024
+
+
+def test_a_sample_that_is_not_a_number_does_not_become_a_family_floor():
+    """`MemorySizing.saw` took a NaN as the family floor; no OOM could raise it after that."""
+    from migsched.estimators import JobMemoryEstimator
+    from migsched.jobs.model import JobClass, JobSpec
+    from migsched.core.state import JobView
+    from migsched.policies.migm.sizing import MemorySizing
+    from migm_support import A100
+
+    sizing = MemorySizing(A100, JobMemoryEstimator())
+    a = JobView(spec=JobSpec("tr-a", "tr-a", JobClass.ML_TRAIN, family="tr"))
+    b = JobView(spec=JobSpec("tr-b", "tr-b", JobClass.ML_TRAIN, family="tr"))
+    sizing.saw(a, float("nan"))
+    sizing.ran_out(a, 9.0 * 1024, 10.0 * 1024)
+    assert sizing.need_mib(b) > 10.0 * 1024

@@ -228,8 +228,9 @@ def test_a_reservation_waits_where_the_jobs_in_the_way_end_first(long_reports):
     view = _view80(jobs)
     times = RunTimes()
     assert choose_reservation(view, two, ()) == (0, frozenset({6, 7}))  # the least compute in the way
-    assert backfill.known_drain_s(view, (0, frozenset({2, 3})), times) == pytest.approx(1000 / 0.9 - 1000, rel=0.01)
-    assert (backfill.known_drain_s(view, (0, frozenset({6, 7})), times) is None) is not long_reports
+    known = backfill.known_ends(view, 0, times)
+    assert known[2] == known[3] == pytest.approx(1000 / 0.9 - 1000, rel=0.01)
+    assert (known[6] is None) is not long_reports
     assert backfill.drain_s(view, (0, frozenset({6, 7})), times) is not None  # the backfill's bound: a share of e
     got = choose_reservation(view, two, (), ends=lambda g: backfill.known_ends(view, g, times))
     assert got == (0, frozenset({2, 3}))
@@ -252,3 +253,20 @@ def test_migm_reserves_where_the_jobs_in_the_way_are_projected_to_end_first():
     pol = create_policy("migm")
     assert pol.decide(view, Changes(1000.0, arrived=[blocked])).actions == []
     assert pol._resv["blocked"] == ("1g.20gb", (0, frozenset({2, 3})))
+
+
+def test_each_gpu_of_a_layout_group_is_ranked_by_its_own_jobs():
+    """GPUs with the same layout form one group, but their jobs end at different times: the
+    reservation goes to the GPU whose jobs in the way end first, not to the group's lowest."""
+    one = A80.profile("1g.10gb")
+    jobs = [_on(f"a{s}", one, s, 0.05) for s in range(7)] + [_on(f"b{s}", one, s, 0.95) for s in range(7)]
+    for j in jobs[7:]:
+        j.gpu = 1
+    lay = Layout(A80, tuple(Instance(one, s, busy=True) for s in range(7)))
+    gpus = [GpuView(g, A80, True, lay, jobs={s: f"{'ab'[g]}{s}" for s in range(7)}) for g in (0, 1)]
+    view = ClusterView(now_s=1000.0, gpus=gpus, queue=deque(), running={j.job_id: j for j in jobs},
+                       jobs={j.job_id: j for j in jobs})
+    assert len(view.groups) == 1
+    two, times = A80.profile("1g.20gb"), RunTimes()
+    assert choose_reservation(view, two, ())[0] == 0
+    assert choose_reservation(view, two, (), ends=lambda g: backfill.known_ends(view, g, times))[0] == 1

@@ -288,10 +288,42 @@ def test_a_blocked_restarted_job_waits_for_its_target_only_as_long_as_the_restar
     assert pol._sticky["long"] == pytest.approx(1000.0 + 600.0)
     assert pol.wake_at_s(view) <= 1600.0
     # the kill went through: "long" is queued, "other" still holds a slice, so no 7g fits
+    from migsched.core.events import Launch
+    from migsched.core.jobqueue import JobQueue
+    from migsched.core.policy import Changes
+
     runner.state, runner.gpu, runner.start, runner.profile = JobState.QUEUED, None, None, None
     view.running.pop("long")
+    view.queue = JobQueue([runner])
     view.set_layout(0, Layout(A80, (Instance(one, 0), Instance(one, 1, busy=True))))
-    assert pol._place(view, runner, one, []) is None  # before the deadline: only the 7g will do
-    view.now_s = 1601.0
-    pl = pol._place(view, runner, one, [])
-    assert pl is not None and pl.profile.compute_slices < 7 and "long" not in pol._sticky and "long" not in pol._target
+    first = pol.decide(view, Changes(1000.0, ended=[runner]))
+    assert first.actions == [] and first.wake_at_s is not None and first.wake_at_s <= 1600.0  # only the 7g
+    view.now_s = 1600.0  # the wake-up it asked for (the policy's memo of the last pass must not hide it)
+    woke = pol.decide(view, Changes(1600.0, woke=True))
+    launch = [a for a in woke.actions if isinstance(a, Launch)]
+    assert [a.job_id for a in launch] == ["long"], woke.actions
+    assert "long" not in pol._sticky and "long" not in pol._target
+
+
+def test_a_job_that_ends_before_its_restart_lands_does_not_stop_later_restarts():
+    """The tail and blocked restarts act one at a time, while `_target` names a job. A job that
+    completed before its restart's kill landed kept its entry for good, and no tail or blocked
+    restart happened for the rest of the run."""
+    from migsched.core.policy import Changes
+
+    one = A80.profile("1g.10gb")
+    job = JobView(spec=JobSpec("long", "long", JobClass.ML_TRAIN), state=JobState.RUNNING, gpu=0, start=0,
+                  profile=one, launched_s=0.0)
+    view = ClusterView(now_s=100.0, gpus=[GpuView(0, A80, True, Layout(A80, (Instance(one, 0, busy=True),)),
+                                                  jobs={0: "long"})],
+                       queue=deque(), running={"long": job}, jobs={"long": job})
+    pol = create_policy("migm")
+    pol._init(view)
+    pol.index.running["long"] = job
+    pol._target["long"], pol._sticky["long"] = A80.profile("7g.80gb"), 1e9
+    job.attempts.append(Attempt(0, 0, "1g.10gb", one.memory_mib, 0.0, 200.0, "ok", 1024.0))
+    job.state, job.finished_s = JobState.DONE, 200.0
+    view.running.pop("long")
+    view.now_s = 200.0
+    pol.decide(view, Changes(200.0, ended=[job]))
+    assert "long" not in pol._target and "long" not in pol._sticky

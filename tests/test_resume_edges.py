@@ -228,3 +228,25 @@ def test_status_counts_the_jobs_that_have_not_arrived(tmp_path):
     finally:
         r.store.close()
         r.lock.release()
+
+
+def test_a_resumed_run_fences_the_gpus_its_state_file_names(tmp_path):
+    """The fences kept in the state file (`fenced_gpus`, by UUID) reach the resumed core."""
+    from migsched.live.recorder import FENCED_KEY
+
+    jobs = tmp_path / "tasks.txt"
+    jobs.write_text(f"{sys.executable} -c pass\n")
+    s = start_run(jobs, backend="local", gpu="A100-40GB", gpus=2, policy="greedy", state=tmp_path / "r.db")
+    try:
+        uuid = s.core.view.gpus[1].uuid
+        assert uuid and not s.core.view.gpus[1].fenced
+        s.store.set_meta(FENCED_KEY, {uuid: "refused when it joined"})
+    finally:
+        s.store.close()
+        s.lock.release()
+    r = resume_run(tmp_path / "r.db")
+    try:
+        assert r.core.view.gpus[1].fenced == "refused when it joined" and not r.core.view.gpus[0].fenced
+    finally:
+        r.store.close()
+        r.lock.release()

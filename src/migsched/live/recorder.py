@@ -76,8 +76,8 @@ class StoreRecorder:
                          for j in fresh])
             for j in fresh:
                 st.log(j.arrived_s, "arrived", j.job_id)
-        if any(g.fenced for g in ch.gpus_added):
-            st.set_meta(FENCED_KEY, fenced_to_keep(core))
+        if any(g.fenced for g in ch.gpus_added):  # added to those kept (a fenced node may be absent now)
+            st.set_meta(FENCED_KEY, {**(st.meta().get(FENCED_KEY) or {}), **fenced_to_keep(core)})
         for ev in events:
             if isinstance(ev, InstanceCreated):
                 if (ev.gpu, ev.start) not in self._destroying:  # a create confirmed after its destroy began

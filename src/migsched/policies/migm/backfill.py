@@ -91,22 +91,6 @@ def known_ends(view: ClusterView, gpu: int, times: RunTimes) -> dict[int, float 
     return out
 
 
-def known_drain_s(view: ClusterView, res: Reservation, times: RunTimes) -> float | None:
-    """`drain_s` from `known_ends`: None when a job in the way of `res` is not known itself."""
-    gpu, slots = res
-    if gpu >= len(view.gpus):
-        return None
-    g, latest = view.gpus[gpu], 0.0
-    for start, rem in known_ends(view, gpu, times).items():
-        job = view.running[g.jobs[start]]
-        if slots.isdisjoint(job.profile.slots(start)):  # type: ignore[union-attr]
-            continue
-        if rem is None:
-            return None
-        latest = max(latest, rem)
-    return latest
-
-
 def run_s(view: ClusterView, job: JobView, profile: Profile, times: RunTimes) -> float | None:
     """The projected run of queued `job` on `profile` (start-up included, before `MARGIN`), or
     None when neither its family nor its class has a model."""

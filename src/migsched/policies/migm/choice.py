@@ -50,12 +50,8 @@ class PlacementChoice:
             pl = find_anywhere(view, target, reserved)
             if pl is not None:
                 return pl
-            until = self._sticky.get(job.job_id)
-            if until is not None:
-                if view.now_s < until:
-                    return None  # restarted for a bigger instance: wait for it, not the old slot
-                del self._sticky[job.job_id]  # waited what the restart was to save: any will do
-                del self._target[job.job_id]
+            if job.job_id in self._sticky:  # until its deadline (`MigmPolicy._unstick`)
+                return None  # restarted for a bigger instance: wait for it, not the old slot
         pl = self._declined_room(view, job, reserved)  # type: ignore[attr-defined]
         if pl is not None:
             return pl

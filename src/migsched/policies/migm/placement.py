@@ -220,9 +220,9 @@ def _reclaims(layout: Layout, profile: Profile) -> tuple[Reclaim, ...]:
                      lambda: tuple(reclaim_options(layout, profile)))
 
 
-#: With projected ends (`choose_reservation`'s `ends`), the layout groups whose starts are
-#: compared: those with the least busy compute in the way.
-DRAIN_GROUPS = 8
+#: With projected ends (`choose_reservation`'s `ends`), how many GPUs' starts are compared: the
+#: GPUs of the groups with the least busy compute in the way, lowest first.
+DRAIN_GPUS = 8
 
 
 def choose_reservation(view: ClusterView, profile: Profile, taken: Iterable[int],
@@ -230,19 +230,20 @@ def choose_reservation(view: ClusterView, profile: Profile, taken: Iterable[int]
     """The GPU and start where `profile` is blocked by the least busy compute: keep it draining.
 
     With `ends` (GPU index -> start slot -> projected remaining seconds of the busy instance
-    there, None when unknown), the start whose jobs in the way end first wins among the
-    `DRAIN_GROUPS` groups with the least compute in the way, compute in the way breaking
-    ties: a 1g.20gb blocked by one long 1g.20gb job and by two 1g jobs that end in an hour
-    waits for the two (a held-out generator's ML batch, tuning seed 66, waited 238 s longer
-    for the one). A start with an unknown job in the way is not ranked; with none ranked, or
-    nothing known on the GPU where the least compute is in the way (1,000 GPUs of jobs known by
-    their class only: one look-up per reservation), the least compute in the way, as without
-    `ends`.
+    there, None when unknown), the start whose jobs in the way end first wins among the first
+    `DRAIN_GPUS` GPUs of the groups with the least compute in the way, compute in the way
+    breaking ties: a 1g.20gb blocked by one long 1g.20gb job and by two 1g jobs that end in an
+    hour waits for the two (a held-out generator's ML batch, tuning seed 66, waited 238 s longer
+    for the one). GPUs of one layout group lay out alike but run different jobs, so each is
+    looked at. A start with an unknown job in the way is not ranked; with none ranked, or
+    nothing known on the lowest GPU where the least compute is in the way (1,000 GPUs of jobs
+    known by their class only: one look-up per reservation), the least compute in the way, as
+    without `ends`.
     """
     if not profile.starts:
         return None
     skip = set(taken)
-    groups: list[tuple[int, int, int, GpuView]] = []
+    groups: list[tuple[int, int, int, set[int]]] = []
     for members in view.groups.values():
         g = view.gpus[lowest_gpu(members)]
         if not g.mig:
@@ -255,33 +256,47 @@ def choose_reservation(view: ClusterView, profile: Profile, taken: Iterable[int]
         else:
             low = lowest_gpu(members)
         in_way, s = _least_in_way(g.layout, profile)
-        groups.append((in_way, low, s, view.gpus[low]))
+        groups.append((in_way, low, s, members))
     if not groups:
         return None
     # The best start of a group does not depend on which of its GPUs is picked, so the
     # lexicographic minimum over (in_way, gpu, start) is taken over groups' best starts.
     in_way, low, s, _ = min(groups, key=lambda c: c[:3])
     if ends is not None:
-        best: tuple | None = None
-        for n, (_, gpu, _, g) in enumerate(heapq.nsmallest(DRAIN_GROUPS, groups, key=lambda c: c[:3])):
-            left = ends(gpu)
-            if not left or all(v is None for v in left.values()):
-                if n == 0:
-                    break  # nothing known where the least compute is in the way: as without `ends`
-                continue  # nothing known in the way anywhere on this GPU
-            busy = [(frozenset(i.profile.slots(i.start)), i.profile.compute_slices, left.get(i.start))
-                    for i in g.layout.instances if i.busy]
-            for start in profile.starts:
-                slots = frozenset(profile.slots(start))
-                way = [(c, rem) for sl, c, rem in busy if not slots.isdisjoint(sl)]
-                if any(rem is None for _, rem in way):
-                    continue
-                cand = (max((rem for _, rem in way), default=0.0), sum(c for c, _ in way), gpu, start)
-                if best is None or cand < best:
-                    best = cand
+        best = _by_known_ends(view, profile, groups, skip, ends)
         if best is not None:
-            return best[2], frozenset(profile.slots(best[3]))
+            return best
     return low, frozenset(profile.slots(s))
+
+
+def _by_known_ends(view: ClusterView, profile: Profile, groups: list[tuple[int, int, int, set[int]]],
+                   skip: set[int], ends: Callable[[int], Mapping[int, float | None]]) -> Reservation | None:
+    """`choose_reservation`'s ranking by the known ends of the jobs in the way (its doc)."""
+    ranked = heapq.nsmallest(DRAIN_GPUS, groups, key=lambda c: c[:3])
+    first = ends(ranked[0][1])
+    if not first or all(v is None for v in first.values()):
+        return None  # nothing known where the least compute is in the way
+    best: tuple | None = None
+    seen = 0
+    for _, low, _, members in ranked:
+        others = heapq.nsmallest(DRAIN_GPUS - seen - 1, (m for m in members if m != low and m not in skip))
+        for gpu in (low, *others):
+            seen += 1
+            left = first if gpu == ranked[0][1] else ends(gpu)
+            if left and not all(v is None for v in left.values()):
+                busy = [(frozenset(i.profile.slots(i.start)), i.profile.compute_slices, left.get(i.start))
+                        for i in view.gpus[gpu].layout.instances if i.busy]
+                for start in profile.starts:
+                    slots = frozenset(profile.slots(start))
+                    way = [(c, rem) for sl, c, rem in busy if not slots.isdisjoint(sl)]
+                    if any(rem is None for _, rem in way):
+                        continue
+                    cand = (max((rem for _, rem in way), default=0.0), sum(c for c, _ in way), gpu, start)
+                    if best is None or cand < best:
+                        best = cand
+        if seen >= DRAIN_GPUS:
+            break
+    return None if best is None else (best[2], frozenset(profile.slots(best[3])))
 
 
 # (id(profile), state key) -> (profile, (busy compute in the way, start)): every GPU of a group

@@ -160,7 +160,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         self.times = RunTimes(alpha_prior, self.history)
         self._target: dict[str, Profile] = {}     # job -> profile its tail restart is for
         self._tail_key: tuple | None = None       # state at the last tail-restart search
-        self._sticky: dict[str, float] = {}       # blocked-restarted job -> until when only its target will do
+        self._sticky: dict[str, float] = {}       # blocked-restarted job -> until when only its target will do (`_unstick`)
         self.model: GpuModel | None = None
         self.rank = rank
         self._known_runs = 0  # durations known (runs completed here or recalled): `_unknown_rank`'s version
@@ -243,6 +243,8 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
 
     def _schedule(self, view: ClusterView) -> list[Action]:
         model = self.model or self._init(view)
+        if self._sticky:
+            self._unstick(view)
         # Fast path (most calls follow a memory sample): nothing this pass reads has changed since
         # a pass that placed nothing; heads, tiers and reservations are the same, so only the
         # time-dependent blocked restart needs a look.
@@ -291,6 +293,14 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         if key == self._miss:
             self._quiet = self._quiet_key(view)
         return self._blocked(view)
+
+    def _unstick(self, view: ClusterView) -> None:
+        """A blocked-restarted job that has waited for its target as long as the restart was to
+        save takes any instance from now on (docs/migm.md step 9). Done before the memo keys
+        are read: both hold the sticky jobs, so the pass that follows searches afresh."""
+        for jid in [j for j, until in self._sticky.items() if until <= view.now_s]:
+            del self._sticky[jid]
+            self._target.pop(jid, None)
 
     def _quiet_key(self, view: ClusterView) -> tuple:
         """What a pass that placed nothing depends on, besides the clock's rules (`_blocked`)."""

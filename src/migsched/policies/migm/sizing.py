@@ -20,6 +20,8 @@ job that scales finishes sooner on it. Used at dispatch, while jobs still arrive
 
 from __future__ import annotations
 
+import math
+
 from migsched.core.state import ClusterView, JobView
 from migsched.estimators.base import MemoryEstimator
 from migsched.hardware.catalog import GpuModel, Profile
@@ -106,7 +108,7 @@ class MemorySizing:
         moves to another profile (a ramping job reports many new peaks)."""
         fam = job.family
         old = self._name_floor.get(fam, 0.0)
-        if used_mib <= old:
+        if not math.isfinite(used_mib) or used_mib <= old:  # a NaN would stick as the floor
             return
         self._name_floor[fam] = used_mib
         was = smallest_fitting(self.model, min(old, self.largest_mib))
