@@ -372,7 +372,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
     # ---- the contract -------------------------------------------------------------------------
     def wake_at_s(self, view: ClusterView) -> float | None:
         """The tail and blocked restarts' re-checks (`tail.py`), the end of a wait (`wait.py`)
-        and of a blocked-restarted job's wait for its target (`choice.py`)."""
+        and of a blocked-restarted job's wait for its target (`_unstick`)."""
         times = [t for t in (TailRestart.wake_at_s(self, view), self.wait_wake_s(view)) if t is not None]
         times += [t for t in self._sticky.values() if t > view.now_s]  # a blocked restart's wait ends
         return min(times) if times else None
