@@ -15,15 +15,14 @@ from migsched.policies.migm.restarts import sized_by_duration
 
 class Learning:
     """Mixin of `MigmPolicy` (uses its `sizing`, `estimator`, `times`, `index`, `rank`, `score`,
-    `model`, `siblings`, `_fam_val`, `_known_runs`, `_target`, `_sticky`, `_bump`)."""
+    `model`, `siblings`, `_fam_val`, `_known_runs`, `_forget_restart`, `_bump`)."""
 
     def _left(self, job: JobView) -> None:
         """A launched job left the running set: learn from how its attempt ended."""
         assert self.sizing is not None
         self.sizing.forget(job)
-        if job.state in (JobState.DONE, JobState.FAILED):  # ended before a restart's kill landed
-            self._target.pop(job.job_id, None)  # else the one-at-a-time rule would wait on it for ever
-            self._sticky.pop(job.job_id, None)
+        if job.state in (JobState.DONE, JobState.FAILED):  # ended before a restart's kill landed:
+            self._forget_restart(job.job_id)  # else the one-at-a-time rule would wait on it for ever
         if not job.attempts:
             return
         a = job.attempts[-1]

@@ -274,7 +274,7 @@ def _by_known_ends(view: ClusterView, profile: Profile, groups: list[tuple[int, 
     """`choose_reservation`'s ranking by the known ends of the jobs in the way (its doc)."""
     ranked = heapq.nsmallest(DRAIN_GPUS, groups, key=lambda c: c[:3])
     first = ends(ranked[0][1])
-    if not first or all(v is None for v in first.values()):
+    if not _knows(first):
         return None  # nothing known where the least compute is in the way
     best: tuple | None = None
     seen = 0
@@ -283,20 +283,35 @@ def _by_known_ends(view: ClusterView, profile: Profile, groups: list[tuple[int, 
         for gpu in (low, *others):
             seen += 1
             left = first if gpu == ranked[0][1] else ends(gpu)
-            if left and not all(v is None for v in left.values()):
-                busy = [(frozenset(i.profile.slots(i.start)), i.profile.compute_slices, left.get(i.start))
-                        for i in view.gpus[gpu].layout.instances if i.busy]
-                for start in profile.starts:
-                    slots = frozenset(profile.slots(start))
-                    way = [(c, rem) for sl, c, rem in busy if not slots.isdisjoint(sl)]
-                    if any(rem is None for _, rem in way):
-                        continue
-                    cand = (max((rem for _, rem in way), default=0.0), sum(c for c, _ in way), gpu, start)
-                    if best is None or cand < best:
-                        best = cand
+            cand = _earliest_start(profile, view.gpus[gpu].layout, left, gpu) if _knows(left) else None
+            if cand is not None and (best is None or cand < best):
+                best = cand
         if seen >= DRAIN_GPUS:
             break
     return None if best is None else (best[2], frozenset(profile.slots(best[3])))
+
+
+def _knows(left: Mapping[int, float | None]) -> bool:
+    """Whether a GPU's `ends` know the end of at least one of its jobs."""
+    return any(v is not None for v in left.values())
+
+
+def _earliest_start(profile: Profile, layout: Layout, left: Mapping[int, float | None],
+                    gpu: int) -> tuple | None:
+    """(latest known end in the way, busy compute in the way, gpu, start) of `profile`'s start on
+    `layout` whose jobs in the way end first, or None when every start has an unknown one."""
+    busy = [(frozenset(i.profile.slots(i.start)), i.profile.compute_slices, left.get(i.start))
+            for i in layout.instances if i.busy]
+    best: tuple | None = None
+    for start in profile.starts:
+        slots = frozenset(profile.slots(start))
+        way = [(c, rem) for sl, c, rem in busy if not slots.isdisjoint(sl)]
+        if any(rem is None for _, rem in way):
+            continue
+        cand = (max((rem for _, rem in way), default=0.0), sum(c for c, _ in way), gpu, start)
+        if best is None or cand < best:
+            best = cand
+    return best
 
 
 # (id(profile), state key) -> (profile, (busy compute in the way, start)): every GPU of a group

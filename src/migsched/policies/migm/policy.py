@@ -299,8 +299,13 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
         save takes any instance from now on (docs/migm.md step 9). Done before the memo keys
         are read: both hold the sticky jobs, so the pass that follows searches afresh."""
         for jid in [j for j, until in self._sticky.items() if until <= view.now_s]:
-            del self._sticky[jid]
-            self._target.pop(jid, None)
+            self._forget_restart(jid)
+
+    def _forget_restart(self, job_id: str) -> None:
+        """The tail or blocked restart of `job_id` is over (placed, given up, its kill failed or
+        the job ended first): its target and wait go, and the next restart may be looked for."""
+        self._target.pop(job_id, None)
+        self._sticky.pop(job_id, None)
 
     def _quiet_key(self, view: ClusterView) -> tuple:
         """What a pass that placed nothing depends on, besides the clock's rules (`_blocked`)."""
@@ -336,9 +341,8 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
                 self._bump("whole_gpu" if whole else pl.kind)
                 if pl.profile.name != tier:
                     self._bump("compute_upgrades")
-                self._target.pop(job.job_id, None)
+                self._forget_restart(job.job_id)
                 self._waits.pop(job.job_id, None)  # a restarted attempt may wait afresh
-                self._sticky.pop(job.job_id, None)
                 self.index.launched(job, view, delta=(-1, 1))
                 self._watch_family(job)
                 return whole or pl.actions(job.job_id)
@@ -387,8 +391,7 @@ class MigmPolicy(Learning, EarlyRestart, PlacementChoice, TailRestart, LptRanks,
             self._epoch += 1
         for f in changes.failed:
             if isinstance(f.action, Kill):  # the restart it was for will not happen
-                self._target.pop(f.action.job_id, None)
-                self._sticky.pop(f.action.job_id, None)
+                self._forget_restart(f.action.job_id)
             elif isinstance(f.action, SetMigMode):  # this GPU's mode stays as it is
                 self._no_toggle.add(f.action.gpu)
         return super().decide(view, changes)
